@@ -1,0 +1,54 @@
+# TinyLarge — `make help` lists the targets (generated from the `##` comments).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install TinyLarge with its dependencies
+
+demo-%: $(STAMP) ## run a domain end to end, e.g. make demo-healthcare (trains models first if missing)
+	$(BIN)/tinylarge demo $*
+
+train-%: $(STAMP) ## train a domain's tiny and large models, e.g. make train-healthcare
+	$(BIN)/tinylarge train $*
+
+test: $(STAMP) ## run the test suite (everything but the `slow` marker)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP) ## run every test, the slow ones included
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff over the whole tree
+	$(BIN)/ruff check .
+
+bench: $(STAMP) ## pipeline benchmark -> out/bench/pipeline.json
+	$(BIN)/python -m bench.pipeline
+
+bench-faults: $(STAMP) ## fault-injection reliability report -> out/bench/faults.json
+	$(BIN)/python -m bench.faults
+
+firmware-report: $(STAMP) ## parity and footprint of the compiled firmware -> out/firmware/report.json
+	$(BIN)/python -m bench.firmware_report
+
+clean: ## remove build outputs (keeps .venv and trained models)
+	rm -rf build out .pytest_cache
+
+distclean: clean ## remove everything generated, .venv and trained models too
+	rm -rf $(VENV) models
+
+.PHONY: help venv test test-all lint bench bench-faults firmware-report clean distclean
