@@ -1,0 +1,1 @@
+"""TinyLarge shared package: what every domain uses."""
