@@ -1,1 +1,3 @@
-"""TinyLarge shared package: what every domain uses."""
+"""TinyLarge common package: transport, storage, message schemas, TinyML/LargeML helpers, CLI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,199 @@
+"""Message envelope, topics and JSON Schema validation, used on both sides of every link.
+
+Every TinyLarge message is a JSON object with the envelope ``v``, ``device``, ``seq``, ``ts``,
+``model`` plus domain fields. Schemas live in ``shared/schemas/<domain>.<stream>.json`` (or
+``<stream>.json`` for streams every domain shares, such as ``status``); docs/messages.md explains
+them. :func:`encode` validates before publishing and :func:`decode` validates on receipt; both raise
+:class:`MessageError` whose ``reason`` is short, stable and safe to put in a dead-letter message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+
+SCHEMA_VERSION = 1
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+TOPIC_ROOT = "tinylarge"
+DEADLETTER_ROOT = f"{TOPIC_ROOT}/_deadletter"
+DOMAINS = ("healthcare", "vehicles", "industrial_iot", "metaverse_eeg")
+#: streams whose schema is shared by every domain
+COMMON_STREAMS = ("status", "model")
+#: payloads above this many bytes are refused before parsing (per stream overrides below)
+MAX_BYTES = 16 * 1024
+MAX_BYTES_BY_STREAM = {"model": 512 * 1024}
+#: nesting deeper than this is refused before schema validation
+MAX_DEPTH = 8
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_STREAM_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+class MessageError(ValueError):
+    """A message that must not be accepted; ``reason`` names what is wrong."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Topic:
+    domain: str
+    device: str
+    stream: str
+
+    def __str__(self) -> str:
+        return f"{TOPIC_ROOT}/{self.domain}/{self.device}/{self.stream}"
+
+
+def check_id(value: str, what: str = "device") -> str:
+    """Return ``value`` if it is a safe id (letters, digits, ``_`` and ``-``; 1..64), else raise."""
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise MessageError(f"invalid {what} id {value!r}: use 1-64 of [A-Za-z0-9_-] (no '/', '+', '#', '..')")
+    return value
+
+
+def topic(domain: str, device: str, stream: str) -> str:
+    """``tinylarge/<domain>/<device>/<stream>``, refusing ids that would inject topic levels or wildcards."""
+    if domain not in DOMAINS:
+        raise MessageError(f"unknown domain {domain!r}; expected one of {', '.join(DOMAINS)}")
+    check_id(device)
+    if not _STREAM_RE.match(stream):
+        raise MessageError(f"invalid stream name {stream!r}")
+    return str(Topic(domain, device, stream))
+
+
+def parse_topic(name: str) -> Topic:
+    """Inverse of :func:`topic`; raises MessageError for anything that is not a TinyLarge device topic."""
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != TOPIC_ROOT:
+        raise MessageError(f"not a {TOPIC_ROOT}/<domain>/<device>/<stream> topic: {name[:120]!r}")
+    _, domain, device, stream = parts
+    topic(domain, device, stream)  # validates every level
+    return Topic(domain, device, stream)
+
+
+def deadletter_topic(domain: str) -> str:
+    return f"{DEADLETTER_ROOT}/{domain}"
+
+
+def _schema_name(domain: str, stream: str) -> str:
+    return f"{stream}.json" if stream in COMMON_STREAMS else f"{domain}.{stream}.json"
+
+
+@cache
+def _registry() -> Registry:
+    resources = []
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        contents = json.loads(path.read_text())
+        resources.append((contents["$id"], Resource.from_contents(contents)))
+    return Registry().with_resources(resources)
+
+
+@cache
+def _validator(domain: str, stream: str) -> jsonschema.protocols.Validator:
+    path = SCHEMA_DIR / _schema_name(domain, stream)
+    if not path.exists():
+        raise MessageError(f"no schema for stream {stream!r} of domain {domain!r} ({path.name})")
+    schema = json.loads(path.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, registry=_registry())
+
+
+def schema_path(domain: str, stream: str) -> Path:
+    return SCHEMA_DIR / _schema_name(domain, stream)
+
+
+def _depth(obj: Any, level: int = 1) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(obj, dict):
+        return max((_depth(v, level + 1) for v in obj.values()), default=level)
+    if isinstance(obj, list):
+        return max((_depth(v, level + 1) for v in obj), default=level)
+    return level
+
+
+def _check_finite(obj: Any, path: str = "$") -> None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise MessageError(f"non-finite number at {path}")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_finite(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_finite(v, f"{path}[{i}]")
+
+
+def validate(domain: str, stream: str, msg: Any) -> dict:
+    """Validate a message object against its schema; return it, or raise MessageError naming the field."""
+    if not isinstance(msg, dict):
+        raise MessageError(f"message must be a JSON object, got {type(msg).__name__}")
+    if _depth(msg) > MAX_DEPTH:
+        raise MessageError(f"message nested deeper than {MAX_DEPTH} levels")
+    _check_finite(msg)
+    if "v" in msg and msg["v"] != SCHEMA_VERSION:
+        raise MessageError(f"unknown schema version v={msg['v']!r}; this side speaks v={SCHEMA_VERSION}")
+    error = jsonschema.exceptions.best_match(_validator(domain, stream).iter_errors(msg))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(message)"
+        raise MessageError(f"schema: {where}: {error.message[:200]}")
+    return msg
+
+
+def _reject_constant(name: str) -> Any:
+    raise MessageError(f"non-finite number {name} in JSON")
+
+
+def encode(domain: str, stream: str, msg: dict) -> bytes:
+    """Validate and serialise compactly (UTF-8, no NaN/Infinity)."""
+    validate(domain, stream, msg)
+    data = json.dumps(msg, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
+    limit = MAX_BYTES_BY_STREAM.get(stream, MAX_BYTES)
+    if len(data) > limit:
+        raise MessageError(f"message of {len(data)} bytes exceeds the {limit}-byte limit of stream {stream!r}")
+    return data
+
+
+def decode(domain: str, stream: str, payload: bytes) -> dict:
+    """Parse and validate a received payload; raise MessageError with the reason for the dead-letter topic."""
+    limit = MAX_BYTES_BY_STREAM.get(stream, MAX_BYTES)
+    if len(payload) > limit:
+        raise MessageError(f"oversize: {len(payload)} bytes > {limit}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MessageError(f"invalid UTF-8 at byte {exc.start}") from None
+    try:
+        msg = json.loads(text, parse_constant=_reject_constant)
+    except MessageError:
+        raise
+    except RecursionError:
+        raise MessageError(f"message nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise MessageError(f"bad JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    return validate(domain, stream, msg)
+
+
+def deadletter(domain: str, topic_name: str, reason: str, payload: bytes, ts_ms: int) -> bytes:
+    """The dead-letter record: where it came from, why it was refused, and the start of the payload."""
+    record = {
+        "v": SCHEMA_VERSION,
+        "domain": domain,
+        "topic": topic_name[:256],
+        "reason": reason[:300],
+        "ts": ts_ms,
+        "payload": payload[:1024].decode("utf-8", errors="replace"),
+        "payload_bytes": len(payload),
+    }
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
