@@ -1,0 +1,157 @@
+/*
+ * TinyLarge runtime: int8 kernels for models compiled by shared.compiler.
+ *
+ * C99, no heap, no global state. Every kernel takes a const parameter block
+ * (precomputed by the compiler and stored in flash) plus input/output pointers
+ * into the caller's arena. The arithmetic follows the TFLite int8 quantization
+ * spec so that outputs are bit-identical with the TFLite interpreter:
+ *   real = scale * (q - zero_point); requantization by a Q31 multiplier and a
+ *   power-of-two shift (tl_mul_by_quantized_multiplier).
+ */
+#ifndef TL_RUNTIME_H
+#define TL_RUNTIME_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TL_RUNTIME_VERSION 1
+#define TL_MAX_DIMS 4
+
+/* ---- fixed-point helpers (tl_quant.c) ---------------------------------- */
+
+/* (a * b * 2) >> 32 rounded to nearest, saturating the single overflow case. */
+int32_t tl_sat_rounding_doubling_high_mul(int32_t a, int32_t b);
+/* x / 2^exponent, rounding half away from zero; 0 <= exponent <= 31. */
+int32_t tl_rounding_divide_by_pot(int32_t x, int exponent);
+/* x * multiplier * 2^shift with multiplier a Q31 value in [2^30, 2^31). */
+int32_t tl_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift);
+
+/* ---- convolution (tl_conv.c) ------------------------------------------- */
+
+typedef struct {
+  int32_t batches;
+  int32_t in_h, in_w, in_c;
+  int32_t out_h, out_w, out_c;
+  int32_t k_h, k_w;
+  int32_t stride_h, stride_w;
+  int32_t dil_h, dil_w;
+  int32_t pad_h, pad_w;      /* padding before the first row / column */
+  int32_t depth_multiplier;  /* DEPTHWISE_CONV_2D only */
+  int32_t input_offset;      /* -input zero point */
+  int32_t output_offset;     /* output zero point */
+  int32_t act_min, act_max;
+  const int8_t *weights;     /* conv: [out_c][k_h][k_w][in_c]; depthwise: [k_h][k_w][out_c] */
+  const int32_t *bias;       /* [out_c] or NULL */
+  const int32_t *multiplier; /* [out_c] */
+  const int32_t *shift;      /* [out_c] */
+} tl_conv_params;
+
+void tl_conv2d(const tl_conv_params *p, const int8_t *input, int8_t *output);
+void tl_depthwise_conv2d(const tl_conv_params *p, const int8_t *input, int8_t *output);
+
+/* ---- fully connected (tl_fc.c) ----------------------------------------- */
+
+typedef struct {
+  int32_t batches;
+  int32_t in_n, out_n;
+  int32_t input_offset, filter_offset, output_offset;
+  int32_t act_min, act_max;
+  int32_t per_channel;       /* 1: multiplier/shift have out_n entries, 0: one */
+  const int8_t *weights;     /* [out_n][in_n] */
+  const int32_t *bias;       /* [out_n] or NULL */
+  const int32_t *multiplier;
+  const int32_t *shift;
+} tl_fc_params;
+
+void tl_fully_connected(const tl_fc_params *p, const int8_t *input, int8_t *output);
+
+/* ---- pooling and reduction (tl_pool.c) --------------------------------- */
+
+typedef struct {
+  int32_t batches;
+  int32_t in_h, in_w, channels;
+  int32_t out_h, out_w;
+  int32_t k_h, k_w;
+  int32_t stride_h, stride_w;
+  int32_t pad_h, pad_w;
+  int32_t act_min, act_max;
+} tl_pool_params;
+
+void tl_max_pool2d(const tl_pool_params *p, const int8_t *input, int8_t *output);
+void tl_avg_pool2d(const tl_pool_params *p, const int8_t *input, int8_t *output);
+
+/* MEAN over one contiguous run of axes: input viewed as [outer][reduce_n][inner]. */
+typedef struct {
+  int32_t outer, reduce_n, inner;
+  int32_t input_zero_point, output_zero_point;
+  int32_t multiplier;        /* already folded with 1/reduce_n */
+  int32_t shift;
+} tl_mean_params;
+
+void tl_mean(const tl_mean_params *p, const int8_t *input, int8_t *output);
+
+/* ---- elementwise (tl_elementwise.c) ------------------------------------ */
+
+/* Broadcast shapes: output dims plus per-input element strides (0 = broadcast). */
+typedef struct {
+  int32_t dims[TL_MAX_DIMS];
+  int32_t stride1[TL_MAX_DIMS];
+  int32_t stride2[TL_MAX_DIMS];
+} tl_broadcast;
+
+typedef struct {
+  tl_broadcast shape;
+  int32_t input1_offset, input2_offset, output_offset;
+  int32_t left_shift;
+  int32_t input1_multiplier, input1_shift;
+  int32_t input2_multiplier, input2_shift;
+  int32_t output_multiplier, output_shift;
+  int32_t act_min, act_max;
+} tl_add_params;
+
+typedef struct {
+  tl_broadcast shape;
+  int32_t input1_offset, input2_offset, output_offset;
+  int32_t output_multiplier, output_shift;
+  int32_t act_min, act_max;
+} tl_mul_params;
+
+void tl_add(const tl_add_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void tl_mul(const tl_mul_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+
+/* 256-entry table lookup (LOGISTIC, TANH): output = table[(uint8_t)input]. */
+void tl_lut(const int8_t *table, int32_t n, const int8_t *input, int8_t *output);
+
+/* int8 -> int8 requantization (QUANTIZE between two int8 tensors). */
+typedef struct {
+  int32_t n;
+  int32_t input_zero_point, output_zero_point;
+  int32_t multiplier, shift;
+} tl_requantize_params;
+
+void tl_requantize(const tl_requantize_params *p, const int8_t *input, int8_t *output);
+
+/* Concatenation of tensors with identical quantization: per outer row, copy
+ * chunk[i] bytes from each input in turn. */
+void tl_concat(int32_t n_inputs, const int8_t *const *inputs, const int32_t *chunk, int32_t outer,
+               int8_t *output);
+
+/* ---- softmax (tl_softmax.c) -------------------------------------------- */
+
+typedef struct {
+  int32_t outer, depth;
+  const float *exp_table;    /* 256 entries: exp(-input_scale * beta * (255 - i)) */
+  float output_scale;
+  int32_t output_zero_point;
+} tl_softmax_params;
+
+void tl_softmax(const tl_softmax_params *p, const int8_t *input, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TL_RUNTIME_H */
