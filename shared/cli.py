@@ -1,0 +1,115 @@
+"""The ``tinylarge`` console script.
+
+    tinylarge demo|train|serve|device DOMAIN [options]
+    tinylarge compile MODEL.tflite --name NAME --out DIR
+    tinylarge firmware build|run|gateway|report ...
+    tinylarge pki init|issue ...
+    tinylarge broker config ...
+    tinylarge ei profile|deploy ...
+
+Domain commands are implemented by each domain package (``<domain>.demo``, ``<domain>.service``,
+``<domain>.device``, ``<domain>.train``); the heavy imports (TensorFlow, torch) happen only once a
+command needs them, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from shared.messages import DOMAINS
+
+#: domains whose packages are implemented in this checkout
+IMPLEMENTED = ("healthcare",)
+
+_DOMAIN_COMMANDS = {
+    "demo": "run the domain end to end: devices -> MQTT -> cloud model -> store; summary table, JSON and plot",
+    "train": "train the domain's tiny (int8) and large (cloud) models",
+    "serve": "run the cloud service: subscribe, window per subject, infer, store, publish results",
+    "device": "run simulated devices that publish int8-model inferences",
+}
+
+#: pass-through subcommands: name -> (module, function taking argv, help)
+_TOOLS: dict[str, tuple[str, str, str]] = {
+    "compile": ("shared.compiler", "main_compile", "compile a full-int8 .tflite model to dependency-free C"),
+    "firmware": ("shared.firmware_tools", "firmware_main", "build, run and bridge the C firmware"),
+    "pki": ("shared.pki", "pki_main", "create a CA and certificates for the broker, cloud and devices"),
+    "broker": ("shared.brokerconf", "broker_main", "write a secured Mosquitto configuration"),
+    "ei": ("shared.edge_impulse", "ei_main", "Edge Impulse interop: export, profile, deploy"),
+}
+
+
+def add_endpoint_args(p: argparse.ArgumentParser) -> None:
+    """The endpoint flags every networked command shares (DESIGN: endpoints by URL)."""
+    p.add_argument("--mqtt", help="broker URL mqtt://[user:pass@]host:port or mqtts://...; env TINYLARGE_MQTT; "
+                   "default: start an embedded broker (local demos only)")
+    p.add_argument("--ca", help="CA certificate for mqtts://")
+    p.add_argument("--cert", help="client certificate (PEM) for mqtts://")
+    p.add_argument("--key", help="client private key (PEM) for mqtts://")
+    p.add_argument("--store", help="sqlite:///path.db or influx+http://host:port/bucket (INFLUX_ORG, "
+                   "INFLUX_TOKEN from the environment); env TINYLARGE_STORE; default sqlite:///out/tinylarge.db")
+
+
+def _domain_entry(domain: str, command: str) -> Callable[[Sequence[str]], int]:
+    module = importlib.import_module(f"{domain}.{'train' if command == 'train' else command}")
+    return module.main
+
+
+def _tool_entry(name: str) -> Callable[[Sequence[str]], int]:
+    module_name, func, _ = _TOOLS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise SystemExit(f"tinylarge {name}: not available in this build ({exc})") from None
+    return getattr(module, func)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinylarge",
+        description="TinyLarge: a tiny int8 model on the device and a large model in the cloud, as one system.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command, text in _DOMAIN_COMMANDS.items():
+        p = sub.add_parser(command, help=text, description=text, add_help=False)
+        p.add_argument("domain", choices=DOMAINS, help="the application domain")
+        p.add_argument("-h", "--help", action="store_true", help="show help (for DOMAIN's options too)")
+    for name, (_, _, text) in _TOOLS.items():
+        p = sub.add_parser(name, help=text, description=text, add_help=False)
+        p.add_argument("-h", "--help", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    command = argv[0]
+    if command in _TOOLS:
+        return int(_tool_entry(command)(argv[1:]) or 0)
+    if command not in _DOMAIN_COMMANDS:
+        parser.error(f"unknown command {command!r}; choose from {', '.join([*_DOMAIN_COMMANDS, *_TOOLS])}")
+    rest = argv[1:]
+    if not rest or rest[0].startswith("-"):
+        if rest and rest[0] in ("-h", "--help"):
+            sub_help = argparse.ArgumentParser(prog=f"tinylarge {command}", description=_DOMAIN_COMMANDS[command])
+            sub_help.add_argument("domain", choices=DOMAINS, help="then DOMAIN --help for its options")
+            sub_help.print_help()
+            return 0
+        parser.error(f"tinylarge {command}: give a DOMAIN, one of {', '.join(DOMAINS)}")
+    domain = rest[0]
+    if domain not in DOMAINS:
+        parser.error(f"unknown domain {domain!r}; choose from {', '.join(DOMAINS)}")
+    if domain not in IMPLEMENTED:
+        print(f"tinylarge {command} {domain}: this domain is not implemented yet in this build "
+              f"(implemented: {', '.join(IMPLEMENTED)})", file=sys.stderr)
+        return 2
+    return int(_domain_entry(domain, command)(rest[1:]) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
