@@ -1,0 +1,319 @@
+"""Mosquitto 2 configuration for one TinyLarge deployment: TLS, passwords, per-device ACL, persistence.
+
+``tinylarge broker config --pki DIR --out DIR --device ID ...`` writes into ``--out``:
+
+- ``mosquitto.conf``: a TLS listener (``cafile``/``certfile``/``keyfile`` from the PKI folder, TLS >= 1.2,
+  client certificates optional or required), an optional plain listener bound to 127.0.0.1 only,
+  ``allow_anonymous false``, persistence on (``data/``), ``max_packet_size`` sized for signed models;
+- ``passwd``: Mosquitto's PBKDF2-SHA512 hashes (``user:$7$<iterations>$<salt b64>$<hash b64>``),
+  computed here so that no password ever appears on a command line (``mosquitto_passwd -b`` would);
+- ``acl``: devices write only ``tinylarge/+/<own id>/{inference,status}`` and read only
+  ``tinylarge/+/<own id>/model``; the cloud user reads inference/status/chart and writes
+  risk/action/model/deadletter; application users read risk/action/status;
+- ``secrets.env`` (mode 0600): ``TINYLARGE_MQTT_PASSWORD_<USER>=...`` for every user. A password comes
+  from that environment variable when set, else from an existing ``secrets.env`` (so re-running keeps
+  it), else it is generated. Passwords are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import re
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.messages import DEADLETTER_ROOT, TOPIC_ROOT, MessageError, check_id
+from shared.pki import CA_CERT
+
+PASSWORD_ENV_PREFIX = "TINYLARGE_MQTT_PASSWORD_"
+#: PBKDF2 iterations written into ``passwd`` (Mosquitto 2.0 reads the count from each line)
+PBKDF2_ITERATIONS = 10_000
+_SALT_BYTES = 12  # what mosquitto_passwd uses
+CONF_NAME, PASSWD_NAME, ACL_NAME = "mosquitto.conf", "passwd", "acl"
+SECRETS_NAME, DATA_DIR = "secrets.env", "data"
+
+
+class BrokerConfigError(ValueError):
+    """A broker configuration that cannot be written; the message names the option that is wrong."""
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Everything ``write_broker_config`` needs; defaults suit a single-host deployment.
+
+    pki_dir: folder made by ``tinylarge pki`` holding ``ca.crt`` and ``<server_cert>.crt/.key``.
+    out_dir: where the configuration, password, ACL and secrets files and ``data/`` are written.
+    devices: device ids (each one MQTT user; the ACL pattern uses the username, ``%u``).
+    cloud_user: the cloud service's MQTT user.
+    app_users: read-only consumers of risk/action/status (dashboards, EHR bridges).
+    ehr_users: writers of healthcare ``chart`` observations.
+    port: TLS listener port (8883 is MQTT over TLS).
+    bind_address: TLS listener address; ``None`` listens on every interface.
+    plain_port: if set, an unencrypted listener on 127.0.0.1 only (same passwords and ACL).
+    server_cert: basename of the broker's certificate and key in ``pki_dir``.
+    require_certificate: clients must present a certificate signed by the CA (mutual TLS).
+    identity_as_username: with ``require_certificate``, the certificate CN is the username and no password
+        is checked (Mosquitto's ``use_identity_as_username``).
+    device_write_streams: the streams a device may publish under its own id.
+    persistence: keep retained messages, sessions and queued QoS 1 messages in ``data/mosquitto.db``.
+    autosave_interval_s: seconds between database saves (also saved on clean shutdown).
+    max_packet_bytes: the largest MQTT packet accepted (a 512 KiB model message plus headroom).
+    run_as_user: Mosquitto's ``user`` option; started as root it otherwise switches to ``mosquitto``, which
+        must then be able to read these files.
+    """
+
+    pki_dir: Path
+    out_dir: Path
+    devices: tuple[str, ...]
+    cloud_user: str = "cloud"
+    app_users: tuple[str, ...] = ()
+    ehr_users: tuple[str, ...] = ()
+    port: int = 8883
+    bind_address: str | None = None
+    plain_port: int | None = None
+    server_cert: str = "broker"
+    require_certificate: bool = False
+    identity_as_username: bool = False
+    device_write_streams: tuple[str, ...] = ("inference", "status")
+    persistence: bool = True
+    autosave_interval_s: int = 60
+    max_packet_bytes: int = 1024 * 1024
+    run_as_user: str | None = None
+
+
+@dataclass(frozen=True)
+class BrokerFiles:
+    """Paths written by :func:`write_broker_config`; ``passwords`` maps user -> password (keep it secret)."""
+
+    conf: Path
+    passwd: Path
+    acl: Path
+    secrets: Path
+    data_dir: Path
+    passwords: Mapping[str, str] = field(repr=False)
+
+
+def password_env(user: str) -> str:
+    """The environment variable holding ``user``'s password: TINYLARGE_MQTT_PASSWORD_<USER, '-' -> '_'>."""
+    return PASSWORD_ENV_PREFIX + user.upper().replace("-", "_")
+
+
+def password_hash(password: str, iterations: int = PBKDF2_ITERATIONS, salt: bytes | None = None) -> str:
+    """Mosquitto 2 password-file hash: ``$7$<iterations>$<base64 salt>$<base64 PBKDF2-HMAC-SHA512>``."""
+    if not password:
+        raise BrokerConfigError("empty password")
+    salt = secrets.token_bytes(_SALT_BYTES) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def check_password(password: str, hashed: str) -> bool:
+    """True when ``password`` matches a ``$7$`` line value (the check Mosquitto performs)."""
+    parts = hashed.split("$")
+    if len(parts) != 5 or parts[1] != "7":
+        raise BrokerConfigError("not a Mosquitto $7$ (PBKDF2-SHA512) hash")
+    salt, digest = base64.b64decode(parts[3]), base64.b64decode(parts[4])
+    computed = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, int(parts[2]))
+    return secrets.compare_digest(computed, digest)
+
+
+def read_secrets(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Parse a ``secrets.env`` into {env var: password}; missing file -> {}."""
+    p = Path(path)
+    if not p.exists():
+        return {}
+    out: dict[str, str] = {}
+    for line in p.read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _write_file(path: Path, text: str, mode: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _check(cfg: BrokerConfig) -> list[str]:
+    """Validate ``cfg``; return every user name (devices first)."""
+    if not cfg.devices:
+        raise BrokerConfigError("devices: give at least one device id (--device ID)")
+    users = [*cfg.devices, cfg.cloud_user, *cfg.app_users, *cfg.ehr_users]
+    for user in users:
+        try:
+            check_id(user, "user")
+        except MessageError as exc:
+            raise BrokerConfigError(str(exc)) from None
+    dupes = sorted({u for u in users if users.count(u) > 1})
+    if dupes:
+        raise BrokerConfigError(f"user names must be unique across devices/cloud/app/ehr users: {dupes}")
+    for name, port in (("port", cfg.port), ("plain_port", cfg.plain_port)):
+        if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
+            raise BrokerConfigError(f"{name} must be in 1..65535, got {port!r}")
+    if cfg.plain_port is not None and cfg.plain_port == cfg.port:
+        raise BrokerConfigError("plain_port must differ from port")
+    if cfg.identity_as_username and not cfg.require_certificate:
+        raise BrokerConfigError("identity_as_username needs require_certificate")
+    if cfg.autosave_interval_s < 0:
+        raise BrokerConfigError("autosave_interval_s must be >= 0")
+    if cfg.max_packet_bytes < 1024:
+        raise BrokerConfigError("max_packet_bytes must be >= 1024")
+    for stream in cfg.device_write_streams:
+        if not re.match(r"^[a-z][a-z0-9_]{0,31}$", stream) or stream in ("model", "risk", "action"):
+            raise BrokerConfigError(f"device_write_streams: {stream!r} is not a device -> cloud stream")
+    for path in (cfg.pki_dir / CA_CERT, cfg.pki_dir / f"{cfg.server_cert}.crt",
+                 cfg.pki_dir / f"{cfg.server_cert}.key"):
+        if not path.is_file():
+            raise BrokerConfigError(
+                f"missing {path}: run `tinylarge pki init --dir {cfg.pki_dir}` and "
+                f"`tinylarge pki issue {cfg.server_cert} --kind server --dir {cfg.pki_dir}`"
+            )
+    return users
+
+
+def acl_text(cfg: BrokerConfig) -> str:
+    """The ACL file. Patterns apply to every user; ``%u`` must be a whole topic level (Mosquitto rule)."""
+    root = TOPIC_ROOT
+    lines = [
+        "# TinyLarge ACL (generated by `tinylarge broker config`). Anything not granted here is denied.",
+        "# Devices: each user may publish only under its own id and read only its own model topic.",
+    ]
+    lines += [f"pattern write {root}/+/%u/{stream}" for stream in cfg.device_write_streams]
+    lines.append(f"pattern read {root}/+/%u/model")
+    lines += [
+        "",
+        "# Cloud service: consumes device streams, publishes results, models and dead letters.",
+        f"user {cfg.cloud_user}",
+        f"topic read {root}/+/+/inference",
+        f"topic readwrite {root}/+/+/status",
+        f"topic read {root}/+/+/chart",
+        f"topic write {root}/+/+/risk",
+        f"topic write {root}/+/+/action",
+        f"topic readwrite {root}/+/+/model",
+        f"topic write {DEADLETTER_ROOT}/#",
+    ]
+    for user in cfg.app_users:
+        lines += ["", f"user {user}", f"topic read {root}/+/+/risk", f"topic read {root}/+/+/action",
+                  f"topic read {root}/+/+/status"]
+    for user in cfg.ehr_users:
+        lines += ["", f"user {user}", f"topic write {root}/healthcare/+/chart"]
+    return "\n".join(lines) + "\n"
+
+
+def conf_text(cfg: BrokerConfig, out: Path) -> str:
+    """The mosquitto.conf text; every path is absolute so the broker can be started from anywhere."""
+    pki = cfg.pki_dir.resolve()
+    lines = ["# TinyLarge Mosquitto configuration (generated by `tinylarge broker config`)."]
+    if cfg.run_as_user:
+        lines.append(f"user {cfg.run_as_user}")
+    lines += [
+        "per_listener_settings false",
+        "allow_anonymous false",
+        f"password_file {out / PASSWD_NAME}",
+        f"acl_file {out / ACL_NAME}",
+        f"max_packet_size {cfg.max_packet_bytes}",
+        f"persistence {'true' if cfg.persistence else 'false'}",
+    ]
+    if cfg.persistence:
+        lines += [f"persistence_location {out / DATA_DIR}", f"autosave_interval {cfg.autosave_interval_s}"]
+    lines += ["log_dest stderr", "log_type error", "log_type warning", "log_type notice",
+              "log_type information", "connection_messages true", ""]
+    listen = f"listener {cfg.port}" + (f" {cfg.bind_address}" if cfg.bind_address else "")
+    lines += [
+        "# MQTT over TLS",
+        listen,
+        f"cafile {pki / CA_CERT}",
+        f"certfile {pki / (cfg.server_cert + '.crt')}",
+        f"keyfile {pki / (cfg.server_cert + '.key')}",
+        "tls_version tlsv1.2",
+        f"require_certificate {'true' if cfg.require_certificate else 'false'}",
+    ]
+    if cfg.identity_as_username:
+        lines.append("use_identity_as_username true")
+    if cfg.plain_port is not None:
+        lines += ["", "# plain MQTT, loopback only (local tools); same users and ACL",
+                  f"listener {cfg.plain_port} 127.0.0.1"]
+    return "\n".join(lines) + "\n"
+
+
+def write_broker_config(cfg: BrokerConfig, env: Mapping[str, str] | None = None) -> BrokerFiles:
+    """Write mosquitto.conf, passwd, acl, secrets.env and data/ into ``cfg.out_dir``."""
+    users = _check(cfg)
+    env = os.environ if env is None else env
+    out = cfg.out_dir.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DATA_DIR).mkdir(exist_ok=True)
+    previous = read_secrets(out / SECRETS_NAME)
+    passwords: dict[str, str] = {}
+    for user in users:
+        key = password_env(user)
+        passwords[user] = env.get(key) or previous.get(key) or secrets.token_urlsafe(24)
+    secrets_lines = ["# MQTT passwords for this deployment. Keep secret; mode 0600."]
+    secrets_lines += [f"{password_env(u)}={passwords[u]}" for u in users]
+    _write_file(out / SECRETS_NAME, "\n".join(secrets_lines) + "\n", 0o600)
+    _write_file(out / PASSWD_NAME, "".join(f"{u}:{password_hash(passwords[u])}\n" for u in users), 0o600)
+    _write_file(out / ACL_NAME, acl_text(cfg), 0o600)
+    _write_file(out / CONF_NAME, conf_text(cfg, out), 0o644)
+    return BrokerFiles(out / CONF_NAME, out / PASSWD_NAME, out / ACL_NAME, out / SECRETS_NAME,
+                       out / DATA_DIR, passwords)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinylarge broker config",
+        description="Write a Mosquitto 2 configuration (TLS, passwords, per-device ACL, persistence).",
+    )
+    d = BrokerConfig(Path(), Path(), ())
+    parser.add_argument("--pki", required=True, type=Path, help="PKI folder (tinylarge pki init/issue)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--device", action="append", default=[], metavar="ID", help="device id, repeatable")
+    parser.add_argument("--cloud-user", default=d.cloud_user, help="(default: %(default)s)")
+    parser.add_argument("--app-user", action="append", default=[], metavar="NAME",
+                        help="read-only user for risk/action/status, repeatable")
+    parser.add_argument("--ehr-user", action="append", default=[], metavar="NAME",
+                        help="user allowed to publish healthcare chart observations, repeatable")
+    parser.add_argument("--port", type=int, default=d.port, help="TLS port (default: %(default)s)")
+    parser.add_argument("--bind", default=None, help="TLS listener address (default: all interfaces)")
+    parser.add_argument("--plain-port", type=int, default=None, help="also listen unencrypted on 127.0.0.1")
+    parser.add_argument("--server-cert", default=d.server_cert, help="cert basename in --pki (%(default)s)")
+    parser.add_argument("--require-certificate", action="store_true", help="clients must present a CA cert")
+    parser.add_argument("--identity-as-username", action="store_true",
+                        help="with --require-certificate: the cert CN is the username, no password")
+    parser.add_argument("--no-persistence", action="store_true", help="keep nothing across restarts")
+    parser.add_argument("--autosave-s", type=int, default=d.autosave_interval_s, help="(%(default)s)")
+    parser.add_argument("--run-as", default=None, metavar="USER", help="Mosquitto `user` option")
+    return parser
+
+
+def broker_config_main(argv: Sequence[str] | None = None) -> int:
+    """``tinylarge broker config``; returns the exit code (0 ok, 1 refused, 2 usage)."""
+    args = _parser().parse_args(argv)
+    cfg = BrokerConfig(
+        pki_dir=args.pki, out_dir=args.out, devices=tuple(args.device), cloud_user=args.cloud_user,
+        app_users=tuple(args.app_user), ehr_users=tuple(args.ehr_user), port=args.port,
+        bind_address=args.bind, plain_port=args.plain_port, server_cert=args.server_cert,
+        require_certificate=args.require_certificate, identity_as_username=args.identity_as_username,
+        persistence=not args.no_persistence, autosave_interval_s=args.autosave_s, run_as_user=args.run_as,
+    )
+    try:
+        files = write_broker_config(cfg)
+    except BrokerConfigError as exc:
+        print(f"tinylarge broker config: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {files.conf}, {files.passwd}, {files.acl}")
+    print(f"passwords for {len(files.passwords)} users in {files.secrets} (mode 0600; not shown)")
+    print(f"start the broker with: mosquitto -c {files.conf}")
+    return 0
