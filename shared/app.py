@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from shared import messages
 from shared.broker import broker_for
+from shared.consumer import Publisher
 from shared.endpoints import mqtt_url, store_url
 from shared.transport import MqttClient, MqttConfig
 
@@ -43,19 +44,13 @@ def status_message(device: str, seq: int, model: str, state: str, counts: dict[s
     return msg
 
 
-def status_will(domain: str, device: str, model: str) -> tuple[str, bytes]:
-    """The retained last will: the broker publishes ``state: offline`` if the client vanishes."""
-    msg = status_message(device, 0, model, "offline")
-    return messages.topic(domain, device, "status"), messages.encode(domain, "status", msg)
-
-
 def publisher(client: MqttClient, domain: str, timeout_s: float | None = 30.0) -> Publish:
-    """``publish(device, stream, msg)``: validate, encode and publish at QoS 1 (status retained)."""
+    """``publish(device, stream, msg)``: validate, encode and publish at QoS 1 (status and model retained)."""
+    pub = Publisher(client)
 
     def publish(device: str, stream: str, msg: dict) -> None:
-        payload = messages.encode(domain, stream, msg)
-        if not client.publish(messages.topic(domain, device, stream), payload, qos=1,
-                              retain=stream in ("status", "model"), timeout_s=timeout_s):
+        if not pub.publish_msg(domain, device, stream, msg, retain=stream in ("status", "model"),
+                               timeout_s=timeout_s):
             raise TimeoutError(f"outgoing queue full: {domain}/{device}/{stream} seq={msg.get('seq')} dropped")
 
     return publish
@@ -78,17 +73,3 @@ def endpoints(args: argparse.Namespace, default_store: str | None = None) -> Ite
         store = os.environ.get("TINYLARGE_STORE") or default_store
     with broker_for(mqtt_url(getattr(args, "mqtt", None))) as url:
         yield Endpoints(url, store)
-
-
-@contextmanager
-def started(client: MqttClient, timeout_s: float = 15.0) -> Iterator[MqttClient]:
-    client.start(timeout_s=timeout_s)
-    try:
-        yield client
-    finally:
-        client.stop()
-
-
-def run_clients(clients: list[MqttClient], stack: ExitStack, timeout_s: float = 15.0) -> None:
-    for c in clients:
-        stack.enter_context(started(c, timeout_s))

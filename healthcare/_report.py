@@ -1,0 +1,144 @@
+"""Scoring, the summary table and the plot of the healthcare demo (ground truth from the simulator)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+NEWS2_ALERT = 5  #: NEWS2 aggregate at which the RCP chart asks for an urgent response
+LEAD_SPAN_H = 12.0  #: an alert counts as a warning of an event if it comes at most this long before it
+
+
+def _auroc(y: np.ndarray, s: np.ndarray) -> float | None:
+    if len(np.unique(y)) < 2:
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return round(float(roc_auc_score(y, s)), 4)
+
+
+def evaluate(cohort: Sequence, risks: Sequence[dict], start_epoch_ms: int, horizon_h: float,
+             alert_threshold: float) -> dict:
+    """AUROC of risk and NEWS2 for "event within horizon_h", on the same rows; lead times; false alerts.
+
+    Rows after a patient's event are left out (the patient has deteriorated; prediction is moot).
+    Both scores are compared on the rows where NEWS2 can be computed (vitals and a chart known).
+    """
+    events = {p.id: p.event_time_s for p in cohort}
+    rows = []
+    for m in risks:
+        t_s = (m["ts"] - start_epoch_ms) / 1000.0
+        ev = events.get(m["device"])
+        if ev is not None and t_s >= ev:
+            continue
+        y = int(ev is not None and ev - t_s <= horizon_h * 3600)
+        rows.append((m["device"], t_s, y, m["risk"], m["news2"], m["alert"]))
+    both = [r for r in rows if r[4] is not None]
+    y = np.array([r[2] for r in both])
+    out: dict = {
+        "eval_rows": len(both),
+        "eval_positive": int(y.sum()) if len(y) else 0,
+        "risk_auroc": _auroc(y, np.array([r[3] for r in both])) if both else None,
+        "news2_auroc": _auroc(y, np.array([r[4] for r in both], dtype=float)) if both else None,
+    }
+    leads, news2_leads = [], []
+    detected = 0
+    false_alert_patients = 0
+    for p in cohort:
+        mine = sorted((r for r in rows if r[0] == p.id), key=lambda r: r[1])
+        if p.event_time_s is None:
+            false_alert_patients += any(r[5] for r in mine)
+            continue
+        near = [r for r in mine if p.event_time_s - r[1] <= LEAD_SPAN_H * 3600]
+        first = next((r for r in near if r[3] >= alert_threshold), None)
+        if first is not None:
+            detected += 1
+            leads.append((p.event_time_s - first[1]) / 60.0)
+        first_n2 = next((r for r in near if r[4] is not None and r[4] >= NEWS2_ALERT), None)
+        if first_n2 is not None:
+            news2_leads.append((p.event_time_s - first_n2[1]) / 60.0)
+    n_events = sum(p.event_time_s is not None for p in cohort)
+    out.update({
+        "events": n_events,
+        "events_warned": detected,
+        "lead_time_min": round(float(np.median(leads)), 1) if leads else None,
+        "news2_events_warned": len(news2_leads),
+        "news2_lead_time_min": round(float(np.median(news2_leads)), 1) if news2_leads else None,
+        "false_alert_patients": int(false_alert_patients),
+        "stable_patients": len(cohort) - n_events,
+    })
+    return out
+
+
+def print_table(summary: dict) -> None:
+    keys = ["devices", "published", "received", "stored", "charts", "deadletters", "alerts",
+            "tiny_float_acc", "tiny_int8_acc", "risk_auroc", "news2_auroc", "events", "events_warned",
+            "lead_time_min", "news2_events_warned", "news2_lead_time_min", "false_alert_patients",
+            "p50_ms", "p99_ms", "wall_s"]
+    width = max(len(k) for k in keys)
+    print("\n" + "-" * (width + 16))
+    print(f"{'healthcare demo':<{width}}  {'value':>12}")
+    print("-" * (width + 16))
+    for k in keys:
+        v = summary.get(k)
+        text = "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+        print(f"{k:<{width}}  {text:>12}")
+    print("-" * (width + 16), flush=True)
+
+
+def plot_patient(cohort: Sequence, risks: Sequence[dict], out: Path, start_epoch_ms: int,
+                 db: Path | None) -> Path:
+    """Vitals as the device measured them, NEWS2 and transformer risk of one deteriorating patient."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with_event = [p for p in cohort if p.event_time_s is not None] or list(cohort)
+    patient = with_event[0]
+    mine = sorted((m for m in risks if m["device"] == patient.id), key=lambda m: m["ts"])
+    t_h = np.array([(m["ts"] - start_epoch_ms) / 3.6e6 for m in mine])
+    fig, axes = plt.subplots(4, 1, figsize=(10, 9), sharex=True)
+    vit = _measured_vitals(db, patient.id, start_epoch_ms) if db is not None else {}
+    for ax, keys in zip(axes[:2], (("hr_bpm", "rr_bpm"), ("spo2_pct", "temp_c")), strict=True):
+        for k in keys:
+            if k in vit:
+                ax.plot(vit[k][0], vit[k][1], ".", ms=3, label=f"{k} (device)")
+        ax.legend(loc="upper left", fontsize=8)
+    axes[2].step(t_h, [np.nan if m["news2"] is None else m["news2"] for m in mine], where="post", color="C3")
+    axes[2].axhline(NEWS2_ALERT, ls=":", color="C3")
+    axes[2].set_ylabel("NEWS2")
+    axes[3].plot(t_h, [m["risk"] for m in mine], color="C4")
+    axes[3].set_ylabel("transformer risk")
+    axes[3].set_ylim(0, 1)
+    axes[3].set_xlabel("hours since admission")
+    for ax in axes:
+        if patient.event_time_s is not None:
+            ax.axvline(patient.event_time_s / 3600, color="k", ls="--", lw=1)
+    fig.suptitle(f"{patient.id}: deterioration event at "
+                 f"{(patient.event_time_s or 0) / 3600:.1f} h (dashed)")
+    fig.tight_layout()
+    path = out / f"patient-{patient.id}.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _measured_vitals(db: Path, device: str, start_epoch_ms: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from shared.storage import open_store
+
+    store = open_store(f"sqlite:///{db}")
+    try:
+        points = store.query("vitals", device)
+    finally:
+        store.close()
+    out: dict[str, tuple[list, list]] = {}
+    for pt in points:
+        for k, v in pt.fields.items():
+            if isinstance(v, int | float) and v is not None:
+                out.setdefault(k, ([], []))
+                out[k][0].append((pt.ts_ms - start_epoch_ms) / 3.6e6)
+                out[k][1].append(v)
+    return {k: (np.array(a), np.array(b)) for k, (a, b) in out.items()}

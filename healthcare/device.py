@@ -1,0 +1,172 @@
+"""A simulated wrist wearable: signals -> on-device DSP -> int8 model -> one MQTT message per window.
+
+It does what the C firmware does (firmware/apps/healthcare), in Python: every ``window_every_s`` it takes
+a 30 s window of PPG (red, infrared), accelerometer and skin temperature, extracts the features of
+``healthcare.features``, classifies them with the int8 TFLite model through the LiteRT interpreter and
+publishes an ``inference`` message (QoS 1). The cloud cannot tell it from the firmware: both emit the
+same schema (shared/schemas/healthcare.inference.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from healthcare.features import extract_window, to_vector
+from healthcare.signals import ChartObs, Patient, Window
+from shared.messages import SCHEMA_VERSION
+
+DOMAIN = "healthcare"
+EHR_MODEL = "ehr@1"
+
+
+def _round(v: float | None, nd: int = 2) -> float | None:
+    return None if v is None else round(float(v), nd)
+
+
+def inference_message(device: str, seq: int, ts_ms: int, model_id: str, window_s: float,
+                      vitals: dict[str, float | None], label: str, scores: dict[str, float]) -> dict:
+    """The healthcare ``inference`` message (the firmware builds the very same object)."""
+    return {
+        "v": SCHEMA_VERSION, "device": device, "seq": seq, "ts": ts_ms, "model": model_id,
+        "window_s": window_s,
+        "vitals": {k: _round(v, 4 if k == "quality" else 2) for k, v in vitals.items()},
+        "class": label,
+        "scores": {k: round(float(v), 4) for k, v in scores.items()},
+    }
+
+
+def chart_message(device: str, seq: int, ts_ms: int, obs: ChartObs) -> dict:
+    """What the ward's EHR publishes when a nurse charts observations."""
+    return {"v": SCHEMA_VERSION, "device": device, "seq": seq, "ts": ts_ms, "model": EHR_MODEL,
+            "sbp_mmhg": round(obs.sbp_mmhg, 1), "consciousness": obs.consciousness,
+            "on_oxygen": bool(obs.on_oxygen), "rr_bpm": round(obs.rr_bpm, 1), "temp_c": round(obs.temp_c, 2)}
+
+
+@dataclass
+class Wearable:
+    """One simulated device on one patient."""
+
+    patient: Patient
+    tiny: Any  # healthcare.tiny.TinyModel
+    publish: Callable[[str, str, dict], None]  # (device, stream, message)
+    start_epoch_ms: int
+    seq: int = 0
+
+    @property
+    def device(self) -> str:
+        return self.patient.id
+
+    def process(self, w: Window) -> dict:
+        """DSP + int8 inference on one window; returns the message (not yet published)."""
+        feats = extract_window(w)
+        labels, scores = self.tiny.classify(to_vector(feats)[None, :])
+        ts_ms = self.start_epoch_ms + int(round(w.t_end_s * 1000))
+        msg = inference_message(self.device, self.seq, ts_ms, self.tiny.model_id, len(w.ppg_ir) / w.fs_hz,
+                                feats.as_dict(), labels[0], scores[0])
+        self.seq += 1
+        return msg
+
+    def step(self, t_end_s: float) -> dict:
+        msg = self.process(self.patient.window(t_end_s))
+        self.publish(self.device, "inference", msg)
+        return msg
+
+
+class Fleet:
+    """Wearables (one MQTT client each, with a retained status and last will) and the ward EHR."""
+
+    def __init__(self, args: argparse.Namespace | None, mqtt: str, cohort: Sequence[Patient], tiny: Any,
+                 start_epoch_ms: int, on_publish: Callable[[str, int], None] | None = None):
+        from shared.app import client_config, publisher
+        from shared.consumer import status_will
+        from shared.transport import MqttClient
+
+        self.cohort = list(cohort)
+        self.start_epoch_ms = start_epoch_ms
+        self.on_publish = on_publish
+        self.published = 0
+        self.charts_published = 0
+        self._clients: dict[str, Any] = {}
+        self.wearables: list[Wearable] = []
+        for p in self.cohort:
+            client = MqttClient(client_config(args, mqtt, f"tinylarge-hc-{p.id}",
+                                              will=status_will(DOMAIN, p.id, tiny.model_id)))
+            self._clients[p.id] = client
+            self.wearables.append(Wearable(p, tiny, publisher(client, DOMAIN), start_epoch_ms))
+        self._ehr = MqttClient(client_config(args, mqtt, "tinylarge-hc-ehr"))
+        self._ehr_publish = publisher(self._ehr, DOMAIN)
+        self._charts = sorted(((c.t_s, p.id, c) for p in self.cohort for c in p.charts()), key=lambda x: x[0])
+        self._chart_seq: dict[str, int] = {}
+
+    def start(self) -> None:
+        from shared.app import publisher, status_message
+
+        for w in self.wearables:
+            self._clients[w.device].start()
+            publisher(self._clients[w.device], DOMAIN)(
+                w.device, "status", status_message(w.device, 0, w.tiny.model_id, "online",
+                                                   active_model=w.tiny.model_id))
+        self._ehr.start()
+
+    def step_all(self, t_end_s: float) -> int:
+        """Publish the charts due by ``t_end_s``, then every wearable's window ending at ``t_end_s``."""
+        while self._charts and self._charts[0][0] <= t_end_s:
+            t_s, device, obs = self._charts.pop(0)
+            seq = self._chart_seq.get(device, 0)
+            self._chart_seq[device] = seq + 1
+            self._ehr_publish(device, "chart", chart_message(device, seq, self.start_epoch_ms + int(t_s * 1000),
+                                                             obs))
+            self.charts_published += 1
+        for w in self.wearables:
+            msg = w.process(w.patient.window(t_end_s))
+            w.publish(w.device, "inference", msg)
+            self.published += 1
+            if self.on_publish is not None:
+                self.on_publish(w.device, msg["seq"])
+        return len(self.wearables)
+
+    def stop(self, flush_timeout_s: float = 30.0) -> None:
+        for client in [*self._clients.values(), self._ehr]:
+            client.stop(flush_timeout_s=flush_timeout_s)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``tinylarge device healthcare``: run N simulated wearables against a broker."""
+    import os
+
+    from healthcare.signals import CohortConfig, simulate_cohort
+    from healthcare.tiny import TinyModel
+    from healthcare.train import ensure_trained
+    from shared.cli import add_endpoint_args
+
+    ap = argparse.ArgumentParser(prog="tinylarge device healthcare", description=__doc__.splitlines()[0])
+    add_endpoint_args(ap)
+    ap.add_argument("--models", type=Path, default=Path("models/healthcare"))
+    ap.add_argument("--patients", type=int, default=5, help="number of wearables")
+    ap.add_argument("--hours", type=float, default=1.0, help="simulated hours to run")
+    ap.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second")
+    ap.add_argument("--seed", type=int, default=7, help="cohort seed")
+    args = ap.parse_args(argv)
+    mqtt = args.mqtt or os.environ.get("TINYLARGE_MQTT")
+    if not mqtt:
+        ap.error("--mqtt (or TINYLARGE_MQTT) is required: devices connect to the broker the service uses")
+    ensure_trained(args.models)
+    cfg = CohortConfig(n_patients=args.patients, duration_h=args.hours, seed=args.seed)
+    fleet = Fleet(args, mqtt, simulate_cohort(cfg), TinyModel.load(args.models), int(time.time() * 1000))
+    fleet.start()
+    try:
+        t_s, t0 = cfg.window_s, time.monotonic()
+        while t_s <= cfg.duration_h * 3600:
+            fleet.step_all(t_s)
+            t_s += cfg.window_every_s
+            time.sleep(max(0.0, t0 + t_s / args.speed - time.monotonic()))
+    finally:
+        fleet.stop()
+    print(f"published {fleet.published} inferences and {fleet.charts_published} charts "
+          f"from {len(fleet.cohort)} wearables", flush=True)
+    return 0
