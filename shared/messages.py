@@ -161,7 +161,7 @@ def encode(domain: str, stream: str, msg: dict) -> bytes:
     data = json.dumps(msg, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
     limit = MAX_BYTES_BY_STREAM.get(stream, MAX_BYTES)
     if len(data) > limit:
-        raise MessageError(f"message of {len(data)} bytes exceeds the {limit}-byte limit of stream {stream!r}")
+        raise MessageError(f"message of {len(data)} bytes exceeds the {limit}-byte limit of {stream!r}")
     return data
 
 
@@ -182,6 +182,8 @@ def decode(domain: str, stream: str, payload: bytes) -> dict:
         raise MessageError(f"message nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
         raise MessageError(f"bad JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError:  # e.g. an integer literal beyond Python's 4300-digit conversion limit
+        raise MessageError("bad JSON: number literal too long") from None
     return validate(domain, stream, msg)
 
 
