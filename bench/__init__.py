@@ -1,0 +1,1 @@
+"""Benchmarks: print tables, write JSON under out/bench/."""
