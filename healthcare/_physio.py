@@ -4,7 +4,8 @@ Everything here is a deterministic function of (cohort seed, patient index, time
 after construction, so `vitals()` can be evaluated at any time in any order.
 
 Vital sign at time t (end of a window) = baseline + circadian + slow random drift + episode effects
-+ deterioration drift, then clipped to physiological limits. Rules (all times in seconds):
++ deterioration drift, then clipped to physiological limits (HR below 45 is compressed to
+45 - 0.3 (45 - HR)). Rules (all times in seconds):
 
 * circadian: c = cos(2 pi (clock_h - 16) / 24) (peak 16:00, trough 04:00); HR += a_hr c (a_hr 3-10 bpm),
   RR += 1.0 c, temp += 0.3 c, SBP += 6 c.
@@ -49,7 +50,7 @@ class EpisodeKind:
 EPISODES: dict[str, EpisodeKind] = {
     "motion": EpisodeKind(1.4, 30.0, 300.0, "day"),
     "off_wrist": EpisodeKind(0.07, 600.0, 2700.0, "any"),
-    "exercise": EpisodeKind(0.25, 300.0, 1200.0, "day", (25.0, 45.0)),
+    "exercise": EpisodeKind(0.25, 300.0, 1200.0, "day", (20.0, 35.0)),
     "anxiety": EpisodeKind(0.07, 900.0, 3600.0, "any", (20.0, 35.0)),
     "transient_tachy": EpisodeKind(0.15, 60.0, 180.0, "any", (30.0, 45.0)),
     "transient_brady": EpisodeKind(0.2, 60.0, 240.0, "any", (20.0, 30.0)),
@@ -58,7 +59,8 @@ EPISODES: dict[str, EpisodeKind] = {
     "paroxysmal_af": EpisodeKind(0.03, 1800.0, 7200.0, "any", (5.0, 15.0)),
 }
 RR_PER_HR = 0.18  # breaths/min added per bpm of exercise / anxiety HR rise
-CLIP = {"hr": (30.0, 190.0), "rr": (4.0, 45.0), "spo2": (70.0, 100.0), "temp": (34.0, 41.5),
+HR_SOFT_FLOOR = 45.0
+CLIP = {"hr": (35.0, 190.0), "rr": (4.0, 45.0), "spo2": (70.0, 100.0), "temp": (34.0, 41.5),
         "sbp": (60.0, 220.0)}
 SLOW_AMP = {"hr": 3.0, "rr": 0.8, "spo2": 0.6, "temp": 0.08, "sbp": 4.0}
 
@@ -199,6 +201,8 @@ def vitals(m: PatientModel, t: float, window_s: float) -> dict:
     on_oxygen = m.chronic_oxygen or p_lin >= 0.8 or treated
     if p_lin >= 0.8 or treated:
         v["spo2"] += 2.0
+    if v["hr"] < HR_SOFT_FLOOR:  # benign bradycardia flattens out in the low 40s
+        v["hr"] = HR_SOFT_FLOOR - 0.3 * (HR_SOFT_FLOOR - v["hr"])
     for k, (lo, hi) in CLIP.items():
         v[k] = min(hi, max(lo, v[k]))
     confounder = "exercise" if ex > 0 else ("anxiety" if anx > 0 else None)

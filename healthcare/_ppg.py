@@ -14,6 +14,7 @@ import numpy as np
 
 SPO2_A = 110.0
 SPO2_B = 25.0
+SYSTOLE_PHASE = 0.35  # share of the template beat taken by systole (foot to past the systolic peak)
 TEMPLATE_POINTS = 101  # samples of one template beat over phase 0..1 (both ends are the foot, value 0)
 
 
@@ -57,16 +58,23 @@ def template_beat(heart_rate_bpm: float, seed: int) -> np.ndarray:
     return out
 
 
-def beat_train(t_s: np.ndarray, beats_s: np.ndarray, amps: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """Pulse waveform at sample times `t_s`: template beats stretched between consecutive beat onsets.
+def beat_train(t_s: np.ndarray, beats_s: np.ndarray, amps: np.ndarray, template: np.ndarray,
+               template_period_s: float) -> np.ndarray:
+    """Pulse waveform at sample times `t_s`: template beats placed between consecutive beat onsets.
 
     beats_s: increasing beat-onset times covering t_s (beats_s[0] <= t_s[0], beats_s[-1] > t_s[-1]);
-    amps: amplitude of each beat (len(beats_s)). Returns 0..~1 waveform (float64).
+    amps: amplitude of each beat (len(beats_s)). The systolic part of the template (its first
+    SYSTOLE_PHASE) lasts SYSTOLE_PHASE * T0 * (L / T0)^0.4 (at most 0.6 L) for a beat of length L
+    (T0 = template_period_s), so systole changes little with heart rate and diastole takes up the rest,
+    as in real pulses. Returns a 0..~1 waveform (float64).
     """
     k = np.searchsorted(beats_s, t_s, side="right") - 1
     start = beats_s[k]
     length = beats_s[k + 1] - start
-    phase = (t_s - start) / length
+    tau = t_s - start
+    d_sys = np.minimum(0.6 * length, SYSTOLE_PHASE * template_period_s * (length / template_period_s) ** 0.4)
+    phase = np.where(tau < d_sys, SYSTOLE_PHASE * tau / d_sys,
+                     SYSTOLE_PHASE + (1.0 - SYSTOLE_PHASE) * (tau - d_sys) / (length - d_sys))
     idx = phase * (template.size - 1)
     i0 = np.minimum(idx.astype(np.int64), template.size - 2)
     frac = idx - i0

@@ -245,7 +245,7 @@ class Patient:
         beats = t[0] - rng.uniform(0.0, mean_ibi) + np.concatenate([[0.0], np.cumsum(ibi)])
         amps = 1.0 + d.am_depth * np.sin(2 * math.pi * f_r * beats + phi_r)
         amps *= 1.0 + 0.03 * rng.normal(size=nb + 1)
-        pulse = beat_train(t, beats, amps, d.template)
+        pulse = beat_train(t, beats, amps, d.template, 60.0 / m.hr0)
         resp = np.sin(2 * math.pi * f_r * t + phi_r)
         rel = 1.0 + d.wander * d.perfusion * resp
         r = float(ratio_from_spo2(v["spo2"]))

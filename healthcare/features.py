@@ -1,0 +1,320 @@
+"""On-device DSP for one healthcare window: the arithmetic the C99 firmware ports step by step.
+
+Inputs: ppg_red, ppg_ir (n samples, blood-volume polarity, ADC counts), acc_g (n x 3, g), temp_c,
+fs_hz. Everything below uses only: first-order IIR filters run sample by sample, centred moving
+averages, means / standard deviations, and a DFT evaluated at a fixed grid of candidate frequencies.
+Python runs it in float64; the float32 C port matches within the tolerances stated in its tests.
+
+Step by step (constants are the module-level names in CAPITALS):
+
+1. DC. dc_ir = mean(ppg_ir), dc_red = mean(ppg_red). If dc_ir < OFF_WRIST_DC (10 000 counts, for the
+   device's 18-bit front end) the device is off the wrist: HR, HRV, SpO2, RR and temperature are NaN,
+   quality is 0 (motion is still computed).
+2. Band-pass each channel: two exponential moving averages (EMA) started at the first sample,
+   ``e[0] = x[0];  e[i] = e[i-1] + a * (x[i] - e[i-1])`` with ``a = 1 - exp(-2 pi fc / fs_hz)``,
+   fc = BP_HIGH_HZ (4.0) for the fast one and BP_LOW_HZ (0.5) for the slow one; bp = fast - slow.
+3. Beats (on the IR channel; `beat_times_s`): an adaptive-threshold detector on the upstroke slope, with
+   a refractory period. d[0] = 0, d[i] = bp[i] - bp[i-1]; z[i] = max(d[i], 0)^2; ma_peak = centred moving
+   average of z over W1 = 2 round(0.055 fs) + 1 samples, ma_beat = the same over W2 = 2 round(0.333 fs)
+   + 1 samples (near the edges: the mean of the samples available); threshold = ma_beat + BETA (0.02)
+   * mean(z). Each maximal run of samples with ma_peak > threshold at least W1 samples long is an
+   upstroke; u = index of its largest d (first on ties). Its systolic peak p is the first index in
+   [max(u, 1), min(u + S, n - 1)) with bp[p] >= bp[p+1], S = round(PEAK_SEARCH_S (0.3) * fs) (no such
+   index: no beat). Pulse amplitude a = bp[p] - min(bp[max(0, u - S) .. u]). With the candidates'
+   amplitudes sorted ascending, ref = sorted[(3 (count - 1)) // 4] (integer division); candidates with
+   a < PEAK_FRAC (0.35) * ref are dropped (diastolic waves, noise). Going forward in time, a candidate
+   closer than REFRACTORY_S (0.3 s, in samples: p - p_prev < 0.3 fs) to the previous kept beat replaces
+   it only if its amplitude is larger, else it is dropped. Beat time = (p + o) / fs with the parabolic
+   offset o = 0.5 (y[-1] - y[+1]) / (y[-1] - 2 y[0] + y[+1]) of the bp samples around p (o = 0 when the
+   denominator is >= 0), clipped to +-0.5.
+4. Intervals ibi = diff(beat times). Valid: IBI_MIN_S (0.27) <= ibi <= IBI_MAX_S (2.0). Fewer than
+   MIN_BEATS (5) beats or fewer than MIN_BEATS - 1 valid intervals: HR, HRV, SpO2, RR are NaN and
+   quality is 0. Otherwise hr_bpm = 60 / mean(valid ibi); hrv_sdnn_ms = 1000 * std(valid ibi, ddof=1);
+   hrv_rmssd_ms = 1000 * sqrt(mean((ibi[k+1] - ibi[k])^2)) over pairs with both intervals valid (NaN if
+   there are none).
+5. SpO2: for every beat k >= 1 with a valid preceding interval, per channel
+   ac_k = bp[p_k] - min(bp[p_{k-1} .. p_k]) at the IR beat indices p; AC = mean of ac_k.
+   R = (AC_red / dc_red) / (AC_ir / dc_ir); spo2_pct = min(100, max(0, 110 - 25 R)).
+6. Respiratory rate (spectral fusion of baseline wander and amplitude modulation):
+   L = max(1, round(median(valid ibi) * fs)); bw = centred moving average of ppg_ir over L samples
+   (edges as above), minus its least-squares straight line, times the Hann window
+   h[i] = 0.5 - 0.5 cos(2 pi i / (n - 1)). am = the ac_k of step 5 (IR) minus their mean, times
+   0.5 - 0.5 cos(2 pi (t_k - t_0) / (t_last - t_0)) at the beat times t_k. For every candidate
+   f in RR_GRID_BPM (6.0, 6.5, ..., 36.0 per minute): P_bw(f) = |sum_i bw[i] exp(-j 2 pi f i / (60 fs))|^2,
+   P_am(f) = |sum_k am[k] exp(-j 2 pi f t_k / 60)|^2; S = P_bw / max(P_bw) + P_am / max(P_am) (a term
+   whose max is 0 is dropped). rr_bpm = the grid frequency of max S, refined by the parabolic offset
+   of step 3 on S (times the 0.5 grid step) when the max is not at an end of the grid.
+7. motion_g = population std (ddof=0) of |acc| = sqrt(x^2 + y^2 + z^2) (NaN if acc has NaN).
+8. quality = q_ibi * q_corr * q_motion, each 0..1:
+   q_ibi = share of intervals that are valid and within 0.5..1.5 x median(valid ibi);
+   q_corr = max(0, mean Pearson correlation of each beat's segment of IR bp with the mean segment),
+   the segment starting round(0.25 m fs) samples before the beat and round(0.6 m fs) samples long
+   (m = median valid ibi), beats whose segment leaves the window skipped, 0 if fewer than 3 remain;
+   q_motion = clip((MOTION_BAD_G - motion_g) / (MOTION_BAD_G - MOTION_OK_G), 0, 1) with 0.1 g / 0.3 g
+   (1 when motion_g is NaN).
+9. temp_c is passed through (NaN when off the wrist).
+
+`to_vector` turns Features into the tiny model's input: (value - VECTOR_CENTER) / VECTOR_SCALE per
+feature, clipped to +-VECTOR_CLIP (8), NaN -> 0 (the centre value; quality 0 tells the model why).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy.signal import lfilter
+
+from healthcare._ppg import spo2_from_ratio
+
+if TYPE_CHECKING:
+    from healthcare.signals import Window
+
+FEATURE_NAMES: tuple[str, ...] = ("hr_bpm", "hrv_rmssd_ms", "hrv_sdnn_ms", "spo2_pct", "rr_bpm", "temp_c",
+                                  "motion_g", "quality")
+OFF_WRIST_DC = 10_000.0
+BP_HIGH_HZ = 4.0
+BP_LOW_HZ = 0.5
+BETA = 0.02
+REFRACTORY_S = 0.3
+PEAK_SEARCH_S = 0.3
+PEAK_FRAC = 0.35
+IBI_MIN_S = 0.27
+IBI_MAX_S = 2.0
+MIN_BEATS = 5
+MIN_WINDOW_S = 8.0
+RR_GRID_BPM = np.arange(6.0, 36.0 + 1e-9, 0.5)
+MOTION_OK_G = 0.1
+MOTION_BAD_G = 0.3
+VECTOR_CENTER = np.array([75.0, 40.0, 50.0, 96.0, 16.0, 36.8, 0.05, 0.5], dtype=np.float32)
+VECTOR_SCALE = np.array([25.0, 40.0, 40.0, 4.0, 6.0, 1.0, 0.1, 0.5], dtype=np.float32)
+VECTOR_CLIP = 8.0
+
+
+@dataclass
+class Features:
+    """One window's features; NaN where not measurable."""
+
+    hr_bpm: float
+    hrv_rmssd_ms: float
+    hrv_sdnn_ms: float
+    spo2_pct: float
+    rr_bpm: float
+    temp_c: float
+    motion_g: float
+    quality: float
+
+    def as_dict(self) -> dict[str, float | None]:
+        """JSON-ready: NaN -> None."""
+        return {f.name: (None if math.isnan(v := float(getattr(self, f.name))) else v) for f in fields(self)}
+
+
+def ema(x: np.ndarray, fc_hz: float, fs_hz: float) -> np.ndarray:
+    """First-order IIR low-pass, state started at x[0] (step 2)."""
+    a = 1.0 - math.exp(-2.0 * math.pi * fc_hz / fs_hz)
+    return lfilter([a], [1.0, a - 1.0], x, zi=[(1.0 - a) * x[0]])[0]
+
+
+def bandpass(x: np.ndarray, fs_hz: float) -> np.ndarray:
+    return ema(x, BP_HIGH_HZ, fs_hz) - ema(x, BP_LOW_HZ, fs_hz)
+
+
+def centred_mean(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average over `width` (odd) samples; near the edges, the mean of those available."""
+    h = width // 2
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    i = np.arange(x.size)
+    lo = np.maximum(i - h, 0)
+    hi = np.minimum(i + h + 1, x.size)
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
+def _parabolic(y_m: float, y_0: float, y_p: float) -> float:
+    den = y_m - 2.0 * y_0 + y_p
+    if den >= 0.0:
+        return 0.0
+    return min(0.5, max(-0.5, 0.5 * (y_m - y_p) / den))
+
+
+def _detect(bp: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """Step 3: beat sample indices and sub-sample beat times (s) of a band-passed PPG."""
+    n = bp.size
+    d = np.concatenate([[0.0], np.diff(bp)])
+    z = np.maximum(d, 0.0) ** 2
+    w1 = 2 * int(round(0.055 * fs_hz)) + 1
+    w2 = 2 * int(round(0.333 * fs_hz)) + 1
+    thr = centred_mean(z, w2) + BETA * float(np.mean(z))
+    above = np.concatenate([[False], centred_mean(z, w1) > thr, [False]])
+    edges = np.flatnonzero(above[1:] != above[:-1])
+    search = int(round(PEAK_SEARCH_S * fs_hz))
+    cand: list[tuple[int, float]] = []  # (peak index, pulse amplitude from the preceding foot)
+    for s, e in zip(edges[0::2], edges[1::2], strict=True):
+        if e - s < w1:
+            continue
+        u = s + int(np.argmax(d[s:e]))
+        for p in range(max(u, 1), min(u + search, n - 1)):
+            if bp[p] >= bp[p + 1]:
+                cand.append((p, float(bp[p] - bp[max(0, u - search): u + 1].min())))
+                break
+    if not cand:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    amps = sorted(a for _, a in cand)
+    min_amp = PEAK_FRAC * amps[(3 * (len(amps) - 1)) // 4]
+    refractory = REFRACTORY_S * fs_hz
+    kept: list[int] = []
+    kept_amp: list[float] = []
+    for p, a in cand:
+        if a < min_amp:
+            continue
+        if kept and p - kept[-1] < refractory:
+            if a > kept_amp[-1]:
+                kept[-1], kept_amp[-1] = p, a
+            continue
+        kept.append(p)
+        kept_amp.append(a)
+    idx = np.asarray(kept, dtype=np.int64)
+    times = np.array([(p + _parabolic(bp[p - 1], bp[p], bp[p + 1])) / fs_hz for p in kept])
+    return idx, times
+
+
+def _check_fs(fs_hz: float) -> float:
+    if not (isinstance(fs_hz, int | float) and math.isfinite(fs_hz) and fs_hz > 0):
+        raise ValueError(f"fs_hz: must be a finite number > 0, got {fs_hz!r}")
+    return float(fs_hz)
+
+
+def beat_times_s(ppg: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Systolic peak times (s from the first sample) of one PPG channel (band-pass + step 3)."""
+    fs = _check_fs(fs_hz)
+    x = np.asarray(ppg, dtype=np.float64)
+    if x.ndim != 1 or x.size < 3:
+        raise ValueError(f"ppg: need a 1-D array of at least 3 samples, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("ppg: contains NaN or infinite samples")
+    return _detect(bandpass(x, fs), fs)[1]
+
+
+@lru_cache(maxsize=16)
+def _dft_basis(n: int, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    arg = 2.0 * math.pi * np.outer(RR_GRID_BPM / 60.0, np.arange(n) / fs_hz)
+    return np.cos(arg), np.sin(arg)
+
+
+def _hann(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(2.0 * math.pi * np.arange(n) / (n - 1))
+
+
+def _resp_rate(ir: np.ndarray, fs_hz: float, m_ibi: float, t_beats: np.ndarray, am: np.ndarray) -> float:
+    """Step 6."""
+    n = ir.size
+    bw = centred_mean(ir, max(1, int(round(m_ibi * fs_hz))))
+    i = np.arange(n, dtype=np.float64)
+    slope, icept = np.polyfit(i, bw, 1)
+    bw = (bw - (slope * i + icept)) * _hann(n)
+    cos_b, sin_b = _dft_basis(n, fs_hz)
+    score = np.zeros(RR_GRID_BPM.size)
+    p_bw = (cos_b @ bw) ** 2 + (sin_b @ bw) ** 2
+    if p_bw.max() > 0:
+        score += p_bw / p_bw.max()
+    if am.size >= 4 and t_beats[-1] > t_beats[0]:
+        a = (am - am.mean()) * (0.5 - 0.5 * np.cos(2 * math.pi * (t_beats - t_beats[0]) / (t_beats[-1] - t_beats[0])))
+        arg = 2.0 * math.pi * np.outer(RR_GRID_BPM / 60.0, t_beats)
+        p_am = (np.cos(arg) @ a) ** 2 + (np.sin(arg) @ a) ** 2
+        if p_am.max() > 0:
+            score += p_am / p_am.max()
+    k = int(np.argmax(score))
+    step = float(RR_GRID_BPM[1] - RR_GRID_BPM[0])
+    if 0 < k < score.size - 1:
+        return float(RR_GRID_BPM[k] + step * _parabolic(score[k - 1], score[k], score[k + 1]))
+    return float(RR_GRID_BPM[k])
+
+
+def _segment_corr(bp: np.ndarray, idx: np.ndarray, m_ibi: float, fs_hz: float) -> float:
+    pre = int(round(0.25 * m_ibi * fs_hz))
+    length = int(round(0.6 * m_ibi * fs_hz))
+    starts = idx - pre
+    ok = (starts >= 0) & (starts + length <= bp.size)
+    if ok.sum() < 3 or length < 3:
+        return 0.0
+    seg = bp[starts[ok][:, None] + np.arange(length)[None, :]]
+    seg = seg - seg.mean(axis=1, keepdims=True)
+    tmpl = seg.mean(axis=0)
+    tmpl = tmpl - tmpl.mean()
+    den = np.sqrt((seg**2).sum(axis=1) * (tmpl**2).sum())
+    r = np.where(den > 0, (seg @ tmpl) / np.where(den > 0, den, 1.0), 0.0)
+    return max(0.0, float(r.mean()))
+
+
+def _validate(ppg_red, ppg_ir, acc_g, temp_c, fs_hz) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    fs = _check_fs(fs_hz)
+    red = np.asarray(ppg_red, dtype=np.float64)
+    ir = np.asarray(ppg_ir, dtype=np.float64)
+    acc = np.asarray(acc_g, dtype=np.float64)
+    if ir.ndim != 1:
+        raise ValueError(f"ppg_ir: must be 1-D, got shape {ir.shape}")
+    if red.shape != ir.shape:
+        raise ValueError(f"ppg_red: shape {red.shape} differs from ppg_ir {ir.shape}")
+    if acc.shape != (ir.size, 3):
+        raise ValueError(f"acc_g: must have shape ({ir.size}, 3), got {acc.shape}")
+    if ir.size < MIN_WINDOW_S * fs:
+        raise ValueError(f"ppg_ir: too short ({ir.size} samples < {MIN_WINDOW_S} s at {fs} Hz)")
+    for name, x in (("ppg_red", red), ("ppg_ir", ir)):
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name}: contains NaN or infinite samples")
+    try:
+        temp = float(temp_c)
+    except (TypeError, ValueError):
+        raise ValueError(f"temp_c: must be a number, got {temp_c!r}") from None
+    return red, ir, acc, temp, fs
+
+
+def extract(ppg_red: np.ndarray, ppg_ir: np.ndarray, acc_g: np.ndarray, temp_c: float, fs_hz: float
+            ) -> Features:
+    """All features of one window (steps 1-9 of the module docstring)."""
+    red, ir, acc, temp, fs = _validate(ppg_red, ppg_ir, acc_g, temp_c, fs_hz)
+    nan = float("nan")
+    mag = np.sqrt(np.sum(acc * acc, axis=1))
+    motion = float(np.std(mag)) if np.all(np.isfinite(mag)) else nan
+    q_motion = 1.0 if math.isnan(motion) else min(1.0, max(0.0, (MOTION_BAD_G - motion) / (MOTION_BAD_G - MOTION_OK_G)))
+    dc_ir, dc_red = float(np.mean(ir)), float(np.mean(red))
+    if not dc_ir >= OFF_WRIST_DC:
+        return Features(nan, nan, nan, nan, nan, nan, motion, 0.0)
+    temp = temp if math.isfinite(temp) else nan
+    bp_ir, bp_red = bandpass(ir, fs), bandpass(red, fs)
+    idx, t = _detect(bp_ir, fs)
+    ibi = np.diff(t)
+    valid = (ibi >= IBI_MIN_S) & (ibi <= IBI_MAX_S)
+    if idx.size < MIN_BEATS or valid.sum() < MIN_BEATS - 1:
+        return Features(nan, nan, nan, nan, nan, temp, motion, 0.0)
+    good = ibi[valid]
+    hr = 60.0 / float(good.mean())
+    sdnn = 1000.0 * float(np.std(good, ddof=1))
+    pair = valid[1:] & valid[:-1]
+    rmssd = 1000.0 * math.sqrt(float(np.mean(np.diff(ibi)[pair] ** 2))) if pair.any() else nan
+    # step 5: per-beat AC at the IR beat indices (beats k >= 1 with a valid preceding interval)
+    ks = np.flatnonzero(valid) + 1
+    ac_ir = np.array([bp_ir[idx[k]] - bp_ir[idx[k - 1]: idx[k] + 1].min() for k in ks])
+    ac_red = np.array([bp_red[idx[k]] - bp_red[idx[k - 1]: idx[k] + 1].min() for k in ks])
+    ratio = (ac_red.mean() / dc_red) / (ac_ir.mean() / dc_ir) if ac_ir.mean() > 0 and dc_red > 0 else nan
+    spo2 = min(100.0, max(0.0, float(spo2_from_ratio(ratio)))) if math.isfinite(ratio) else nan
+    m_ibi = float(np.median(good))
+    rr = _resp_rate(ir, fs, m_ibi, t[ks], ac_ir)
+    q_ibi = float(np.mean(valid & (ibi >= 0.5 * m_ibi) & (ibi <= 1.5 * m_ibi)))
+    q_corr = _segment_corr(bp_ir, idx, m_ibi, fs)
+    return Features(hr, rmssd, sdnn, spo2, rr, temp, motion, q_ibi * q_corr * q_motion)
+
+
+def extract_window(w: Window) -> Features:
+    """`extract` applied to a `healthcare.signals.Window`."""
+    return extract(w.ppg_red, w.ppg_ir, w.acc_g, w.temp_c, w.fs_hz)
+
+
+def to_vector(f: Features) -> np.ndarray:
+    """float32[len(FEATURE_NAMES)]: (value - VECTOR_CENTER) / VECTOR_SCALE, clipped to +-VECTOR_CLIP,
+    NaN -> 0."""
+    x = np.array([getattr(f, n) for n in FEATURE_NAMES], dtype=np.float32)
+    v = np.clip((x - VECTOR_CENTER) / VECTOR_SCALE, -VECTOR_CLIP, VECTOR_CLIP)
+    return np.where(np.isnan(v), np.float32(0.0), v).astype(np.float32)
