@@ -1,4 +1,4 @@
-/* MAX_POOL_2D, AVERAGE_POOL_2D and MEAN, int8 NHWC. */
+/* MAX_POOL_2D, AVERAGE_POOL_2D, MEAN and REDUCE_MAX, int8 NHWC. */
 #include "tl_runtime.h"
 
 static int32_t tl_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
@@ -62,6 +62,20 @@ void tl_mean(const tl_mean_params *p, const int8_t *input, int8_t *output) {
       sum -= p->input_zero_point * p->reduce_n;
       out = tl_mul_by_quantized_multiplier(sum, p->multiplier, (int)p->shift) + p->output_zero_point;
       *output++ = (int8_t)tl_min_i32(tl_max_i32(out, -128), 127);
+    }
+  }
+}
+
+void tl_reduce_max(int32_t outer, int32_t reduce_n, int32_t inner, const int8_t *input, int8_t *output) {
+  int32_t o, r, i;
+  for (o = 0; o < outer; ++o) {
+    const int8_t *in_o = input + o * reduce_n * inner;
+    for (i = 0; i < inner; ++i) {
+      int8_t m = -128;
+      for (r = 0; r < reduce_n; ++r) {
+        if (in_o[r * inner + i] > m) m = in_o[r * inner + i];
+      }
+      *output++ = m;
     }
   }
 }

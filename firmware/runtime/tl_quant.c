@@ -22,9 +22,14 @@ int32_t tl_rounding_divide_by_pot(int32_t x, int exponent) {
 }
 
 int32_t tl_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
-  const int left_shift = shift > 0 ? shift : 0;
-  const int right_shift = shift > 0 ? 0 : -shift;
-  /* x * 2^left_shift with two's-complement wrap-around, as the interpreter computes it. */
-  const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
-  return tl_rounding_divide_by_pot(tl_sat_rounding_doubling_high_mul(shifted, multiplier), right_shift);
+  /* Single rounding (TFLITE_SINGLE_ROUNDING, what LiteRT's reference kernels and XNNPACK compute):
+   * round(x * multiplier / 2^(31 - shift)) with ties toward +infinity, shift in [-31, 30]. */
+  const int total_shift = 31 - shift;
+  const int64_t round = (int64_t)1 << (total_shift - 1);
+  int64_t result = (int64_t)x * (int64_t)multiplier + round;
+  /* floor division by 2^total_shift; written without shifting a negative value */
+  result = result >= 0 ? (result >> total_shift) : -(((-result) + (((int64_t)1 << total_shift) - 1)) >> total_shift);
+  if (result > INT32_MAX) return INT32_MAX;
+  if (result < INT32_MIN) return INT32_MIN;
+  return (int32_t)result;
 }

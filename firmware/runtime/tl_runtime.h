@@ -26,7 +26,7 @@ extern "C" {
 int32_t tl_sat_rounding_doubling_high_mul(int32_t a, int32_t b);
 /* x / 2^exponent, rounding half away from zero; 0 <= exponent <= 31. */
 int32_t tl_rounding_divide_by_pot(int32_t x, int exponent);
-/* x * multiplier * 2^shift with multiplier a Q31 value in [2^30, 2^31). */
+/* round(x * multiplier * 2^(shift - 31)), ties toward +inf; multiplier a Q31 value in [2^30, 2^31). */
 int32_t tl_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift);
 
 /* ---- convolution (tl_conv.c) ------------------------------------------- */
@@ -92,6 +92,9 @@ typedef struct {
 } tl_mean_params;
 
 void tl_mean(const tl_mean_params *p, const int8_t *input, int8_t *output);
+
+/* REDUCE_MAX over one contiguous run of axes (input and output share quantization). */
+void tl_reduce_max(int32_t outer, int32_t reduce_n, int32_t inner, const int8_t *input, int8_t *output);
 
 /* ---- elementwise (tl_elementwise.c) ------------------------------------ */
 
