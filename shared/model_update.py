@@ -206,6 +206,8 @@ def verify_update(
         raise ModelUpdateError(f"unknown signing key {msg['key_id']}")
     try:
         signature = base64.b64decode(msg["sig_b64"], validate=True)
+        if base64.b64encode(signature).decode("ascii") != msg["sig_b64"]:
+            raise ValueError("non-canonical base64")
         key.verify(signature, canonical_bytes(domain, device, model_id, msg["version"], msg["size"],
                                               msg["sha256"], msg["key_id"]))
     except (InvalidSignature, binascii.Error, ValueError):
@@ -214,6 +216,8 @@ def verify_update(
         data = base64.b64decode(msg["tflite_b64"], validate=True)
     except (binascii.Error, ValueError):
         raise ModelUpdateError("tflite_b64 is not valid base64 (truncated?)") from None
+    if base64.b64encode(data).decode("ascii") != msg["tflite_b64"]:
+        raise ModelUpdateError("tflite_b64 is not in canonical base64 (altered padding bits?)")
     if len(data) != msg["size"]:
         raise ModelUpdateError(f"size mismatch: decoded {len(data)} bytes, signed size {msg['size']}")
     if hashlib.sha256(data).hexdigest() != msg["sha256"]:

@@ -1,0 +1,257 @@
+"""shared.model_update: what a device accepts, what it refuses (and why), and that the old model stays."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from shared.messages import decode, encode
+from shared.model_update import (
+    ModelSlot,
+    ModelUpdateError,
+    canonical_bytes,
+    generate_keypair,
+    key_id,
+    load_private_key,
+    load_public_key,
+    sign_update,
+)
+
+HEADER = b"\x1c\x00\x00\x00TFL3"  # the first 8 bytes of every .tflite: root offset, then the file identifier
+DOMAIN, DEVICE = "healthcare", "ward3-bed07"
+#: unsigned by design: the version rule, not the signature, stops a replay
+UNSIGNED = {"seq", "ts"}
+
+
+def _model(n: int = 256, salt: bytes = b"") -> bytes:
+    return HEADER + hashlib.sha256(salt).digest() * (n // 32) + salt
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return generate_keypair(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def signed(keys) -> dict:
+    return sign_update(DOMAIN, DEVICE, "hc-tiny", 3, _model(salt=b"v3"), keys[0], seq=5, ts_ms=1_700_000_000_000)
+
+
+def _slot(keys, **kw) -> ModelSlot:
+    factory = kw.pop("active", _model(salt=b"factory"))
+    return ModelSlot(DOMAIN, DEVICE, keys[1], active=factory, active_version=kw.pop("active_version", 1),
+                     active_model_id="hc-tiny", **kw)
+
+
+def _refused(slot: ModelSlot, msg, needle: str) -> None:
+    before = (slot.active_bytes, slot.active_version, slot.active_model_id)
+    accepted, reason = slot.offer(msg)
+    assert not accepted and needle in reason, reason
+    assert (slot.active_bytes, slot.active_version, slot.active_model_id) == before
+
+
+def test_keypair_files(keys) -> None:
+    private, public = keys
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert load_private_key(private).public_key() == load_public_key(public)
+    with pytest.raises(ModelUpdateError, match="already exists"):
+        generate_keypair(private.parent)
+
+
+def test_message_is_schema_valid_and_binds_the_canonical_form(signed: dict, keys) -> None:
+    wire = encode(DOMAIN, "model", signed)
+    assert decode(DOMAIN, "model", wire) == signed
+    assert signed["model"] == "hc-tiny@3" and signed["version"] == 3
+    assert signed["key_id"] == key_id(load_public_key(keys[1]))
+    expected = (
+        "tinylarge-model-update-v1\ndomain=healthcare\ndevice=ward3-bed07\nmodel=hc-tiny\nversion=3\n"
+        f"size={signed['size']}\nsha256={signed['sha256']}\nkey_id={signed['key_id']}\n"
+    ).encode()
+    assert canonical_bytes(DOMAIN, DEVICE, "hc-tiny", 3, signed["size"], signed["sha256"], signed["key_id"]) == expected
+    load_public_key(keys[1]).verify(base64.b64decode(signed["sig_b64"]), expected)  # raises if not
+
+
+def test_valid_update_is_installed_and_reported(signed: dict, keys) -> None:
+    slot = _slot(keys)
+    accepted, reason = slot.offer(encode(DOMAIN, "model", signed))
+    assert accepted, reason
+    assert slot.active_version == 3 and slot.active_model_id == "hc-tiny" and slot.active_model == "hc-tiny@3"
+    assert slot.active_bytes == base64.b64decode(signed["tflite_b64"])
+    _refused(slot, signed, "stale version 3 <= active 3")  # the same message again is a replay
+
+
+def _with(msg: dict, **changes) -> dict:
+    out = copy.deepcopy(msg)
+    out.update(changes)
+    return out
+
+
+def test_tampered_model_bytes(signed: dict, keys) -> None:
+    data = bytearray(base64.b64decode(signed["tflite_b64"]))
+    data[40] ^= 0x01
+    _refused(_slot(keys), _with(signed, tflite_b64=base64.b64encode(data).decode()), "sha256 mismatch")
+
+
+def test_tampered_signature(signed: dict, keys) -> None:
+    sig = bytearray(base64.b64decode(signed["sig_b64"]))
+    sig[0] ^= 0x80
+    _refused(_slot(keys), _with(signed, sig_b64=base64.b64encode(sig).decode()), "bad signature")
+
+
+def test_tampered_signed_fields(signed: dict, keys) -> None:
+    slot = _slot(keys)
+    _refused(slot, _with(signed, version=4, model="hc-tiny@4"), "bad signature")
+    _refused(slot, _with(signed, model="hc-other@3"), "bad signature")
+    _refused(slot, _with(signed, model="hc-tiny@9"), "does not name version 3")
+    data = _model(salt=b"evil")
+    forged = _with(signed, tflite_b64=base64.b64encode(data).decode(), sha256=hashlib.sha256(data).hexdigest(),
+                   size=len(data))
+    _refused(slot, forged, "bad signature")
+
+
+def test_wrong_key(keys, tmp_path: Path) -> None:
+    attacker = Ed25519PrivateKey.generate()
+    msg = sign_update(DOMAIN, DEVICE, "hc-tiny", 5, _model(salt=b"x"), attacker, 1, 1)
+    _refused(_slot(keys), msg, "unknown signing key")
+    # claiming the trusted key's id does not help: the signature does not verify under it
+    msg["key_id"] = key_id(load_public_key(keys[1]))
+    _refused(_slot(keys), msg, "bad signature")
+
+
+def test_wrong_device_and_domain(keys) -> None:
+    other = sign_update(DOMAIN, "ward3-bed08", "hc-tiny", 5, _model(salt=b"d"), keys[0], 1, 1)
+    _refused(_slot(keys), other, "wrong device")
+    vehicle = sign_update("vehicles", DEVICE, "hc-tiny", 5, _model(salt=b"d"), keys[0], 1, 1)
+    _refused(_slot(keys), vehicle, "wrong domain")
+    # the domain field rewritten to match: the signature bound the original domain
+    _refused(_slot(keys), _with(vehicle, domain=DOMAIN), "bad signature")
+
+
+@pytest.mark.parametrize("active_version", [3, 4])
+def test_older_or_equal_version_is_refused(signed: dict, keys, active_version: int) -> None:
+    _refused(_slot(keys, active_version=active_version), signed, f"stale version 3 <= active {active_version}")
+
+
+def test_truncated_base64(signed: dict, keys) -> None:
+    b64 = signed["tflite_b64"]
+    _refused(_slot(keys), _with(signed, tflite_b64=b64[:-1]), "not valid base64")
+    _refused(_slot(keys), _with(signed, tflite_b64=b64[:-8]), "size mismatch")
+    _refused(_slot(keys), _with(signed, tflite_b64=b64[:10]), "schema")
+
+
+def test_schema_and_transport_garbage(signed: dict, keys) -> None:
+    slot = _slot(keys)
+    _refused(slot, {k: v for k, v in signed.items() if k != "sig_b64"}, "schema")
+    _refused(slot, _with(signed, extra=1), "schema")
+    _refused(slot, b"", "bad JSON")
+    _refused(slot, encode(DOMAIN, "model", signed)[:-20], "bad JSON")
+
+
+def test_signed_but_not_tflite(keys) -> None:
+    msg = sign_update(DOMAIN, DEVICE, "hc-tiny", 5, b"\x00" * 64, keys[0], 1, 1)
+    _refused(_slot(keys), msg, "not a TFLite flatbuffer")
+    assert _slot(keys, require_tflite=False).offer(msg)[0]
+
+
+def test_key_rotation(keys, tmp_path: Path) -> None:
+    new_private, new_public = generate_keypair(tmp_path)
+    during = ModelSlot(DOMAIN, DEVICE, [keys[1], new_public])
+    assert during.offer(sign_update(DOMAIN, DEVICE, "hc-tiny", 1, _model(salt=b"a"), keys[0], 1, 1))[0]
+    assert during.offer(sign_update(DOMAIN, DEVICE, "hc-tiny", 2, _model(salt=b"b"), new_private, 2, 2))[0]
+    after = ModelSlot(DOMAIN, DEVICE, new_public)
+    _refused(after, sign_update(DOMAIN, DEVICE, "hc-tiny", 9, _model(salt=b"c"), keys[0], 1, 1), "unknown")
+
+
+def test_atomic_swap_and_state_survives_reboot(signed: dict, keys, tmp_path: Path) -> None:
+    path = tmp_path / "model.tflite"
+    slot = ModelSlot(DOMAIN, DEVICE, keys[1], path=path)
+    assert slot.active_version == 0 and slot.active_bytes is None
+    assert slot.offer(signed)[0]
+    assert path.read_bytes() == slot.active_bytes
+    assert json.loads(slot.meta_path.read_text())["version"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite", "model.tflite.json"]  # no temp left
+    rebooted = ModelSlot(DOMAIN, DEVICE, keys[1], path=path)
+    assert rebooted.active_model == "hc-tiny@3" and rebooted.warning is None
+    _refused(rebooted, signed, "stale version")  # the retained message, re-delivered after the reboot
+    # a model file that no longer matches its recorded hash is not trusted
+    path.write_bytes(b"corrupt")
+    damaged = ModelSlot(DOMAIN, DEVICE, keys[1], path=path)
+    assert damaged.active_version == 0 and "sha256" in (damaged.warning or "")
+
+
+def test_failed_write_keeps_old_model(signed: dict, keys, tmp_path: Path) -> None:
+    path = tmp_path / "missing-dir" / "model.tflite"
+    slot = _slot(keys, path=path)
+    _refused(slot, signed, "storage error")
+
+
+def test_sign_update_refuses_bad_input(keys) -> None:
+    with pytest.raises(ModelUpdateError, match="model id"):
+        sign_update(DOMAIN, DEVICE, "hc@tiny", 1, _model(), keys[0], 1, 1)
+    with pytest.raises(ModelUpdateError, match="non-empty"):
+        sign_update(DOMAIN, DEVICE, "hc-tiny", 1, b"", keys[0], 1, 1)
+    with pytest.raises(ModelUpdateError, match="version"):
+        sign_update(DOMAIN, DEVICE, "hc-tiny", 0, _model(), keys[0], 1, 1)
+
+
+# --- property tests: no mutation of a signed message is ever installed -----------------------------
+
+_json_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.text(max_size=120),
+    st.binary(min_size=16, max_size=64).map(lambda b: base64.b64encode(b).decode()),
+)
+
+
+def _semantically_equal(a: dict, b: dict) -> bool:
+    keep = set(a) | set(b)
+    return all(a.get(k, KeyError) == b.get(k, KeyError) for k in keep - UNSIGNED)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["device", "model", "domain", "version", "sha256", "size", "tflite_b64", "key_id",
+                              "sig_b64", "v"]), value=_json_values)
+def test_field_mutation_never_accepted(signed: dict, keys, field: str, value) -> None:
+    assume(value != signed[field])
+    slot = _slot(keys, active_version=0)
+    _refused(slot, _with(signed, **{field: value}), "")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_byte_mutation_never_accepted(signed: dict, keys, data: st.DataObject) -> None:
+    wire = bytearray(encode(DOMAIN, "model", signed))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(wire) - 1))
+        wire[i] = data.draw(st.integers(0, 255).filter(lambda b, old=wire[i]: b != old))
+    try:
+        parsed = json.loads(bytes(wire))
+    except ValueError:
+        parsed = None
+    # changing only the unsigned seq/ts (or nothing at all, e.g. an escaped character) is not tampering
+    assume(not (isinstance(parsed, dict) and _semantically_equal(parsed, signed)))
+    _refused(_slot(keys, active_version=0), bytes(wire), "")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(1, 200))
+def test_truncation_never_accepted(signed: dict, keys, cut: int) -> None:
+    wire = encode(DOMAIN, "model", signed)
+    _refused(_slot(keys, active_version=0), wire[: max(0, len(wire) - cut)], "")
+
+
+def test_random_model_roundtrip_sizes(keys) -> None:
+    for n in (16, 1000, 100_000):
+        model = HEADER + os.urandom(n)
+        slot = ModelSlot(DOMAIN, DEVICE, keys[1])
+        msg = sign_update(DOMAIN, DEVICE, "hc-tiny", 1, model, keys[0], 1, 1)
+        assert slot.offer(encode(DOMAIN, "model", msg))[0] and slot.active_bytes == model
