@@ -73,9 +73,7 @@ def encode_line(point: Point) -> bytes:
     return line.encode("utf-8")
 
 
-def _point_from_parts(
-    measurement: str, labels: dict[str, str], ts_ms: int, values: dict[str, object]
-) -> Point | None:
+def _point_from_parts(measurement: str, labels: dict[str, str], ts_ms: int, values: dict[str, object]) -> Point | None:
     seq = values.pop(SEQ_FIELD, None)
     if seq is None or not isinstance(seq, int | float) or (isinstance(seq, float) and not math.isfinite(seq)):
         return None
@@ -134,9 +132,7 @@ class VmReader:
             parts.append(f"device={json.dumps(device)}")
         return "{" + ",".join(parts) + "}"
 
-    def query(
-        self, measurement: str, device: str | None, start_ms: int | None, end_ms: int | None
-    ) -> list[Point]:
+    def query(self, measurement: str, device: str | None, start_ms: int | None, end_ms: int | None) -> list[Point]:
         prefix = measurement + "_"
         grouped: dict[tuple, dict[str, object]] = {}
         for row in self.export(self._selector(measurement, device), start_ms, end_ms):
@@ -153,8 +149,7 @@ class VmReader:
                     value = int(value)
                 grouped.setdefault((label_key, int(ts)), {})[field_name] = value
         points = (
-            _point_from_parts(measurement, dict(label_key), ts, values)
-            for (label_key, ts), values in grouped.items()
+            _point_from_parts(measurement, dict(label_key), ts, values) for (label_key, ts), values in grouped.items()
         )
         return _sorted(p for p in points if p is not None)
 
@@ -201,9 +196,7 @@ class FluxReader:
             cond += f" and r.device == {_flux_str(device)}"
         return f" |> filter(fn: (r) => {cond})"
 
-    def query(
-        self, measurement: str, device: str | None, start_ms: int | None, end_ms: int | None
-    ) -> list[Point]:
+    def query(self, measurement: str, device: str | None, start_ms: int | None, end_ms: int | None) -> list[Point]:
         flux = (
             self._range(start_ms, end_ms)
             + self._filter(measurement, device)

@@ -106,8 +106,12 @@ class InfluxStore(Store):
             self._check_influx_credentials()
         spool_dir = Path(opts.spool_dir or Path("out") / "spool" / url.bucket)
         self.spool = Spool(spool_dir, opts.spool_max_bytes)
-        self._client = InfluxDBClient(url=url.base_url, token=token, org=org, timeout=opts.timeout_ms)
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        try:
+            self._client = InfluxDBClient(url=url.base_url, token=token, org=org, timeout=opts.timeout_ms)
+            self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        except BaseException:
+            self.spool.close()
+            raise
         self._reader: VmReader | FluxReader | None = None
         self._unflushed = False  # VictoriaMetrics may still buffer points we sent
         self._cv = threading.Condition()
@@ -147,9 +151,7 @@ class InfluxStore(Store):
     def _check_influx_credentials(self) -> None:
         missing = [name for name, value in ((ORG_ENV, self.org), (TOKEN_ENV, self.token)) if not value]
         if missing:
-            raise ValueError(
-                f"InfluxDB 2 at {self.url.base_url} needs {' and '.join(missing)} set in the environment"
-            )
+            raise ValueError(f"InfluxDB 2 at {self.url.base_url} needs {' and '.join(missing)} set in the environment")
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -197,8 +199,12 @@ class InfluxStore(Store):
                 if not _is_retryable(exc):
                     raise PermanentWriteError(str(exc)) from exc
                 if attempt == opts.max_retries or self._stopping:
-                    log.warning("Influx server %s unavailable (%s); spooling %d points",
-                                self.url.base_url, _short(exc), len(lines))
+                    log.warning(
+                        "Influx server %s unavailable (%s); spooling %d points",
+                        self.url.base_url,
+                        _short(exc),
+                        len(lines),
+                    )
                     return False
                 self._counts["retries"] += 1
                 delay_ms = min(opts.retry_interval_ms * opts.exponential_base**attempt, opts.max_retry_delay_ms)
@@ -213,7 +219,11 @@ class InfluxStore(Store):
             self._counts["dropped"] += dropped
             log.warning(
                 "Influx spool %s is full (%d of %d bytes): dropped %d points (%d dropped in all)",
-                self.spool.folder, self.spool.size_bytes, self.spool.max_bytes, dropped, self._counts["dropped"],
+                self.spool.folder,
+                self.spool.size_bytes,
+                self.spool.max_bytes,
+                dropped,
+                self._counts["dropped"],
             )
 
     def _deliver(self, lines: list[bytes]) -> None:
@@ -420,8 +430,7 @@ class InfluxStore(Store):
         if leftover:  # the worker is stuck on a hung server: keep these for the next start
             self._to_spool(leftover)
         if self.spool.pending_lines:
-            log.warning("Influx store closed with %d points in spool %s", self.spool.pending_lines,
-                        self.spool.folder)
+            log.warning("Influx store closed with %d points in spool %s", self.spool.pending_lines, self.spool.folder)
         self.spool.close()
         self._client.close()
 

@@ -119,9 +119,7 @@ class SqliteStore(Store):
             + " AND ".join(where)
             + " ORDER BY ts_ms, device, seq"
         )
-        return [
-            Point(m, d, s, t, json.loads(f), json.loads(g)) for (m, d, s, t, f, g) in self._select(sql, args)
-        ]
+        return [Point(m, d, s, t, json.loads(f), json.loads(g)) for (m, d, s, t, f, g) in self._select(sql, args)]
 
     def count(self, measurement: str, device: str | None = None) -> int:
         if device is None:

@@ -24,8 +24,9 @@ def open_vm_store(vm: VictoriaMetrics, spool: Path, **options: object) -> Store:
 
 
 def vitals(device: str, seq: int, **fields: object) -> Point:
-    return Point("vitals", device, seq, T0 + 1000 * seq + 7, dict(fields or {"hr": 60.0 + seq}),
-                 {"domain": "healthcare"})
+    return Point(
+        "vitals", device, seq, T0 + 1000 * seq + 7, dict(fields or {"hr": 60.0 + seq}), {"domain": "healthcare"}
+    )
 
 
 def test_field_becomes_series_measurement_underscore_field(victoria_metrics: VictoriaMetrics, tmp_path: Path) -> None:
@@ -109,9 +110,7 @@ def test_outage_spools_then_delivers_each_point_once(victoria_metrics: VictoriaM
     assert sorted(rows[0]["values"]) == list(range(n + 50))
 
 
-def test_close_while_down_keeps_the_spool_for_the_next_start(
-    victoria_metrics: VictoriaMetrics, tmp_path: Path
-) -> None:
+def test_close_while_down_keeps_the_spool_for_the_next_start(victoria_metrics: VictoriaMetrics, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     victoria_metrics.stop()
     store = open_vm_store(victoria_metrics, spool, close_timeout_s=0.5)

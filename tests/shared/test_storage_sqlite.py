@@ -69,10 +69,14 @@ def test_same_seq_in_other_measurement_or_device_is_distinct(store: Store) -> No
 
 
 def test_round_trip_keeps_types_and_leaves_out_unmeasured(store: Store) -> None:
-    p = Point("inference", "w-01", 3, 1_700_000_000_123,
-              {"hr_bpm": 72, "spo2": 97.5, "motion": True, "label": "AF", "temp_c": None,
-               "bad": float("nan")},
-              {"domain": "healthcare", "model": "hr@1"})
+    p = Point(
+        "inference",
+        "w-01",
+        3,
+        1_700_000_000_123,
+        {"hr_bpm": 72, "spo2": 97.5, "motion": True, "label": "AF", "temp_c": None, "bad": float("nan")},
+        {"domain": "healthcare", "model": "hr@1"},
+    )
     store.write([p])
     (back,) = store.query("inference")
     assert back.fields == {"hr_bpm": 72, "spo2": 97.5, "motion": True, "label": "AF"}

@@ -132,13 +132,20 @@ def test_influx_url_round_trip(
     parsed = parse_store_url(url)
     assert isinstance(parsed, InfluxURL)
     assert (parsed.scheme, parsed.host, parsed.port, parsed.bucket) == (
-        "https" if tls else "http", host.lower(), port, bucket)
+        "https" if tls else "http",
+        host.lower(),
+        port,
+        bucket,
+    )
     assert parsed.flavor == flavor and parsed.spool_dir == spool
     assert parsed.batch_size == (batch if batch is not None else 500)
 
 
-@given(path=st.text(alphabet=st.characters(blacklist_characters="\x00?#", blacklist_categories=("Cs",)),
-                    min_size=1, max_size=40).filter(lambda p: not p.endswith("/") and p != ":memory:"))
+@given(
+    path=st.text(
+        alphabet=st.characters(blacklist_characters="\x00?#", blacklist_categories=("Cs",)), min_size=1, max_size=40
+    ).filter(lambda p: not p.endswith("/") and p != ":memory:")
+)
 def test_sqlite_url_round_trip(path: str) -> None:
     assert parse_store_url("sqlite:///" + path) == SqliteURL(path)
 
