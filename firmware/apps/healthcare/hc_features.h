@@ -1,0 +1,37 @@
+/*
+ * Healthcare on-device DSP: a C99 port of healthcare/features.py, step by step (the step numbers in
+ * hc_features.c are those of the Python module docstring). Samples are float32; sums, means and the
+ * least-squares fit accumulate in double so that the 18-bit PPG counts lose nothing. No heap: the
+ * caller passes a scratch area of HC_SCRATCH_FLOATS(n) floats.
+ */
+#ifndef HC_FEATURES_H
+#define HC_FEATURES_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HC_N_FEATURES 8
+#define HC_MAX_BEATS 128
+/* scratch floats needed for a window of n samples */
+#define HC_SCRATCH_FLOATS(n) (5 * (n))
+
+/* Same order as healthcare.features.FEATURE_NAMES. NaN where not measurable. */
+typedef struct {
+  float hr_bpm, hrv_rmssd_ms, hrv_sdnn_ms, spo2_pct, rr_bpm, temp_c, motion_g, quality;
+} hc_features;
+
+extern const char *const hc_feature_names[HC_N_FEATURES];
+
+/* acc_x/y/z in g; returns 0, or -1 if the window is too short (< 8 s) or fs_hz is not > 0. */
+int hc_extract(const float *ppg_red, const float *ppg_ir, const float *acc_x, const float *acc_y,
+               const float *acc_z, int n, float temp_c, float fs_hz, float *scratch, hc_features *out);
+
+/* The tiny model's input: (value - centre) / scale, clipped to +-8, NaN -> 0 (features.to_vector). */
+void hc_to_vector(const hc_features *f, float v[HC_N_FEATURES]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HC_FEATURES_H */
