@@ -212,7 +212,13 @@ class InfluxStore(Store):
         return False
 
     def _to_spool(self, lines: list[bytes]) -> None:
-        accepted = self.spool.append(lines)
+        try:
+            accepted = self.spool.append(lines)
+        except (OSError, RuntimeError) as exc:  # disk full, spool closed under a stuck worker
+            self._counts["errors"] += 1
+            self._counts["dropped"] += len(lines)
+            log.error("Influx spool %s cannot take %d points, dropped: %s", self.spool.folder, len(lines), exc)
+            return
         self._counts["spooled"] += accepted
         dropped = len(lines) - accepted
         if dropped:
