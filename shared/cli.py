@@ -36,7 +36,7 @@ _TOOLS: dict[str, tuple[str, str, str]] = {
     "compile": ("shared.compiler", "main_compile", "compile a full-int8 .tflite model to dependency-free C"),
     "firmware": ("shared.firmware_tools", "firmware_main", "build, run and bridge the C firmware"),
     "pki": ("shared.pki", "pki_main", "create a CA and certificates for the broker, cloud and devices"),
-    "broker": ("shared.brokerconf", "broker_main", "write a secured Mosquitto configuration"),
+    "broker": ("shared.cli", "_broker_main", "broker config: write a secured Mosquitto configuration"),
     "ei": ("shared.edge_impulse", "ei_main", "Edge Impulse interop: export, profile, deploy"),
 }
 
@@ -64,6 +64,20 @@ def _tool_entry(name: str) -> Callable[[Sequence[str]], int]:
     except ModuleNotFoundError as exc:
         raise SystemExit(f"tinylarge {name}: not available in this build ({exc})") from None
     return getattr(module, func)
+
+
+def _broker_main(argv: Sequence[str]) -> int:
+    """``tinylarge broker config ...`` (the only broker verb so far)."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: tinylarge broker config --pki DIR --out DIR --device ID [...]\n\n"
+              "  config   write mosquitto.conf, a password file and per-device ACLs (see config --help)")
+        return 0
+    if argv[0] != "config":
+        print(f"tinylarge broker: unknown verb {argv[0]!r}; expected 'config'", file=sys.stderr)
+        return 2
+    from shared.brokerconf import broker_config_main
+
+    return broker_config_main(argv[1:])
 
 
 def build_parser() -> argparse.ArgumentParser:
