@@ -123,6 +123,7 @@ class InfluxStore(Store):
         self._closed = False
         self._next_drain_at = 0.0
         self._drain_delay_s = opts.drain_interval_ms / 1000
+        self._counts_lock = threading.Lock()
         self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
         if self.spool.pending_lines:
             log.info("spool %s holds %d points from before; draining", spool_dir, self.spool.pending_lines)
@@ -148,6 +149,10 @@ class InfluxStore(Store):
         token = os.environ.get(TOKEN_ENV, "")
         return cls(url, org=org, token=token, options=InfluxOptions(**base))  # type: ignore[arg-type]
 
+    def _bump(self, key: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self._counts[key] += n
+
     def _check_influx_credentials(self) -> None:
         missing = [name for name, value in ((ORG_ENV, self.org), (TOKEN_ENV, self.token)) if not value]
         if missing:
@@ -165,7 +170,7 @@ class InfluxStore(Store):
             for key, line in lines:
                 if key in self._seen:
                     self._seen.move_to_end(key)
-                    self._counts["duplicates"] += 1
+                    self._bump("duplicates", 1)
                     continue
                 self._seen[key] = None
                 if len(self._seen) > self.options.seen_capacity:
@@ -206,7 +211,7 @@ class InfluxStore(Store):
                         len(lines),
                     )
                     return False
-                self._counts["retries"] += 1
+                self._bump("retries", 1)
                 delay_ms = min(opts.retry_interval_ms * opts.exponential_base**attempt, opts.max_retry_delay_ms)
                 time.sleep(delay_ms / 1000)
         return False
@@ -215,14 +220,14 @@ class InfluxStore(Store):
         try:
             accepted = self.spool.append(lines)
         except (OSError, RuntimeError) as exc:  # disk full, spool closed under a stuck worker
-            self._counts["errors"] += 1
-            self._counts["dropped"] += len(lines)
+            self._bump("errors", 1)
+            self._bump("dropped", len(lines))
             log.error("Influx spool %s cannot take %d points, dropped: %s", self.spool.folder, len(lines), exc)
             return
-        self._counts["spooled"] += accepted
+        self._bump("spooled", accepted)
         dropped = len(lines) - accepted
         if dropped:
-            self._counts["dropped"] += dropped
+            self._bump("dropped", dropped)
             log.warning(
                 "Influx spool %s is full (%d of %d bytes): dropped %d points (%d dropped in all)",
                 self.spool.folder,
@@ -242,15 +247,15 @@ class InfluxStore(Store):
             self._reject(lines, exc)
             return
         if ok:
-            self._counts["written"] += len(lines)
+            self._bump("written", len(lines))
             self._unflushed = True
         else:
             self._to_spool(lines)
             self._schedule_drain(failed=False)
 
     def _reject(self, lines: list[bytes], exc: Exception) -> None:
-        self._counts["errors"] += 1
-        self._counts["dropped"] += len(lines)
+        self._bump("errors", 1)
+        self._bump("dropped", len(lines))
         log.error("Influx server %s refused %d points, dropped: %s", self.url.base_url, len(lines), _short(exc))
 
     def _schedule_drain(self, failed: bool) -> None:
@@ -273,12 +278,12 @@ class InfluxStore(Store):
                 self._reject(lines, exc)
                 self.spool.commit(end)
                 return True
-            self._counts["retries"] += 1
+            self._bump("retries", 1)
             self._schedule_drain(failed=True)
             log.debug("spool drain: server still unavailable (%s)", _short(exc))
             return False
         self.spool.commit(end)
-        self._counts["drained"] += len(lines)
+        self._bump("drained", len(lines))
         self._unflushed = True
         self._drain_delay_s = self.options.drain_interval_ms / 1000
         self._next_drain_at = 0.0
@@ -326,7 +331,7 @@ class InfluxStore(Store):
                     if self._drain_due():
                         self._drain_step()
                 except Exception:  # noqa: BLE001 - keep the worker alive, but say so
-                    self._counts["errors"] += 1
+                    self._bump("errors", 1)
                     log.exception("Influx writer: unexpected error")
                 finally:
                     with self._cv:
