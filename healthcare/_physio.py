@@ -14,7 +14,7 @@ Vital sign at time t (end of a window) = baseline + circadian + slow random drif
   off-wrist, exercise, anxiety, transient tachycardia / bradycardia / desaturation, night-time sleep
   bradycardia, paroxysmal AF. Additive effects
   ramp in and out over min(60 s, duration/4). A window is flagged `motion` / `off_wrist` when an episode
-  overlaps it by at least FLAG_OVERLAP_S.
+  overlaps it by at least FLAG_OVERLAP_S (motion) or at all (off-wrist).
 * deterioration (sepsis-like): p = s^1.5 with severity s = (t - onset) / (event - onset) rising to 1
   at the event (the `deteriorating` flag is true for onset < t <= event); after the event the patient
   is treated (oxygen) and s falls back linearly to 0 over RECOVERY_S (8 h);
@@ -212,7 +212,7 @@ def vitals(m: PatientModel, t: float, window_s: float) -> dict:
         "on_oxygen": bool(on_oxygen),
         "irregular": bool(af),
         "motion": ep["motion"].overlap_s(t0, t) >= FLAG_OVERLAP_S,
-        "off_wrist": ep["off_wrist"].overlap_s(t0, t) >= FLAG_OVERLAP_S,
+        "off_wrist": ep["off_wrist"].overlap_s(t0, t) > 0.0,
         "confounder": confounder,
         "deteriorating": m.event_s is not None and p_lin > 0.0 and t <= m.event_s,
         "exercise_level": ex,

@@ -33,7 +33,9 @@ Step by step (constants are the module-level names in CAPITALS):
    hrv_rmssd_ms = 1000 * sqrt(mean((ibi[k+1] - ibi[k])^2)) over pairs with both intervals valid (NaN if
    there are none).
 5. SpO2: for every beat k >= 1 with a valid preceding interval, per channel
-   ac_k = bp[p_k] - min(bp[p_{k-1} .. p_k]) at the IR beat indices p; AC = mean of ac_k.
+   ac_k = bp[p_k] - min(bp[p_{k-1} .. p_k]) at the IR beat indices p; AC = mean of ac_k. If
+   AC_ir < MIN_PERFUSION (0.0005) * dc_ir there is no pulsatile signal (the beats are noise): as in
+   step 4, HR, HRV, SpO2, RR are NaN and quality is 0. Otherwise
    R = (AC_red / dc_red) / (AC_ir / dc_ir); spo2_pct = min(100, max(0, 110 - 25 R)).
 6. Respiratory rate (spectral fusion of baseline wander and amplitude modulation):
    L = max(1, round(median(valid ibi) * fs)); bw = centred moving average of ppg_ir over L samples
@@ -85,6 +87,7 @@ PEAK_FRAC = 0.35
 IBI_MIN_S = 0.27
 IBI_MAX_S = 2.0
 MIN_BEATS = 5
+MIN_PERFUSION = 0.0005
 MIN_WINDOW_S = 8.0
 RR_GRID_BPM = np.arange(6.0, 36.0 + 1e-9, 0.5)
 MOTION_OK_G = 0.1
@@ -289,16 +292,17 @@ def extract(ppg_red: np.ndarray, ppg_ir: np.ndarray, acc_g: np.ndarray, temp_c: 
     valid = (ibi >= IBI_MIN_S) & (ibi <= IBI_MAX_S)
     if idx.size < MIN_BEATS or valid.sum() < MIN_BEATS - 1:
         return Features(nan, nan, nan, nan, nan, temp, motion, 0.0)
+    ks = np.flatnonzero(valid) + 1  # beats with a valid preceding interval (step 5)
+    ac_ir = np.array([bp_ir[idx[k]] - bp_ir[idx[k - 1]: idx[k] + 1].min() for k in ks])
+    if not float(ac_ir.mean()) >= MIN_PERFUSION * dc_ir:  # no pulsatile signal: noise beats
+        return Features(nan, nan, nan, nan, nan, temp, motion, 0.0)
     good = ibi[valid]
     hr = 60.0 / float(good.mean())
     sdnn = 1000.0 * float(np.std(good, ddof=1))
     pair = valid[1:] & valid[:-1]
     rmssd = 1000.0 * math.sqrt(float(np.mean(np.diff(ibi)[pair] ** 2))) if pair.any() else nan
-    # step 5: per-beat AC at the IR beat indices (beats k >= 1 with a valid preceding interval)
-    ks = np.flatnonzero(valid) + 1
-    ac_ir = np.array([bp_ir[idx[k]] - bp_ir[idx[k - 1]: idx[k] + 1].min() for k in ks])
     ac_red = np.array([bp_red[idx[k]] - bp_red[idx[k - 1]: idx[k] + 1].min() for k in ks])
-    ratio = (ac_red.mean() / dc_red) / (ac_ir.mean() / dc_ir) if ac_ir.mean() > 0 and dc_red > 0 else nan
+    ratio = (ac_red.mean() / dc_red) / (ac_ir.mean() / dc_ir) if dc_red > 0 else nan
     spo2 = min(100.0, max(0.0, float(spo2_from_ratio(ratio)))) if math.isfinite(ratio) else nan
     m_ibi = float(np.median(good))
     rr = _resp_rate(ir, fs, m_ibi, t[ks], ac_ir)
