@@ -1,4 +1,4 @@
-/* ADD, MUL (with broadcasting), table lookups, requantize and concatenation. */
+/* ADD, MUL (with broadcasting), PAD, table lookups, requantize and concatenation. */
 #include <string.h>
 
 #include "tl_runtime.h"
@@ -71,6 +71,26 @@ void tl_concat(int32_t n_inputs, const int8_t *const *inputs, const int32_t *chu
     for (k = 0; k < n_inputs; ++k) {
       memcpy(output, inputs[k] + o * chunk[k], (size_t)chunk[k]);
       output += chunk[k];
+    }
+  }
+}
+
+void tl_pad(const tl_pad_params *p, const int8_t *input, int8_t *output) {
+  int32_t o0, o1, o2, o3;
+  for (o0 = 0; o0 < p->out_dims[0]; ++o0) {
+    const int32_t i0 = o0 - p->before[0];
+    for (o1 = 0; o1 < p->out_dims[1]; ++o1) {
+      const int32_t i1 = o1 - p->before[1];
+      for (o2 = 0; o2 < p->out_dims[2]; ++o2) {
+        const int32_t i2 = o2 - p->before[2];
+        for (o3 = 0; o3 < p->out_dims[3]; ++o3) {
+          const int32_t i3 = o3 - p->before[3];
+          const int inside = i0 >= 0 && i0 < p->in_dims[0] && i1 >= 0 && i1 < p->in_dims[1] && i2 >= 0 &&
+                             i2 < p->in_dims[2] && i3 >= 0 && i3 < p->in_dims[3];
+          *output++ = inside ? input[((i0 * p->in_dims[1] + i1) * p->in_dims[2] + i2) * p->in_dims[3] + i3]
+                             : (int8_t)p->value;
+        }
+      }
     }
   }
 }

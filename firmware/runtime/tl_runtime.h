@@ -125,6 +125,16 @@ typedef struct {
 void tl_add(const tl_add_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void tl_mul(const tl_mul_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 
+/* PAD of a tensor of up to 4 dims with a constant (the zero point). */
+typedef struct {
+  int32_t in_dims[TL_MAX_DIMS];
+  int32_t out_dims[TL_MAX_DIMS];
+  int32_t before[TL_MAX_DIMS];
+  int32_t value;
+} tl_pad_params;
+
+void tl_pad(const tl_pad_params *p, const int8_t *input, int8_t *output);
+
 /* 256-entry table lookup (LOGISTIC, TANH): output = table[(uint8_t)input]. */
 void tl_lut(const int8_t *table, int32_t n, const int8_t *input, int8_t *output);
 

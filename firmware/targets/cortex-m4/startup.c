@@ -65,6 +65,9 @@ void m4_cycles_start(void) {
   SYST_CVR = 0;
   systick_wraps = 0;
   SYST_CSR = 0x7u; /* enable, interrupt, processor clock */
+  while (SYST_CVR == 0u) { /* the counter reads 0 until its first reload from RVR */
+  }
+  systick_wraps = 0;
 }
 
 uint64_t m4_cycles(void) {
