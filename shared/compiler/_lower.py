@@ -18,12 +18,13 @@ from shared.compiler.errors import CompileError
 OP_NAMES = {0: "ADD", 1: "AVERAGE_POOL_2D", 2: "CONCATENATION", 3: "CONV_2D", 4: "DEPTHWISE_CONV_2D",
             6: "DEQUANTIZE", 9: "FULLY_CONNECTED", 14: "LOGISTIC", 17: "MAX_POOL_2D", 18: "MUL",
             19: "RELU", 21: "RELU6", 22: "RESHAPE", 25: "SOFTMAX", 28: "TANH", 34: "PAD", 39: "TRANSPOSE",
-            40: "MEAN", 41: "SUB", 43: "SQUEEZE", 45: "STRIDED_SLICE", 70: "EXPAND_DIMS", 74: "SUM", 77: "SHAPE", 82: "REDUCE_MAX",
+            40: "MEAN", 41: "SUB", 43: "SQUEEZE", 45: "STRIDED_SLICE", 70: "EXPAND_DIMS", 74: "SUM",
+            77: "SHAPE", 82: "REDUCE_MAX",
             98: "LEAKY_RELU", 114: "QUANTIZE", 117: "HARD_SWISH", 126: "BATCH_MATMUL"}
 ALIAS_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
 SUPPORTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN",
-                 "REDUCE_MAX", "ADD", "MUL", "CONCATENATION", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SOFTMAX", "LOGISTIC",
-                 "TANH", "QUANTIZE")
+                 "REDUCE_MAX", "ADD", "MUL", "CONCATENATION", "PAD", "RESHAPE", "SQUEEZE", "EXPAND_DIMS",
+                 "SOFTMAX", "LOGISTIC", "TANH", "QUANTIZE")
 
 
 @dataclass
@@ -369,6 +370,25 @@ class Lowerer:
 
     def _tanh(self, op: Operator) -> Step:
         return self._lut(op, "tanh")
+
+    def _pad(self, op: Operator) -> Step:
+        x, y = self.t(op, 0, "input"), self.out(op)
+        self.need_int8(op, x, y)
+        pads = self.const_of(op, self.t(op, 1, "paddings"), "paddings").astype(int).reshape(-1, 2)
+        if len(x.shape) > 4 or pads.shape[0] != len(x.shape) or np.any(pads < 0):
+            raise CompileError(f"{self.desc(op)}: paddings {pads.tolist()} do not fit input {x.shape}")
+        if x.scale != y.scale or x.zero_point != y.zero_point:
+            raise CompileError(f"{self.desc(op)}: input and output quantization differ")
+        lead = 4 - len(x.shape)
+        in4 = [1] * lead + list(x.shape)
+        before = [0] * lead + [int(p[0]) for p in pads]
+        out4 = [1] * lead + list(y.shape)
+        if any(o != i + b + int(p[1]) for o, i, b, p in zip(out4[lead:], in4[lead:], before[lead:], pads,
+                                                            strict=True)):
+            raise CompileError(f"{self.desc(op)}: output shape {y.shape} does not match the paddings")
+        params = dict(in_dims=in4, out_dims=out4, before=before, value=y.zero_point)
+        return Step(op.name, f"tl_pad(&{self.sym(op, 'p')}, @T{x.index}@, @T{y.index}@);",
+                    [c_struct("tl_pad_params", self.sym(op, "p"), params)], [x.index], [y.index])
 
     def _quantize(self, op: Operator) -> Step:
         x, y = self.t(op, 0, "input"), self.out(op)

@@ -54,6 +54,18 @@ def branches():
     m = L.Multiply()([a, s])
     c = L.Concatenate()([s, m])
     h = L.GlobalAveragePooling1D()(c)
+    return keras.Model(x, L.Dense(6)(h)), (32, 4)
+
+
+def dense_tanh_head():
+    """Like `branches` but with a Dense(tanh) head: the known XNNPACK gap (see README)."""
+    _, keras, L = _keras()
+    x = keras.Input((32, 4), batch_size=1)
+    a = L.Conv1D(8, 3, padding="same", activation="relu")(x)
+    b = L.Conv1D(8, 5, padding="same", activation="tanh")(x)
+    s = L.Add()([a, b])
+    c = L.Concatenate()([s, L.Multiply()([a, s])])
+    h = L.GlobalAveragePooling1D()(c)
     return keras.Model(x, L.Dense(6, activation="tanh")(h)), (32, 4)
 
 
@@ -90,7 +102,16 @@ BUILDERS: dict[str, Callable] = {
     "branches": branches,
     "dilated_mean": dilated_mean,
     "never_seen": never_seen,
+    "dense_tanh_head": dense_tanh_head,
 }
+
+
+def float_model() -> bytes:
+    """A float32 (not quantized) TFLite model, which the compiler must refuse."""
+    tf, keras, L = _keras()
+    x = keras.Input((8,), batch_size=1)
+    model = keras.Model(x, L.Dense(2)(x))
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
 def convert_int8(model, input_shape: tuple[int, ...], seed: int = 0, n_calib: int = 64) -> bytes:
