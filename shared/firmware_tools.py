@@ -115,6 +115,34 @@ def build(cfg: BuildConfig) -> BuildResult:
     return BuildResult(cfg.target, out, model_dir, model_id, {n: out / n for n in names})
 
 
+def standin_healthcare_tflite(path: Path, seed: int = 0) -> Path:
+    """A stand-in for models/healthcare/tiny.tflite with the same interface (8 features -> 6 softmax
+    scores), untrained: for building and testing the firmware before healthcare.train has run."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+    import tensorflow as tf
+
+    from shared.tinyml import to_int8_tflite
+
+    tf.keras.utils.set_random_seed(seed)
+    x = tf.keras.Input((8,))
+    h = tf.keras.layers.Dense(16, activation="relu")(x)
+    model = tf.keras.Model(x, tf.keras.layers.Dense(6, activation="softmax")(h))
+    rep = np.random.default_rng(seed).normal(size=(128, 8)).astype(np.float32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_int8_tflite(model, rep, path)
+    return path
+
+
+def healthcare_tflite(cache_dir: Path) -> Path:
+    """The trained healthcare tiny model when present, else a stand-in built once into cache_dir."""
+    if DEFAULT_MODEL.exists():
+        return DEFAULT_MODEL
+    path = Path(cache_dir) / "healthcare_standin.tflite"
+    return path if path.exists() else standin_healthcare_tflite(path)
+
+
 # ---- QEMU ------------------------------------------------------------------------------------------
 
 def qemu_command(elf: Path, args: Sequence[str] = (), icount: bool = False) -> list[str]:
