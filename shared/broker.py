@@ -97,6 +97,35 @@ class EmbeddedBroker:
         self._broker = broker
         return port
 
+    async def _ashutdown(self, timeout_s: float) -> None:
+        broker = self._broker
+        # stop accepting first: amqtt closes its listener last, so clients that reconnect at once
+        # would otherwise open new sessions in the middle of its shutdown (and can stall it)
+        for server in broker._servers.values():
+            if server.instance is not None:
+                server.instance.close()
+        # drop the client connections too: amqtt 0.12's shutdown can wait forever for a reader task
+        # that a connected client keeps busy
+        for _session, handler in list(broker._sessions.values()):
+            writer = getattr(getattr(handler, "writer", None), "_writer", None)
+            if writer is not None:
+                writer.transport.abort()
+        await asyncio.sleep(0)
+        shutdown = asyncio.ensure_future(broker.shutdown())
+        done, _ = await asyncio.wait([shutdown], timeout=timeout_s)
+        if not done:
+            log.warning("embedded broker did not shut down within %g s; cancelling its tasks", timeout_s)
+        # amqtt leaves per-client tasks behind; finish them here, not in the garbage collector
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        for task in tasks:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: no "exception never retrieved" at garbage collection
+        await asyncio.get_running_loop().shutdown_asyncgens()
+
     def start(self, timeout_s: float = 10.0) -> str:
         """Start listening; return ``mqtt://HOST:PORT``."""
         if self.running:
@@ -121,9 +150,9 @@ class EmbeddedBroker:
             return
         if self._broker is not None:
             try:
-                asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(timeout_s)
+                asyncio.run_coroutine_threadsafe(self._ashutdown(timeout_s / 2), self._loop).result(timeout_s)
             except Exception as exc:  # shutting down: report it, then free the thread anyway
-                log.warning("embedded broker shutdown: %s", exc)
+                log.warning("embedded broker shutdown: %r", exc)
             self._broker = None
         self._stop_loop()
 

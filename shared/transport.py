@@ -127,7 +127,7 @@ class MqttClient:
         self._unacked: set[int] = set()  # mids of our QoS >= 1 publishes awaiting PUBACK
         self._early_acks: set[int] = set()  # PUBACKs that raced ahead of publish() returning
         self._subs: dict[str, tuple[Handler, int]] = {}
-        self._suback: dict[int, list[Any] | None] = {}
+        self._suback: dict[int, list[Any]] = {}
         self._connected = False
         self._connect_error: str | None = None
         self._connects = 0
@@ -306,9 +306,8 @@ class MqttClient:
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             return  # lost the connection meanwhile: _on_connect subscribes again
         deadline = time.monotonic() + SUBACK_TIMEOUT_S
-        with self._cond:
-            self._suback.setdefault(mid, None)
-            while self._suback.get(mid) is None and time.monotonic() < deadline and self._connected:
+        with self._cond:  # the SUBACK may have arrived already: _on_subscribe records every one
+            while mid not in self._suback and time.monotonic() < deadline and self._connected:
                 self._cond.wait(0.1)
             granted = self._suback.pop(mid, None)
         if granted is None:
@@ -365,8 +364,9 @@ class MqttClient:
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reason_codes: list[Any],
                       properties: Any) -> None:
         with self._cond:
-            if mid in self._suback:
-                self._suback[mid] = list(reason_codes)
+            self._suback[mid] = list(reason_codes)
+            while len(self._suback) > 1000:  # SUBACKs of re-subscriptions nobody waits for
+                self._suback.pop(next(iter(self._suback)))
             for rc in reason_codes:
                 if rc.is_failure:
                     log.error("MQTT %s: broker refused a subscription (mid %d)", self.cfg.client_id, mid)
