@@ -17,6 +17,9 @@
 #define OUT_SIZE TL_CAT(TL_MODEL_UPPER, _OUTPUT_SIZE)
 #define ARENA TL_CAT(TL_MODEL_UPPER, _ARENA_BYTES)
 #define INVOKE TL_CAT(TL_MODEL_NAME, _invoke)
+#ifndef TL_BENCH_RUNS
+#define TL_BENCH_RUNS 20
+#endif
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -29,7 +32,7 @@ __attribute__((noinline)) static void calibration_loop(uint32_t n) {
 int main(int argc, char **argv) {
   const uint32_t cal_iters = 1000000u;
   uint64_t t0, cal, ticks;
-  uint32_t stack, i, runs = 5;
+  uint32_t stack, i, runs = TL_BENCH_RUNS;
   int rc = 0, r;
   (void)argc;
   (void)argv;

@@ -1,0 +1,31 @@
+"""bench.firmware_report on the healthcare model (trained one, or the stand-in): every figure is
+measured (flash from arm-none-eabi-size, stack high-water and instructions under QEMU, TFLM arena)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests._tools import require_tool
+from tests.firmware import _fw
+
+pytestmark = pytest.mark.firmware
+
+
+def test_report_row_for_the_healthcare_model(tmp_path):
+    for tool in ("make", "arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"):
+        require_tool(tool)
+    pytest.importorskip("tflite_micro")
+    from bench.firmware_report import measure, table
+
+    row = measure("healthcare", _fw.model(), tmp_path)
+    assert "error" not in row, row.get("error")
+    # SysTick at 25 MHz against 1 instruction per ns (-icount shift=0): the calibration finds 40
+    assert 39.0 < row["insns_per_tick"] < 41.0
+    assert row["insns_per_inference"] > 100
+    assert 0 < row["stack_bytes"] < 4096 and row["arena_bytes"] <= row["bss_bytes"]
+    assert row["ram_bytes"] == row["data_bytes"] + row["bss_bytes"] + row["stack_bytes"] if "data_bytes" in row \
+        else row["ram_bytes"] >= row["bss_bytes"] + row["stack_bytes"]
+    assert 0 < row["flash_bytes"] <= row["flash_objects_bytes"] + 4096
+    assert row["tflm_arena_bytes"] and row["tflm_arena_bytes"] > 0
+    assert row["ram_vs_tflm_arena"] == pytest.approx(row["ram_bytes"] / row["tflm_arena_bytes"], abs=1e-3)
+    assert "healthcare" in table([row])
