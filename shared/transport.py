@@ -18,6 +18,7 @@ reconnect, so handlers must be idempotent (store on (device, seq)).
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import ssl
@@ -39,10 +40,23 @@ Handler = Callable[[str, bytes], None]
 
 #: QoS >= 1 messages paho keeps unacknowledged on the wire at once (the rest wait in its queue)
 MAX_INFLIGHT = 32
+#: messages with no handler (yet) kept unacknowledged; beyond this the oldest is acknowledged and dropped
+MAX_PARKED = 10_000
 #: how long subscribe() waits for the broker's SUBACK
 SUBACK_TIMEOUT_S = 10.0
 COUNT_KEYS = ("published", "acked", "received", "handled", "handler_errors", "dropped", "reconnects",
-              "unmatched")
+              "parked")
+
+
+@dataclass(frozen=True)
+class _Route:
+    """Work-queue marker: from here on, route ``topic_filter`` to ``handler`` (None: stop routing)."""
+
+    topic_filter: str
+    handler: Handler | None
+
+
+_WorkItem = tuple[int, paho.MQTTMessage] | _Route | None
 
 
 @dataclass
@@ -126,7 +140,9 @@ class MqttClient:
         self._counts: Counter[str] = Counter({k: 0 for k in COUNT_KEYS})
         self._unacked: set[int] = set()  # mids of our QoS >= 1 publishes awaiting PUBACK
         self._early_acks: set[int] = set()  # PUBACKs that raced ahead of publish() returning
-        self._subs: dict[str, tuple[Handler, int]] = {}
+        self._subs: dict[str, tuple[Handler, int]] = {}  # filter -> (handler, qos), for (re)subscribing
+        self._routes: dict[str, Handler] = {}  # the worker's own copy, updated in queue order
+        self._parked: collections.deque[tuple[int, paho.MQTTMessage]] = collections.deque()
         self._suback: dict[int, list[Any]] = {}
         self._connected = False
         self._connect_error: str | None = None
@@ -134,7 +150,7 @@ class MqttClient:
         self._generation = 0  # bumped per connection; acks go only to the connection that delivered
         self._started = False
         self._accepting = True
-        self._work: queue.Queue[tuple[int, paho.MQTTMessage] | None] = queue.Queue()
+        self._work: queue.Queue[_WorkItem] = queue.Queue()
         self._worker: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -234,7 +250,9 @@ class MqttClient:
 
     @property
     def counts(self) -> dict[str, int]:
-        """published, acked, received, handled, handler_errors, dropped, reconnects, unmatched."""
+        """published, acked, received, handled, handler_errors, dropped, reconnects, and parked
+
+        (messages waiting, unacknowledged, for a handler to be subscribed)."""
         with self._cond:
             return dict(self._counts)
 
@@ -300,6 +318,7 @@ class MqttClient:
         with self._cond:
             self._subs[topic_filter] = (handler, qos)
             connected = self._connected
+        self._work.put(_Route(topic_filter, handler))  # before SUBSCRIBE: the worker routes in order
         if not connected:
             return
         rc, mid = self._paho.subscribe(topic_filter, qos)
@@ -316,6 +335,7 @@ class MqttClient:
         if any(getattr(g, "is_failure", False) for g in granted):
             with self._cond:
                 self._subs.pop(topic_filter, None)
+            self._work.put(_Route(topic_filter, None))
             raise RuntimeError(f"broker {self.endpoint} refused the subscription to {topic_filter!r}")
 
     # ------------------------------------------------------------------ paho callbacks (network thread)
@@ -386,27 +406,66 @@ class MqttClient:
             item = self._work.get()
             if item is None:
                 return
+            if isinstance(item, _Route):
+                self._add_route(item)
+                continue
             generation, msg = item
-            topic = msg.topic
-            with self._cond:
-                handlers = [h for f, (h, _) in self._subs.items() if paho.topic_matches_sub(f, topic)]
+            handlers = [h for f, h in self._routes.items() if paho.topic_matches_sub(f, msg.topic)]
             if not handlers:
+                self._park(generation, msg)
+                continue
+            self._dispatch(generation, msg, handlers)
+
+    def _add_route(self, route: _Route) -> None:
+        """Register (or drop) a route, then deliver parked messages it matches, in arrival order."""
+        if route.handler is None:
+            self._routes.pop(route.topic_filter, None)
+            return
+        self._routes[route.topic_filter] = route.handler
+        still: collections.deque[tuple[int, paho.MQTTMessage]] = collections.deque()
+        while self._parked:
+            generation, msg = self._parked.popleft()
+            if paho.topic_matches_sub(route.topic_filter, msg.topic):
                 with self._cond:
-                    self._counts["unmatched"] += 1
-            ok = True
-            for handler in handlers:
-                try:
-                    handler(topic, msg.payload)
-                except Exception:
-                    ok = False
-                    log.exception("MQTT handler for %s raised; message acknowledged and skipped", topic)
-            with self._cond:
-                if handlers:
-                    self._counts["handled" if ok else "handler_errors"] += 1
-                current = generation == self._generation and self._connected
-            if msg.qos > 0 and current:
-                self._paho.ack(msg.mid, msg.qos)
-            # else: the connection that delivered it is gone; the broker re-sends it in the session
+                    self._counts["parked"] -= 1
+                self._dispatch(generation, msg, [route.handler])
+            else:
+                still.append((generation, msg))
+        self._parked = still
+
+    def _park(self, generation: int, msg: paho.MQTTMessage) -> None:
+        """Hold a message no handler matches yet, unacknowledged.
+
+        A persistent session delivers what it kept right after CONNACK, before the application had a
+        chance to call subscribe(); those messages wait here for their handler. (amqtt also replays
+        retained messages of other clients' filters on reconnect; those are QoS 0 and never matched.)
+        """
+        with self._cond:
+            self._counts["parked"] += 1
+        self._parked.append((generation, msg))
+        if len(self._parked) > MAX_PARKED:
+            old_generation, old = self._parked.popleft()
+            log.warning("MQTT %s: no handler for %s; dropped", self.cfg.client_id, old.topic)
+            self._ack(old_generation, old)
+
+    def _dispatch(self, generation: int, msg: paho.MQTTMessage, handlers: list[Handler]) -> None:
+        ok = True
+        for handler in handlers:
+            try:
+                handler(msg.topic, msg.payload)
+            except Exception:
+                ok = False
+                log.exception("MQTT handler for %s raised; message acknowledged and skipped", msg.topic)
+        with self._cond:
+            self._counts["handled" if ok else "handler_errors"] += 1
+        self._ack(generation, msg)
+
+    def _ack(self, generation: int, msg: paho.MQTTMessage) -> None:
+        """PUBACK now, unless the connection that delivered it is gone (the session re-sends it)."""
+        with self._cond:
+            current = generation == self._generation and self._connected
+        if msg.qos > 0 and current:
+            self._paho.ack(msg.mid, msg.qos)
 
     def _stop_worker(self) -> None:
         self._work.put(None)

@@ -227,3 +227,27 @@ def test_subscriptions_come_back_when_the_broker_lost_the_session(mosquitto_fact
     assert wait_for(lambda: (pub.publish(topic, b"again") and False) or len(inbox.items) > 0, timeout_s=10,
                     interval_s=0.2)
     assert set(inbox.payloads) == {b"again"}
+
+
+@pytest.mark.broker
+def test_messages_arriving_before_subscribe_wait_for_their_handler(mosquitto, clients):
+    topic, sub_id = f"t/{uid('p')}", uid("sub")
+    first = clients(mosquitto.url, sub_id)
+    first.start()
+    first.subscribe(topic, Inbox())
+    first.stop()
+    pub = clients(mosquitto.url, uid("pub"))
+    pub.start()
+    sent = [f"m{i}".encode() for i in range(10)]
+    for payload in sent:
+        pub.publish(topic, payload)
+    assert pub.wait_all_acked(5)
+    # same client id, session kept: mosquitto sends the 10 right after CONNACK, before any subscribe()
+    again = clients(mosquitto.url, sub_id)
+    again.start()
+    assert wait_for(lambda: again.counts["parked"] == len(sent))
+    inbox = Inbox()
+    again.subscribe(topic, inbox)  # the handler arrives: parked messages are handled in order, then PUBACKed
+    assert wait_for(lambda: len(inbox.items) == len(sent))
+    assert inbox.payloads == sent
+    assert again.counts["parked"] == 0 and again.counts["handled"] == len(sent)
