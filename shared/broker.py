@@ -11,11 +11,13 @@ What amqtt 0.12 does with QoS 1 and persistent sessions (checked by tests/shared
   every session anonymous, and anonymous sessions get no offline queue.
 * A QoS 1 message already sent to a client but not yet PUBACKed when the connection drops is
   *forgotten* by amqtt (it stops waiting and drops it from the session), so a consumer killed
-  mid-stream loses its in-flight messages on amqtt. Mosquitto re-sends them. Use Mosquitto where
-  exactly-once storage after crashes matters.
+  mid-stream loses its in-flight messages on amqtt. amqtt has no in-flight window either: it pushes
+  everything it has to a connected consumer at once, so a consumer SIGKILLed after storing 75 of 300
+  delivered messages loses the other 225 (Mosquitto, window 20, re-sends them and all 400 of that
+  scenario are stored). Use Mosquitto where exactly-once storage after crashes matters.
 * Queued messages are re-sent with the retain flag set, and on reconnect amqtt also replays retained
-  messages matching any filter known to the broker; :class:`shared.transport.MqttClient` only
-  dispatches messages that match its own subscriptions.
+  messages matching any filter known to the broker (at QoS 0); :class:`shared.transport.MqttClient`
+  parks messages no handler matches instead of dispatching them.
 * Sessions and retained messages live in memory only: they are gone when the broker stops.
 """
 
