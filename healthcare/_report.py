@@ -19,7 +19,7 @@ def _auroc(y: np.ndarray, s: np.ndarray) -> float | None:
     return round(float(roc_auc_score(y, s)), 4)
 
 
-def evaluate(cohort: Sequence, risks: Sequence[dict], start_epoch_ms: int, horizon_h: float,
+def evaluate(cohort: Sequence, risks: Sequence[dict], start_ms: dict[str, int], horizon_h: float,
              alert_threshold: float) -> dict:
     """AUROC of risk and NEWS2 for "event within horizon_h", on the same rows; lead times; false alerts.
 
@@ -29,7 +29,7 @@ def evaluate(cohort: Sequence, risks: Sequence[dict], start_epoch_ms: int, horiz
     events = {p.id: p.event_time_s for p in cohort}
     rows = []
     for m in risks:
-        t_s = (m["ts"] - start_epoch_ms) / 1000.0
+        t_s = (m["ts"] - start_ms[m["device"]]) / 1000.0
         ev = events.get(m["device"])
         if ev is not None and t_s >= ev:
             continue
@@ -88,7 +88,7 @@ def print_table(summary: dict) -> None:
     print("-" * (width + 16), flush=True)
 
 
-def plot_patient(cohort: Sequence, risks: Sequence[dict], out: Path, start_epoch_ms: int,
+def plot_patient(cohort: Sequence, risks: Sequence[dict], out: Path, start_ms: dict[str, int],
                  db: Path | None) -> Path:
     """Vitals as the device measured them, NEWS2 and transformer risk of one deteriorating patient."""
     import matplotlib
@@ -98,6 +98,7 @@ def plot_patient(cohort: Sequence, risks: Sequence[dict], out: Path, start_epoch
 
     with_event = [p for p in cohort if p.event_time_s is not None] or list(cohort)
     patient = with_event[0]
+    start_epoch_ms = start_ms[patient.id]
     mine = sorted((m for m in risks if m["device"] == patient.id), key=lambda m: m["ts"])
     t_h = np.array([(m["ts"] - start_epoch_ms) / 3.6e6 for m in mine])
     fig, axes = plt.subplots(4, 1, figsize=(10, 9), sharex=True)

@@ -50,7 +50,7 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from healthcare.device import Fleet
+    from healthcare.device import Fleet, utc_midnight_ms
     from healthcare.service import run_cloud
     from healthcare.signals import CohortConfig, simulate_cohort
     from healthcare.tiny import TinyModel
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f"simulating {cfg.n_patients} patients x {cfg.duration_h:g} h (seed {cfg.seed}) ...", flush=True)
     cohort = simulate_cohort(cfg)
     tiny = TinyModel.load(args.models)
-    start_epoch_ms = int(time.time() * 1000) - int(cfg.duration_h * 3600 * 1000)
+    day0_ms = utc_midnight_ms(days_ago=2)
 
     sent_at: dict[tuple[str, int], float] = {}
     risk_at: dict[tuple[str, int], float] = {}
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> dict:
     with endpoints(args, default_store=f"sqlite:///{db}") as ep, \
             run_cloud(args, ep.mqtt, ep.store, args.models, on_risk=on_risk) as cloud:
         print(f"broker {ep.mqtt}   store {ep.store}", flush=True)
-        fleet = Fleet(args, ep.mqtt, cohort, tiny, start_epoch_ms, on_publish=on_publish)
+        fleet = Fleet(args, ep.mqtt, cohort, tiny, day0_ms, on_publish=on_publish)
         fleet.start()
         faulty = MqttClient(MqttConfig(url=ep.mqtt, client_id="tinylarge-hc-faulty", clean_session=True))
         faulty.start()
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> dict:
         store_points = {m: cloud.store.count(m) for m in ("vitals", "inference", "risk", "chart")}
 
     latencies_ms = [1000 * (risk_at[k] - sent_at[k]) for k in risk_at if k in sent_at]
-    evaluation = evaluate(cohort, risks, start_epoch_ms, horizon_h=float(metrics.get("horizon_h", 6.0)),
+    evaluation = evaluate(cohort, risks, fleet.start_ms, horizon_h=float(metrics.get("horizon_h", 6.0)),
                           alert_threshold=alert_threshold)
     summary = {
         "devices": len(cohort),
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> dict:
         "store": ep.store.split(":", 1)[0],
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_path = plot_patient(cohort, risks, args.out, start_epoch_ms, db if summary["store"] == "sqlite" else None)
+    plot_path = plot_patient(cohort, risks, args.out, fleet.start_ms, db if summary["store"] == "sqlite" else None)
     summary["plot"] = str(plot_path)
     print_table(summary)
     print(f"wrote {args.out / 'summary.json'} and {plot_path}", flush=True)

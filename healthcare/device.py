@@ -77,17 +77,32 @@ class Wearable:
         return msg
 
 
+def utc_midnight_ms(days_ago: int = 1) -> int:
+    """Epoch ms of UTC midnight ``days_ago`` days before today."""
+    day_ms = 86_400_000
+    return (int(time.time() * 1000) // day_ms - days_ago) * day_ms
+
+
+def admission_epoch_ms(patient: Patient, day0_ms: int) -> int:
+    """Epoch ms of the patient's t = 0, on the day starting at ``day0_ms`` (UTC midnight), at the
+    patient's admission clock time, so that message timestamps carry the simulator's time of day."""
+    return day0_ms + int(round(patient.clock_h(0.0) * 3.6e6))
+
+
 class Fleet:
-    """Wearables (one MQTT client each, with a retained status and last will) and the ward EHR."""
+    """Wearables (one MQTT client each, with a retained status and last will) and the ward EHR.
+
+    ``start_ms`` maps each device to the epoch ms of its patient's t = 0 (see :func:`admission_epoch_ms`).
+    """
 
     def __init__(self, args: argparse.Namespace | None, mqtt: str, cohort: Sequence[Patient], tiny: Any,
-                 start_epoch_ms: int, on_publish: Callable[[str, int], None] | None = None):
+                 day0_ms: int, on_publish: Callable[[str, int], None] | None = None):
         from shared.app import client_config, publisher
         from shared.consumer import status_will
         from shared.transport import MqttClient
 
         self.cohort = list(cohort)
-        self.start_epoch_ms = start_epoch_ms
+        self.start_ms = {p.id: admission_epoch_ms(p, day0_ms) for p in self.cohort}
         self.on_publish = on_publish
         self.published = 0
         self.charts_published = 0
@@ -97,7 +112,7 @@ class Fleet:
             client = MqttClient(client_config(args, mqtt, f"tinylarge-hc-{p.id}",
                                               will=status_will(DOMAIN, p.id, tiny.model_id)))
             self._clients[p.id] = client
-            self.wearables.append(Wearable(p, tiny, publisher(client, DOMAIN), start_epoch_ms))
+            self.wearables.append(Wearable(p, tiny, publisher(client, DOMAIN), self.start_ms[p.id]))
         self._ehr = MqttClient(client_config(args, mqtt, "tinylarge-hc-ehr"))
         self._ehr_publish = publisher(self._ehr, DOMAIN)
         self._charts = sorted(((c.t_s, p.id, c) for p in self.cohort for c in p.charts()), key=lambda x: x[0])
@@ -119,8 +134,8 @@ class Fleet:
             t_s, device, obs = self._charts.pop(0)
             seq = self._chart_seq.get(device, 0)
             self._chart_seq[device] = seq + 1
-            self._ehr_publish(device, "chart", chart_message(device, seq, self.start_epoch_ms + int(t_s * 1000),
-                                                             obs))
+            ts_ms = self.start_ms[device] + int(round(t_s * 1000))
+            self._ehr_publish(device, "chart", chart_message(device, seq, ts_ms, obs))
             self.charts_published += 1
         for w in self.wearables:
             msg = w.process(w.patient.window(t_end_s))
@@ -157,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--mqtt (or TINYLARGE_MQTT) is required: devices connect to the broker the service uses")
     ensure_trained(args.models)
     cfg = CohortConfig(n_patients=args.patients, duration_h=args.hours, seed=args.seed)
-    fleet = Fleet(args, mqtt, simulate_cohort(cfg), TinyModel.load(args.models), int(time.time() * 1000))
+    fleet = Fleet(args, mqtt, simulate_cohort(cfg), TinyModel.load(args.models), utc_midnight_ms())
     fleet.start()
     try:
         t_s, t0 = cfg.window_s, time.monotonic()

@@ -175,6 +175,10 @@ class Patient:
     def __repr__(self) -> str:
         return f"Patient({self.id}, event_time_s={self.event_time_s})"
 
+    def clock_h(self, t_s: float) -> float:
+        """Local clock time (hours, 0-24) at t_s into the stay; the circadian rhythm follows it."""
+        return float(self._m.clock_h(float(t_s)))
+
     def _vitals(self, t_s: float) -> dict:
         if not math.isfinite(t_s):
             raise ValueError(f"t_s: must be finite, got {t_s!r}")
