@@ -309,7 +309,9 @@ def _drive(name: str, workdir: Path, cfg: ScenarioConfig, pub_url: str, con_url:
         progress(f"{name}: fault over after {fault.outage_s:g} s ({len(before)} published)")
         load.join(cfg.settle_timeout_s)
         acked = load.wait_acked(cfg.settle_timeout_s)
-        watcher.wait_for(set(load.published), cfg.quiet_s, cfg.settle_timeout_s)
+        progress(f"{name}: load done ({load.count} published, all acknowledged: {acked})")
+        settled = watcher.wait_for(set(load.published), cfg.quiet_s, cfg.settle_timeout_s)
+        progress(f"{name}: store {'caught up' if settled else 'stopped growing'}; stopping the consumer")
         final = consumer.terminate()
         rows = reader.rows() or []
     finally:
