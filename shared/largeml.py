@@ -145,6 +145,7 @@ class FitConfig:
     pos_weight: float | None = None  #: BCE positive weight; None -> n_negative / n_positive
     threads: int = 2  #: torch CPU threads
     seed: int = 0  #: sample order and initialisation
+    samples_per_epoch: int | None = None  #: random subset drawn afresh each epoch; None -> all samples
 
 
 def fit_binary(model: RiskTransformer, sequences: Sequence[np.ndarray], samples: np.ndarray, labels: np.ndarray,
@@ -164,7 +165,8 @@ def fit_binary(model: RiskTransformer, sequences: Sequence[np.ndarray], samples:
     pw = cfg.pos_weight if cfg.pos_weight is not None else max(1.0, (len(labels) - n_pos) / max(n_pos, 1.0))
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([pw]))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * int(np.ceil(len(samples) / cfg.batch_size))
+    per_epoch = len(samples) if cfg.samples_per_epoch is None else min(len(samples), cfg.samples_per_epoch)
+    steps = cfg.epochs * int(np.ceil(per_epoch / cfg.batch_size))
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, 0.5 * (
         1 + np.cos(np.pi * min(1.0, s / steps)))))
@@ -172,7 +174,7 @@ def fit_binary(model: RiskTransformer, sequences: Sequence[np.ndarray], samples:
     losses = []
     model.train()
     for _ in range(cfg.epochs):
-        order = rng.permutation(len(samples))
+        order = rng.permutation(len(samples))[:per_epoch]
         total = 0.0
         for a in range(0, len(order), cfg.batch_size):
             idx = order[a : a + cfg.batch_size]
@@ -188,7 +190,7 @@ def fit_binary(model: RiskTransformer, sequences: Sequence[np.ndarray], samples:
             total += float(loss.detach()) * len(idx)
             if progress is not None:
                 progress(len(idx))
-        losses.append(total / len(samples))
+        losses.append(total / per_epoch)
     model.eval()
     return losses
 

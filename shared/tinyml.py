@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,8 @@ def to_int8_tflite(keras_model: Any, representative: np.ndarray, path: str | Pat
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    with contextlib.redirect_stdout(io.StringIO()):  # the Keras export prints its signature
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # Keras export prints a lot
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")  # int8 input: expected
         blob = bytes(converter.convert())
     runner = Int8Runner(blob)
     if runner.input_dtype != np.int8 or runner.output_dtype != np.int8:
