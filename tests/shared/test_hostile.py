@@ -215,8 +215,10 @@ def test_parse_mqtt_url_of_any_text_raises_only_value_error(url: str) -> None:
 
 _url_parts = st.fixed_dictionaries({
     "scheme": st.sampled_from(["mqtt", "mqtts", "MQTT", "http", "", "mqtt+ws"]),
-    "user": st.none() | st.text(max_size=8),
-    "password": st.none() | st.text(max_size=8),
+    "user": st.none() | st.text(alphabet=st.characters(blacklist_characters="["), max_size=8),
+    # recognisable in any output; '[' in the user info is left out: the known issue tested below
+    "password": st.none() | st.text(alphabet=st.characters(blacklist_characters="["), max_size=8).map(
+        lambda t: f"Pw{t}Zq9"),
     "host": st.sampled_from(["localhost", "127.0.0.1", "[::1]", "", "h_st", "ex ample", "[::1"]),
     "port": st.none() | st.integers(-5, 70000).map(str) | st.text(max_size=6),
     "tail": st.sampled_from(["", "/", "/x", "?a=b", "#f", "//"]),
@@ -231,16 +233,24 @@ def test_parse_mqtt_url_of_url_shaped_text_never_leaks_the_password(parts: dict)
         auth = parts["user"] + (f":{parts['password']}" if parts["password"] is not None else "") + "@"
     port = f":{parts['port']}" if parts["port"] is not None else ""
     url = f"{parts['scheme']}://{auth}{parts['host']}{port}{parts['tail']}"
-    secret = parts["password"] if parts["password"] and len(parts["password"]) >= 4 else None
+    secret = parts["password"]
     try:
         ep = parse_mqtt_url(url)
     except ValueError as exc:
-        if secret is not None and secret not in url.replace(f":{secret}@", "", 1):
-            assert secret not in str(exc)
+        if secret is not None and "@" not in secret and "/" not in secret:  # else it is not a password field
+            assert "Zq9" not in str(exc), str(exc)
         return
     assert 1 <= ep.port <= 65535 and ep.scheme in ("mqtt", "mqtts") and ep.host
     if secret is not None and ep.password == secret:
         assert secret not in str(ep) and secret not in repr(ep)
+
+
+@pytest.mark.xfail(strict=True, reason="known issue: with a '[' in the user info, urllib's IPv6 check quotes "
+                   "the password in its ValueError, and parse_mqtt_url passes it on unredacted")
+def test_parse_mqtt_url_error_hides_a_password_containing_a_bracket() -> None:
+    with pytest.raises(ValueError) as info:
+        parse_mqtt_url("mqtt://user:se[cret@[::1]:1883")
+    assert "cret" not in str(info.value), str(info.value)
 
 
 # Mosquitto drops a client whose topic has '+', '#', NUL or control characters (tested above)
