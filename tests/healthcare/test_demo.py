@@ -21,7 +21,7 @@ def quick_models(tmp_path_factory):
 
 def test_demo_stores_every_published_window_once_and_deadletters_the_bad(quick_models, tmp_path):
     out = tmp_path / "demo"
-    code = demo.main(["--patients", "4", "--hours", "6", "--seconds", "4", "--models", str(quick_models),
+    code = demo.main(["--patients", "4", "--hours", "6", "--seconds", "4", "--models", str(quick_models), "--quick-train",
                       "--out", str(out), "--store", f"sqlite:///{tmp_path / 'demo.db'}"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
