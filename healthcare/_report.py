@@ -74,6 +74,7 @@ def evaluate(cohort: Sequence, risks: Sequence[dict], start_ms: dict[str, int], 
 
 def print_table(summary: dict) -> None:
     keys = ["devices", "published", "received", "stored", "charts", "deadletters", "alerts",
+            "model_updates_accepted", "model_updates_rejected",
             "tiny_float_acc", "tiny_int8_acc", "risk_auroc", "news2_auroc", "events", "events_warned",
             "lead_time_min", "news2_events_warned", "news2_lead_time_min", "false_alert_patients",
             "p50_ms", "p99_ms", "wall_s"]

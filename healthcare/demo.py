@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> dict:
     from healthcare.tiny import TinyModel
     from healthcare.train import ensure_trained
     from shared.app import endpoints
+    from shared.model_update import generate_keypair
     from shared.transport import MqttClient, MqttConfig
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace) -> dict:
     with endpoints(args, default_store=f"sqlite:///{db}") as ep, \
             run_cloud(args, ep.mqtt, ep.store, args.models, on_risk=on_risk) as cloud:
         print(f"broker {ep.mqtt}   store {ep.store}", flush=True)
-        fleet = Fleet(args, ep.mqtt, cohort, tiny, day0_ms, on_publish=on_publish)
+        private_key, public_key = generate_keypair(args.out / "keys", overwrite=True)
+        fleet = Fleet(args, ep.mqtt, cohort, tiny, day0_ms, on_publish=on_publish, trusted_key=public_key)
         fleet.start()
         faulty = MqttClient(MqttConfig(url=ep.mqtt, client_id="tinylarge-hc-faulty", clean_session=True))
         faulty.start()
@@ -100,6 +102,8 @@ def run(args: argparse.Namespace) -> dict:
             fleet.step_all(float(t_s))
             if i in bad_at:
                 faulty.publish(*bad_at[i], qos=1)
+            if i == len(ticks) // 2:
+                _roll_out_update(cloud, cohort, args.models, tiny, private_key)
             time.sleep(max(0.0, t0 + (i + 1) * tick_wall_s - time.monotonic()))
         fleet.stop()
         faulty.stop()
@@ -125,6 +129,9 @@ def run(args: argparse.Namespace) -> dict:
         "duplicates_ignored": service_counts.get("duplicates", 0),
         "risk_messages": len(risks),
         "alerts": service_counts.get("alerts", 0),
+        "model_updates_accepted": fleet.updates["accepted"],
+        "model_updates_rejected": fleet.updates["rejected"],
+        "active_models": sorted({w.tiny.model_id for w in fleet.wearables}),
         "store_points": store_points,
         "tiny_float_acc": metrics.get("tiny_float_acc"),
         "tiny_int8_acc": metrics.get("tiny_int8_acc"),
@@ -144,6 +151,28 @@ def run(args: argparse.Namespace) -> dict:
     print_table(summary)
     print(f"wrote {args.out / 'summary.json'} and {plot_path}", flush=True)
     return summary
+
+
+def _roll_out_update(cloud: Cloud, cohort: Sequence, models: Path, tiny: object, private_key: Path) -> None:
+    """Cloud -> devices: the distilled int8 model, signed, on each wearable's retained ``model`` topic.
+
+    One extra copy, sent first to the first wearable, has one base64 character changed on the way: the
+    device must reject it (hash and signature no longer match) and keep its model.
+    """
+    from shared.app import publisher
+    from shared.model_update import sign_update
+
+    publish = publisher(cloud.client, DOMAIN)
+    tflite = (models / "tiny.tflite").read_bytes()
+    model_name, _, version = tiny.model_id.rpartition("@")  # type: ignore[attr-defined]
+    now_ms = int(time.time() * 1000)
+    forged = sign_update(DOMAIN, cohort[0].id, model_name, int(version) + 1, tflite, private_key, 0, now_ms)
+    b64 = forged["tflite_b64"]
+    forged["tflite_b64"] = b64[:40] + ("A" if b64[40] != "A" else "B") + b64[41:]
+    publish(cohort[0].id, "model", forged)
+    for seq, p in enumerate(cohort, start=1):
+        publish(p.id, "model", sign_update(DOMAIN, p.id, model_name, int(version) + 1, tflite, private_key, seq,
+                                           now_ms))
 
 
 def _wait_stored(cloud: Cloud, published: int, bad: int, timeout_s: float = 60.0) -> int:

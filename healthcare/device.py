@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +49,47 @@ def chart_message(device: str, seq: int, ts_ms: int, obs: ChartObs) -> dict:
 
 @dataclass
 class Wearable:
-    """One simulated device on one patient."""
+    """One simulated device on one patient.
+
+    With a ``slot`` (a :class:`shared.model_update.ModelSlot` holding the trusted cloud key), the
+    wearable accepts signed model updates from its retained ``model`` topic: it verifies signature,
+    hash and version before swapping models, keeps the old model otherwise, and reports the active
+    model in its retained status.
+    """
 
     patient: Patient
     tiny: Any  # healthcare.tiny.TinyModel
     publish: Callable[[str, str, dict], None]  # (device, stream, message)
     start_epoch_ms: int
     seq: int = 0
+    slot: Any = None  # shared.model_update.ModelSlot
+    updates: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "rejected": 0})
+    status_seq: int = 0
 
     @property
     def device(self) -> str:
         return self.patient.id
+
+    def publish_status(self, state: str = "online") -> None:
+        from shared.app import status_message
+
+        self.status_seq += 1
+        self.publish(self.device, "status", status_message(
+            self.device, self.status_seq, self.tiny.model_id, state, counts={"published": self.seq, **self.updates},
+            active_model=self.tiny.model_id))
+
+    def offer_update(self, payload: bytes) -> tuple[bool, str]:
+        """A ``model`` message arrived: verify, swap the int8 model if valid and newer, report in status."""
+        if self.slot is None:
+            return False, "this wearable accepts no model updates (no trusted key)"
+        ok, reason = self.slot.offer(payload)
+        if ok:
+            from healthcare.tiny import TinyModel
+
+            self.tiny = TinyModel(self.slot.active_bytes, self.tiny.labels, str(self.slot.active_version))
+        self.updates["accepted" if ok else "rejected"] += 1
+        self.publish_status()
+        return ok, reason
 
     def process(self, w: Window) -> dict:
         """DSP + int8 inference on one window; returns the message (not yet published)."""
@@ -96,7 +126,8 @@ class Fleet:
     """
 
     def __init__(self, args: argparse.Namespace | None, mqtt: str, cohort: Sequence[Patient], tiny: Any,
-                 day0_ms: int, on_publish: Callable[[str, int], None] | None = None):
+                 day0_ms: int, on_publish: Callable[[str, int], None] | None = None,
+                 trusted_key: Path | None = None):
         from shared.app import client_config, publisher
         from shared.consumer import status_will
         from shared.transport import MqttClient
@@ -112,21 +143,33 @@ class Fleet:
             client = MqttClient(client_config(args, mqtt, f"tinylarge-hc-{p.id}",
                                               will=status_will(DOMAIN, p.id, tiny.model_id)))
             self._clients[p.id] = client
-            self.wearables.append(Wearable(p, tiny, publisher(client, DOMAIN), self.start_ms[p.id]))
+            slot = None
+            if trusted_key is not None:
+                from shared.model_update import ModelSlot
+
+                slot = ModelSlot(DOMAIN, p.id, trusted_key, active_version=int(tiny.version),
+                                 active_model_id=tiny.model_id.rpartition("@")[0])
+            self.wearables.append(Wearable(p, tiny, publisher(client, DOMAIN), self.start_ms[p.id], slot=slot))
         self._ehr = MqttClient(client_config(args, mqtt, "tinylarge-hc-ehr"))
         self._ehr_publish = publisher(self._ehr, DOMAIN)
         self._charts = sorted(((c.t_s, p.id, c) for p in self.cohort for c in p.charts()), key=lambda x: x[0])
         self._chart_seq: dict[str, int] = {}
 
     def start(self) -> None:
-        from shared.app import publisher, status_message
+        from shared.messages import topic
 
         for w in self.wearables:
-            self._clients[w.device].start()
-            publisher(self._clients[w.device], DOMAIN)(
-                w.device, "status", status_message(w.device, 0, w.tiny.model_id, "online",
-                                                   active_model=w.tiny.model_id))
+            client = self._clients[w.device]
+            client.start()
+            if w.slot is not None:
+                client.subscribe(topic(DOMAIN, w.device, "model"), lambda _t, payload, w=w: w.offer_update(payload))
+            w.publish_status()
         self._ehr.start()
+
+    @property
+    def updates(self) -> dict[str, int]:
+        """Model updates accepted and rejected, over all wearables."""
+        return {k: sum(w.updates[k] for w in self.wearables) for k in ("accepted", "rejected")}
 
     def step_all(self, t_end_s: float) -> int:
         """Publish the charts due by ``t_end_s``, then every wearable's window ending at ``t_end_s``."""
@@ -146,6 +189,8 @@ class Fleet:
         return len(self.wearables)
 
     def stop(self, flush_timeout_s: float = 30.0) -> None:
+        for w in self.wearables:
+            w.publish_status("offline")
         for client in [*self._clients.values(), self._ehr]:
             client.stop(flush_timeout_s=flush_timeout_s)
 

@@ -21,7 +21,8 @@ def quick_models(tmp_path_factory):
 
 def test_demo_stores_every_published_window_once_and_deadletters_the_bad(quick_models, tmp_path):
     out = tmp_path / "demo"
-    code = demo.main(["--patients", "4", "--hours", "6", "--seconds", "4", "--models", str(quick_models), "--quick-train",
+    code = demo.main(["--patients", "4", "--hours", "6", "--seconds", "4", "--models", str(quick_models),
+                      "--quick-train",
                       "--out", str(out), "--store", f"sqlite:///{tmp_path / 'demo.db'}"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -31,6 +32,10 @@ def test_demo_stores_every_published_window_once_and_deadletters_the_bad(quick_m
     assert summary["received"] == summary["published"]
     assert summary["deadletters"] == len(demo.BAD_PAYLOADS)
     assert summary["risk_messages"] == summary["published"]
+    # the signed model rolled out mid-run reached every wearable; the forged copy was refused
+    assert summary["model_updates_accepted"] == 4
+    assert summary["model_updates_rejected"] == 1
+    assert summary["active_models"] == ["hc-tiny@2"]
     assert summary["p50_ms"] is not None and summary["p99_ms"] >= summary["p50_ms"]
     for key in ("devices", "alerts", "tiny_float_acc", "tiny_int8_acc", "risk_auroc", "news2_auroc",
                 "lead_time_min"):
