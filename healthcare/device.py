@@ -211,11 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--hours", type=float, default=1.0, help="simulated hours to run")
     ap.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second")
     ap.add_argument("--seed", type=int, default=7, help="cohort seed")
+    ap.add_argument("--quick-train", action="store_true", help="if models are missing, train small ones fast")
     args = ap.parse_args(argv)
     mqtt = args.mqtt or os.environ.get("TINYLARGE_MQTT")
     if not mqtt:
         ap.error("--mqtt (or TINYLARGE_MQTT) is required: devices connect to the broker the service uses")
-    ensure_trained(args.models)
+    ensure_trained(args.models, quick=args.quick_train)
     cfg = CohortConfig(n_patients=args.patients, duration_h=args.hours, seed=args.seed)
     fleet = Fleet(args, mqtt, simulate_cohort(cfg), TinyModel.load(args.models), utc_midnight_ms())
     fleet.start()

@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import math
+import signal
 import threading
 import time
 from collections import deque
@@ -306,6 +307,10 @@ def run_cloud(args: argparse.Namespace, mqtt: str, store_url: str, models_dir: P
         store.close()
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds run_cloud: scoring drained, client and store closed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``tinylarge serve healthcare``: run the cloud service until interrupted."""
     from healthcare.train import ensure_trained
@@ -318,9 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--client-id", default="tinylarge-healthcare-service", help="MQTT client id (persistent "
                     "session: keep it stable so a restart receives what it missed)")
     ap.add_argument("--duration-s", type=float, default=0.0, help="stop after this many seconds (0 = run forever)")
+    ap.add_argument("--quick-train", action="store_true", help="if models are missing, train small ones fast")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    ensure_trained(args.models)
+    ensure_trained(args.models, quick=args.quick_train)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     with endpoints(args) as ep, run_cloud(args, ep.mqtt, ep.store, args.models, client_id=args.client_id) as svc:
         print(f"serving healthcare on {svc.url}, storing to {ep.store}; Ctrl-C to stop", flush=True)
         try:

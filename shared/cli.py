@@ -31,6 +31,9 @@ _DOMAIN_COMMANDS = {
     "device": "run simulated devices that publish int8-model inferences",
 }
 
+#: which module of a domain package implements each command (its ``main(argv)``)
+_DOMAIN_MODULES = {"demo": "demo", "train": "train", "serve": "service", "device": "device"}
+
 #: pass-through subcommands: name -> (module, function taking argv, help)
 _TOOLS: dict[str, tuple[str, str, str]] = {
     "compile": ("shared.compiler", "main_compile", "compile a full-int8 .tflite model to dependency-free C"),
@@ -53,7 +56,7 @@ def add_endpoint_args(p: argparse.ArgumentParser) -> None:
 
 
 def _domain_entry(domain: str, command: str) -> Callable[[Sequence[str]], int]:
-    module = importlib.import_module(f"{domain}.{'train' if command == 'train' else command}")
+    module = importlib.import_module(f"{domain}.{_DOMAIN_MODULES[command]}")
     return module.main
 
 

@@ -1,0 +1,181 @@
+"""The healthcare cloud service: history per patient, NEWS2 beside the transformer, restarts.
+
+The predictor is the real risk transformer (quick-trained); the store is the real SQLite backend.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from healthcare.device import chart_message, inference_message
+from healthcare.service import HealthcareService, ServiceConfig
+from healthcare.signals import LABELS, ChartObs
+from shared.messages import parse_topic, topic
+from shared.storage import open_store
+
+T0_MS = 1_763_700_000_000
+
+
+@pytest.fixture(scope="session")
+def quick_models(tmp_path_factory):
+    from healthcare.train import ensure_trained
+
+    models = tmp_path_factory.mktemp("svc-models") / "healthcare"
+    ensure_trained(models, quick=True)
+    return models
+
+
+@pytest.fixture()
+def predictor(quick_models):
+    from healthcare.large import RiskPredictor
+
+    return RiskPredictor.load(quick_models / "large")
+
+
+def _inference(device: str, seq: int, hr: float = 80.0, spo2: float = 97.0) -> dict:
+    vitals = {"hr_bpm": hr, "hrv_rmssd_ms": 30.0, "hrv_sdnn_ms": 40.0, "spo2_pct": spo2, "rr_bpm": 16.0,
+              "temp_c": 36.8, "motion_g": 0.01, "quality": 0.95}
+    scores = dict.fromkeys(LABELS, 0.0) | {"normal": 1.0}
+    return inference_message(device, seq, T0_MS + seq * 300_000, "hc-tiny@1", 30.0, vitals, "normal", scores)
+
+
+def _service(tmp_path: Path, predictor, published: list, threshold: float = 0.5) -> HealthcareService:
+    store = open_store(f"sqlite:///{tmp_path / 'svc.db'}")
+    return HealthcareService(store, predictor, lambda d, s, m: published.append((d, s, m)),
+                             ServiceConfig(alert_threshold=threshold))
+
+
+def _deliver(svc: HealthcareService, stream: str, msg: dict) -> None:
+    handler = svc.handlers()[stream]
+    handler(parse_topic(topic("healthcare", msg["device"], stream)), msg)
+
+
+def test_each_window_is_stored_scored_once_and_redelivery_is_ignored(tmp_path, predictor):
+    published: list = []
+    svc = _service(tmp_path, predictor, published)
+    for seq in range(5):
+        _deliver(svc, "inference", _inference("p001", seq))
+    _deliver(svc, "inference", _inference("p001", 3))  # redelivered after a reconnect
+    assert svc.counts["duplicates"] == 1
+    assert len(svc.patients["p001"].steps) == 5
+    assert svc.score_due() == 1  # one batch, the latest window of the one due patient
+    assert svc.store.count("vitals") == svc.store.count("inference") == 5
+    (device, stream, msg), = published
+    assert (device, stream, msg["source_seq"], msg["windows"]) == ("p001", "risk", 4, 5)
+    assert 0.0 <= msg["risk"] <= 1.0
+    assert msg["news2"] is None  # no chart yet: NEWS2 needs blood pressure and consciousness
+    svc.store.close()
+
+
+def test_news2_beside_risk_uses_the_latest_chart_and_device_vitals(tmp_path, predictor):
+    published: list = []
+    svc = _service(tmp_path, predictor, published)
+    obs = ChartObs("p002", 10.0, sbp_mmhg=95.0, consciousness="A", on_oxygen=True, rr_bpm=22.0, temp_c=38.4)
+    _deliver(svc, "chart", chart_message("p002", 0, T0_MS, obs))
+    _deliver(svc, "inference", _inference("p002", 0, hr=118.0, spo2=93.0))
+    svc.score_due()
+    msg = published[-1][2]
+    # RR 16 from the device (0), SpO2 93 (2), oxygen (2), SBP 95 (2), HR 118 (2), alert (0), temp 36.8 (0)
+    assert msg["news2"] == 8 and msg["news2_band"] == "high"
+    svc.store.close()
+
+
+def test_alert_fires_once_per_crossing_and_rearms_below_half_threshold(tmp_path, predictor):
+    published: list = []
+    svc = _service(tmp_path, predictor, published, threshold=0.0)  # every risk crosses a zero threshold
+    for seq in range(3):
+        _deliver(svc, "inference", _inference("p003", seq))
+        svc.score_due()
+    assert [m["alert"] for _, _, m in published] == [True, False, False]
+    assert svc.counts["alerts"] == 1
+    svc.store.close()
+
+
+def test_a_restarted_service_rebuilds_history_from_the_store(tmp_path, predictor):
+    published: list = []
+    svc = _service(tmp_path, predictor, published)
+    obs = ChartObs("p004", 10.0, sbp_mmhg=120.0, consciousness="A", on_oxygen=False, rr_bpm=16.0, temp_c=36.8)
+    _deliver(svc, "chart", chart_message("p004", 0, T0_MS, obs))
+    for seq in range(7):
+        _deliver(svc, "inference", _inference("p004", seq))
+    svc.score_due()
+    before = published[-1][2]["risk"]
+    svc.store.close()
+
+    again: list = []
+    svc2 = _service(tmp_path, predictor, again)
+    assert svc2.rebuild() == 7
+    p = svc2.patients["p004"]
+    assert p.last_seq == 6 and p.chart is not None and p.chart["sbp_mmhg"] == 120.0
+    _deliver(svc2, "inference", _inference("p004", 6))  # the unacknowledged last one, redelivered
+    assert svc2.counts["duplicates"] == 1
+    svc2._due["p004"] = 6  # score the rebuilt history as it stands  # noqa: SLF001
+    svc2.score_due()
+    assert again[-1][2]["risk"] == pytest.approx(before, abs=1e-5)
+    svc2.store.close()
+
+
+@pytest.mark.broker
+def test_service_killed_mid_stream_and_restarted_loses_nothing_and_stores_nothing_twice(
+        tmp_path, quick_models, mosquitto_factory):
+    """SIGKILL the real `tinylarge serve healthcare` process while devices publish; restart it."""
+    from shared.app import publisher
+    from shared.transport import MqttClient, MqttConfig
+
+    broker = mosquitto_factory(persistence=True)
+    db = tmp_path / "kill.db"
+    cmd = [sys.executable, "-m", "shared.cli", "serve", "healthcare", "--mqtt", broker.url,
+           "--store", f"sqlite:///{db}", "--models", str(quick_models), "--client-id", "svc-kill-test", "--quick-train"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        for line in proc.stdout:  # wait until it is subscribed
+            if line.startswith("serving healthcare"):
+                return proc
+        raise AssertionError(f"service did not start (exit {proc.wait()})")
+
+    def stored() -> int:
+        if not db.exists():
+            return 0
+        with sqlite3.connect(db) as con:
+            return con.execute("select count(*) from points where measurement='inference'").fetchone()[0]
+
+    devices, per_device = [f"k{i:02d}" for i in range(10)], 40
+    client = MqttClient(MqttConfig(url=broker.url, client_id="kill-test-devices"))
+    client.start()
+    publish = publisher(client, "healthcare")
+    service = start()
+    try:
+        for seq in range(per_device):
+            for d in devices:
+                publish(d, "inference", _inference(d, seq))
+            if seq == per_device // 3:
+                deadline = time.monotonic() + 30
+                while stored() == 0 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                service.send_signal(signal.SIGKILL)  # mid-stream, no goodbye
+                service.wait()
+            if seq == 2 * per_device // 3:
+                service = start()
+        assert client.wait_all_acked(30)
+        total = len(devices) * per_device
+        deadline = time.monotonic() + 60
+        while stored() < total and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        client.stop()
+        service.send_signal(signal.SIGTERM)
+        service.wait(timeout=30)
+    with sqlite3.connect(db) as con:
+        rows = con.execute("select device, seq from points where measurement='inference'").fetchall()
+    assert len(rows) == total, f"stored {len(rows)} of {total}"
+    assert set(rows) == {(d, s) for d in devices for s in range(per_device)}

@@ -1,0 +1,53 @@
+"""The tinylarge console script: dispatch, help, clear errors."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from shared import cli
+
+
+def test_every_domain_command_of_an_implemented_domain_has_a_main():
+    for domain in cli.IMPLEMENTED:
+        for command, module in cli._DOMAIN_MODULES.items():  # noqa: SLF001
+            assert callable(importlib.import_module(f"{domain}.{module}").main), (domain, command)
+
+
+@pytest.mark.parametrize("tool", sorted(cli._TOOLS))  # noqa: SLF001
+def test_every_tool_subcommand_answers_help(tool, capsys):
+    try:
+        code = cli.main([tool, "--help"])
+    except SystemExit as exc:  # argparse's --help exits
+        code = exc.code
+    assert code == 0
+    assert "usage" in capsys.readouterr().out.lower()
+
+
+def test_help_lists_the_commands(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("demo", "train", "serve", "device", "compile", "firmware", "pki", "broker", "ei"):
+        assert command in out
+
+
+def test_unknown_domain_and_missing_domain_are_named(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "spaceships"])
+    assert "unknown domain 'spaceships'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["serve"])
+    assert "give a DOMAIN" in capsys.readouterr().err
+
+
+def test_a_domain_not_built_yet_says_so(capsys):
+    assert cli.main(["demo", "vehicles"]) == 2
+    assert "not implemented yet" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_module():
+    out = subprocess.run([sys.executable, "-m", "shared.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "tinylarge" in out.stdout
