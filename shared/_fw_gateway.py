@@ -5,22 +5,36 @@ gateway decodes them, validates every message with :func:`shared.messages.decode
 ``tinylarge/<domain>/<device>/<stream>`` at QoS 1 (``status`` retained). Invalid messages are counted,
 reported and sent to the dead-letter topic, never forwarded. When the source ends, devices whose last
 status was ``online`` get a retained ``offline`` status, as their last will would.
+
+Signed model updates (``--trusted-key`` and ``--model-dir``): for every device it bridges (seen on the
+line, or named with ``--device``) the gateway subscribes to ``tinylarge/<domain>/<device>/model`` and
+passes each update through a :class:`shared.model_update.ModelSlot` (schema, device, trusted key,
+Ed25519 signature, strictly higher version, size, SHA-256). An accepted model is written atomically to
+``<model-dir>/<device>/model.tflite`` (metadata in ``model.tflite.json``); a refused one leaves the old
+model in place and goes to the dead-letter topic with its reason. The device's retained status then
+carries ``active_model`` = the slot's model and ``counts.accepted`` / ``counts.rejected``. The gateway
+does not reprogram the device: the next firmware build and flash picks the model up from the slot
+(``tinylarge firmware build --slot <model-dir>/<device>``); until then the ``model`` field of the
+device's own messages still names the model compiled into the running image. A bootloader that
+flashes over the serial line is out of scope.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
 import shlex
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from shared import messages
 from shared._fw_frames import KIND_LOG, KIND_MESSAGE, Frame, FrameDecoder
@@ -29,6 +43,11 @@ log = logging.getLogger(__name__)
 
 #: (topic, payload, qos, retain) -> accepted
 Publish = Callable[[str, bytes, int, bool], bool]
+#: (topic filter, handler(topic, payload)) -> None; blocks until the broker granted it
+Subscribe = Callable[[str, Callable[[str, bytes], None]], None]
+SLOT_FILE = "model.tflite"
+#: streams only the cloud publishes: never forwarded from a device's line
+CLOUD_STREAMS = ("model", "risk", "action")
 
 
 @dataclass
@@ -39,12 +58,160 @@ class GatewayConfig:
     domain: str = "healthcare"  #: domain of the device's messages (schema and topic)
     client_id: str = "tinylarge-fw-gateway"
     max_seconds: float = 0.0  #: stop after this long (0 = when the source ends)
+    trusted_keys: tuple[Path, ...] = ()  #: Ed25519 public keys (PEM) for model updates; () = no updates
+    model_dir: Path | None = None  #: accepted models go to <model_dir>/<device>/model.tflite
+    devices: tuple[str, ...] = ()  #: devices to watch for model updates before they first speak
 
     def __post_init__(self) -> None:
         if self.domain not in messages.DOMAINS:
             raise ValueError(f"domain: expected one of {', '.join(messages.DOMAINS)}, got {self.domain!r}")
         if self.max_seconds < 0:
             raise ValueError(f"max_seconds: must be >= 0, got {self.max_seconds}")
+        self.trusted_keys = tuple(Path(k) for k in self.trusted_keys)
+        if bool(self.trusted_keys) != (self.model_dir is not None):
+            raise ValueError("trusted_keys and model_dir: give both (model updates) or neither")
+        for key in self.trusted_keys:
+            if not key.is_file():
+                raise ValueError(f"trusted_keys: {key} is not a file")
+        if self.model_dir is not None:
+            self.model_dir = Path(self.model_dir)
+        for device in self.devices:
+            messages.check_id(device)
+
+
+class ModelAgent:
+    """Signed model updates for the devices behind a gateway: one :class:`ModelSlot` per device.
+
+    ``see(msg)`` is called for every valid message from the line: the first one of a device creates its
+    slot (the running model is the message's ``model``, ``<id>@<version>``; a slot saved under
+    ``model_dir`` by an earlier run is reloaded, so a restart does not reopen a downgrade) and subscribes
+    to its ``model`` topic. ``on_model`` (MQTT worker thread) verifies and installs; updates for a device
+    that has not spoken yet wait until it does. ``publish_status`` forwards a device's status with the
+    slot's ``active_model`` and the update counts.
+    """
+
+    def __init__(self, domain: str, trusted_keys: Sequence[Path], model_dir: Path, publish: Publish,
+                 subscribe: Subscribe | None = None):
+        from shared.model_update import load_public_key
+
+        self.domain = domain
+        self.keys = [load_public_key(k) for k in trusted_keys]  # fails early on a bad key file
+        if not self.keys:
+            raise ValueError("trusted_keys: at least one public key is needed for model updates")
+        self.model_dir = Path(model_dir)
+        self.publish = publish
+        self.subscribe = subscribe
+        self.slots: dict[str, Any] = {}  # device -> shared.model_update.ModelSlot
+        self.updates: dict[str, Counter[str]] = {}  # device -> accepted / rejected
+        self.counts: Counter[str] = Counter()
+        self.last_reason: dict[str, str] = {}
+        self._status: dict[str, dict] = {}  # device -> its last status as the device sent it
+        self._pending: dict[str, bytes] = {}
+        self._subscribed: set[str] = set()
+        self._lock = threading.RLock()
+
+    def slot_path(self, device: str) -> Path:
+        return self.model_dir / messages.check_id(device) / SLOT_FILE
+
+    def watch(self, devices: Sequence[str]) -> None:
+        """Subscribe to the model topics of ``devices`` now (their updates wait until they speak)."""
+        for device in devices:
+            self._subscribe(device)
+
+    def _subscribe(self, device: str) -> None:
+        with self._lock:
+            if device in self._subscribed or self.subscribe is None:
+                return
+            self._subscribed.add(device)
+        from shared.model_update import model_topic
+
+        self.subscribe(model_topic(self.domain, device), self.on_model)  # blocks for the SUBACK: no lock held
+
+    def see(self, msg: dict) -> None:
+        """A valid message from a device: first sight creates its slot and subscribes to its model topic."""
+        from shared.model_update import ModelSlot
+
+        device = msg["device"]
+        with self._lock:
+            if device in self.slots:
+                return
+            model_id, _, version = str(msg["model"]).rpartition("@")
+            running = int(version) if version.isdigit() else 0
+            path = self.slot_path(device)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            slot = ModelSlot(self.domain, device, self.keys, path=path, active_version=running,
+                             active_model_id=model_id or None)
+            if slot.warning:
+                log.warning("device %s: %s", device, slot.warning)
+            if slot.active_version < running:  # the image was reflashed with a newer model than the slot's
+                slot.active_version, slot.active_model_id, slot.active_bytes = running, model_id or None, None
+            self.slots[device] = slot
+            self.updates[device] = Counter(accepted=0, rejected=0)
+            pending = self._pending.pop(device, None)
+            if pending is not None:
+                self._offer(device, pending)
+        self._subscribe(device)
+
+    def on_model(self, topic_name: str, payload: bytes) -> None:
+        """Handler for ``tinylarge/<domain>/<device>/model``."""
+        if not payload:
+            return  # a cleared retained message
+        device = messages.parse_topic(topic_name).device
+        with self._lock:
+            if device not in self.slots:
+                self._pending[device] = bytes(payload)
+                self.counts["model_pending"] += 1
+                return
+            self._offer(device, bytes(payload))
+
+    def _offer(self, device: str, payload: bytes) -> None:
+        slot = self.slots[device]
+        if self._is_active(slot, payload):
+            self.counts["model_current"] += 1  # the retained update again (resubscribe, restart)
+            return
+        ok, reason = slot.offer(payload)
+        self.last_reason[device] = reason
+        self.updates[device]["accepted" if ok else "rejected"] += 1
+        self.counts["model_accepted" if ok else "model_rejected"] += 1
+        if ok:
+            log.info("device %s: model update %s -> %s", device, reason, self.slot_path(device))
+        else:
+            log.warning("device %s: model update refused, kept %s: %s", device, slot.active_model, reason)
+            record = messages.deadletter(self.domain, f"tinylarge/{self.domain}/{device}/model", reason, payload,
+                                         int(time.time() * 1000))
+            self.publish(messages.deadletter_topic(self.domain), record, 1, False)
+        if device in self._status:
+            self.publish_status(self._status[device])
+
+    @staticmethod
+    def _is_active(slot: Any, payload: bytes) -> bool:
+        if slot.active_bytes is None:
+            return False
+        try:
+            msg = json.loads(payload)
+            return (isinstance(msg, dict) and msg.get("version") == slot.active_version
+                    and msg.get("sha256") == hashlib.sha256(slot.active_bytes).hexdigest())
+        except ValueError:
+            return False
+
+    def publish_status(self, msg: dict) -> bool:
+        """Publish a device's status (retained) with the slot's active model and update counts."""
+        device = msg["device"]
+        with self._lock:
+            self._status[device] = msg
+            out = dict(msg)
+            slot = self.slots.get(device)
+            if slot is not None:
+                if slot.active_model is not None:
+                    out["active_model"] = slot.active_model
+                out["counts"] = {**msg.get("counts", {}), **self.updates[device]}
+            body = messages.encode(self.domain, "status", out)
+            return self.publish(messages.topic(self.domain, device, "status"), body, 1, True)
+
+    def summary(self) -> dict:
+        with self._lock:
+            return {"active_models": {d: s.active_model for d, s in sorted(self.slots.items())},
+                    "last_reason": dict(self.last_reason)}
 
 
 @dataclass
@@ -57,6 +224,7 @@ class Gateway:
     reasons: Counter[str] = field(default_factory=Counter)
     online: dict[str, dict] = field(default_factory=dict)  # device -> its last online status
     decoder: FrameDecoder = field(default_factory=FrameDecoder)
+    models: ModelAgent | None = None  #: signed model updates for the bridged devices (None: off)
 
     def feed(self, data: bytes) -> None:
         for frame in self.decoder.feed(data):
@@ -73,6 +241,8 @@ class Gateway:
             return
         try:
             stream, body = frame.message()
+            if stream in CLOUD_STREAMS:
+                raise ValueError(f"stream {stream!r} flows cloud -> device; a device may not publish it")
             msg = messages.decode(self.domain, stream, body)
             topic = messages.topic(self.domain, msg["device"], stream)
         except (ValueError, messages.MessageError) as exc:
@@ -80,12 +250,18 @@ class Gateway:
             self._reject(frame.payload.partition(b"\x00")[0].decode(errors="replace"), frame.payload, reason)
             return
         retain = stream == "status"
+        if self.models is not None:
+            self.models.see(msg)
         if stream == "status":
             if msg["state"] == "online":
                 self.online[msg["device"]] = msg
             else:
                 self.online.pop(msg["device"], None)
-        if self.publish(topic, body, 1, retain):
+        if stream == "status" and self.models is not None:
+            sent = self.models.publish_status(msg)
+        else:
+            sent = self.publish(topic, body, 1, retain)
+        if sent:
             self.counts["forwarded"] += 1
             self.counts[f"forwarded_{stream}"] += 1
         else:
@@ -103,15 +279,22 @@ class Gateway:
         for device, last in list(self.online.items()):
             offline = {"v": messages.SCHEMA_VERSION, "device": device, "seq": int(last["seq"]) + 1,
                        "ts": int(time.time() * 1000), "model": last["model"], "state": "offline"}
-            self.publish(messages.topic(self.domain, device, "status"),
-                         messages.encode(self.domain, "status", offline), 1, True)
+            if self.models is not None:
+                self.models.publish_status(offline)
+            else:
+                self.publish(messages.topic(self.domain, device, "status"),
+                             messages.encode(self.domain, "status", offline), 1, True)
             self.counts["offline_sent"] += 1
         self.online.clear()
         self.counts["bad_frames"] = self.decoder.bad
         self.counts["skipped_bytes"] = self.decoder.skipped_bytes
 
     def summary(self) -> dict:
-        return {"counts": dict(self.counts), "invalid_reasons": dict(self.reasons)}
+        out = {"counts": dict(self.counts), "invalid_reasons": dict(self.reasons)}
+        if self.models is not None:
+            out["counts"].update(self.models.counts)
+            out["models"] = self.models.summary()
+        return out
 
 
 def pump(gw: Gateway, stream: BinaryIO, max_seconds: float = 0.0, chunk: int = 4096) -> None:
@@ -139,7 +322,15 @@ def run(cfg: GatewayConfig, source: BinaryIO, client: object | None = None) -> d
     """Bridge one byte source to MQTT; returns the summary."""
     own = client is None
     client = client or _mqtt_publisher(cfg)
-    gw = Gateway(cfg.domain, lambda t, p, q, r: client.publish(t, p, qos=q, retain=r))  # type: ignore[attr-defined]
+    def publish(t: str, p: bytes, q: int, r: bool) -> bool:
+        return client.publish(t, p, qos=q, retain=r)  # type: ignore[attr-defined]
+
+    gw = Gateway(cfg.domain, publish)
+    if cfg.trusted_keys:
+        assert cfg.model_dir is not None
+        gw.models = ModelAgent(cfg.domain, cfg.trusted_keys, cfg.model_dir, publish,
+                               lambda f, h: client.subscribe(f, h))  # type: ignore[attr-defined]
+        gw.models.watch(cfg.devices)
     try:
         pump(gw, source, cfg.max_seconds)
     finally:
@@ -164,11 +355,23 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--domain", default="healthcare", choices=messages.DOMAINS)
     ap.add_argument("--client-id", default="tinylarge-fw-gateway")
     ap.add_argument("--max-seconds", type=float, default=0.0, help="stop after this long (0 = at end of source)")
+    ap.add_argument("--trusted-key", type=Path, action="append", default=[],
+                    help="Ed25519 public key (PEM) that signs model updates; repeat for key rotation")
+    ap.add_argument("--model-dir", type=Path, help="accepted models go to DIR/<device>/model.tflite, where "
+                    "`tinylarge firmware build --slot DIR/<device>` takes them for the next flash")
+    ap.add_argument("--device", action="append", default=[],
+                    help="watch this device's model topic from the start (others: once they speak)")
     a = ap.parse_args(argv)
     if not a.mqtt:
         ap.error("--mqtt (or TINYLARGE_MQTT) is required")
+    if bool(a.trusted_key) != (a.model_dir is not None):
+        ap.error("--trusted-key and --model-dir go together (model updates need both)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    cfg = GatewayConfig(a.mqtt, a.domain, a.client_id, a.max_seconds)
+    try:
+        cfg = GatewayConfig(a.mqtt, a.domain, a.client_id, a.max_seconds, tuple(a.trusted_key), a.model_dir,
+                            tuple(a.device))
+    except ValueError as exc:
+        ap.error(str(exc))
     proc = None
     if a.serial:
         import serial  # pyserial

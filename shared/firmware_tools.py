@@ -6,7 +6,10 @@
 * :func:`qemu_command` / :func:`run_qemu` start the Cortex-M4 image with semihosting (the sensor file
   is read from the host through it) and return its serial output.
 * :func:`gateway_main` (in :mod:`shared._fw_gateway`) decodes frames from a serial port, a pipe or QEMU,
-  validates each message with :func:`shared.messages.decode` and publishes it to MQTT.
+  validates each message with :func:`shared.messages.decode` and publishes it to MQTT. With
+  ``--trusted-key`` and ``--model-dir`` it also verifies signed model updates for the devices it bridges
+  and keeps the accepted one in ``<model-dir>/<device>/``; :func:`slot_model` (``build --slot``) builds
+  the next image from there. Flashing that image is the board's own procedure (no bootloader here).
 
 The serial framing and the sensor text format live in :mod:`shared._fw_frames`.
 """
@@ -76,6 +79,29 @@ class BuildResult:
 def model_id_for(tflite: Path, prefix: str = "healthcare-tiny") -> str:
     """``prefix@<first 8 hex of sha256>``: a stable version for a given model file."""
     return f"{prefix}@{hashlib.sha256(Path(tflite).read_bytes()).hexdigest()[:8]}"
+
+
+def slot_model(slot_dir: Path) -> tuple[Path, str]:
+    """(model file, ``id@version``) of the model a gateway installed in ``slot_dir`` (a
+    :class:`shared.model_update.ModelSlot` folder: ``model.tflite`` + ``model.tflite.json``), checked
+    against the SHA-256 recorded when its signature was verified; FirmwareError if missing or altered."""
+    import json
+
+    from shared._fw_gateway import SLOT_FILE
+
+    model = Path(slot_dir) / SLOT_FILE
+    meta_path = model.with_name(SLOT_FILE + ".json")
+    if not model.is_file() or not meta_path.is_file():
+        raise FirmwareError(f"{slot_dir}: no installed model ({SLOT_FILE} and {SLOT_FILE}.json); "
+                            "the gateway writes them when it accepts a signed update")
+    try:
+        meta = json.loads(meta_path.read_text())
+        model_id, version, digest = str(meta["model_id"]), int(meta["version"]), str(meta["sha256"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FirmwareError(f"{meta_path}: unreadable slot metadata ({exc})") from None
+    if hashlib.sha256(model.read_bytes()).hexdigest() != digest:
+        raise FirmwareError(f"{model}: contents differ from the verified sha256 in {meta_path.name}")
+    return model, f"{model_id}@{version}"
 
 
 def compile_model(tflite: Path, name: str, out_dir: Path) -> Path:
@@ -187,9 +213,16 @@ def _cmd_build(argv: Sequence[str]) -> int:
     ap.add_argument("--model", type=Path, default=None, help=f"full-int8 .tflite (default {DEFAULT_MODEL})")
     ap.add_argument("--name", default="hc_tiny", help="C identifier for the model")
     ap.add_argument("--model-id", default="", help="id@version in messages (default from the model's hash)")
+    ap.add_argument("--slot", type=Path, default=None,
+                    help="build the model a gateway installed (DIR = <gateway --model-dir>/<device>); "
+                    "sets --model and --model-id")
     ap.add_argument("--out", type=Path, default=REPO / "build" / "firmware")
     a = ap.parse_args(argv)
+    if a.slot is not None and (a.model is not None or a.model_id):
+        ap.error("--slot sets the model and its id: do not combine it with --model or --model-id")
     try:
+        if a.slot is not None:
+            a.model, a.model_id = slot_model(a.slot)
         res = build(BuildConfig(a.target, a.model, a.name, a.model_id, a.out))
     except (FirmwareError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
