@@ -51,6 +51,7 @@ class ServiceConfig:
     carry_vitals_s: float = 1800.0  #: last valid vitals are carried this long for NEWS2 over unreliable windows
     max_batch: int = 256  #: most patients scored in one transformer batch
     batch_wait_s: float = 0.02  #: how long the scorer waits to gather more due patients
+    status_every_s: float = 10.0  #: how often the service publishes its counts on its retained status
 
 
 @dataclass
@@ -276,7 +277,7 @@ def run_cloud(args: argparse.Namespace, mqtt: str, store_url: str, models_dir: P
               client_id: str = "tinylarge-healthcare-service") -> Iterator[Cloud]:
     """Store + transformer + MQTT consumer, started; stopped in order (scoring drained first)."""
     from healthcare.large import RiskPredictor
-    from shared.app import client_config, publisher, status_message
+    from shared.app import StatusReporter, client_config, publisher
     from shared.consumer import Consumer, status_will
     from shared.storage import open_store
     from shared.transport import MqttClient
@@ -296,13 +297,26 @@ def run_cloud(args: argparse.Namespace, mqtt: str, store_url: str, models_dir: P
         log.info("rebuilt %d history steps from the store", loaded)
     service.start()
     consumer = Consumer(client, DOMAIN, service.handlers())
+
+    def counts() -> dict[str, int]:
+        c, st, tr = consumer.counts, store.counts, client.counts
+        return {"received": c.get("received", 0), "accepted": c.get("accepted", 0),
+                "deadletters": c.get("deadletters", 0), "stored_points": st.get("written", 0),
+                "duplicates": st.get("duplicates", 0), "dropped": st.get("dropped", 0) + tr.get("dropped", 0),
+                "spooled": st.get("spooled", 0), "scored": service.counts["scored"],
+                "alerts": service.counts["alerts"]}
+
+    status = StatusReporter(publisher(client, DOMAIN), "cloud", service.model_id, counts,
+                            every_s=cfg.status_every_s)
     try:
         client.start()
         consumer.start()
-        publisher(client, DOMAIN)("cloud", "status", status_message("cloud", 0, service.model_id, "online"))
+        status.start()
         yield Cloud(mqtt, client, store, service, consumer)
     finally:
         service.stop()
+        if client.connected:
+            status.stop()
         client.stop()
         store.close()
 

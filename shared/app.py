@@ -73,3 +73,45 @@ def endpoints(args: argparse.Namespace, default_store: str | None = None) -> Ite
         store = os.environ.get("TINYLARGE_STORE") or default_store
     with broker_for(mqtt_url(getattr(args, "mqtt", None))) as url:
         yield Endpoints(url, store)
+
+
+class StatusReporter:
+    """Publishes a retained ``status`` with running counts every ``every_s`` seconds, and once at stop.
+
+    ``collect`` returns the counts of every stage (received, accepted, dead-lettered, stored, dropped ...),
+    so an operator sees them on ``tinylarge/<domain>/<device>/status`` without asking the process.
+    """
+
+    def __init__(self, publish: Publish, device: str, model: str, collect: Callable[[], dict[str, int]],
+                 every_s: float = 10.0):
+        import threading
+
+        self._publish, self.device, self.model, self._collect = publish, device, model, collect
+        self.every_s = every_s
+        self.seq = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"status-{device}", daemon=True)
+
+    def report(self, state: str = "online") -> None:
+        self.seq += 1
+        counts = {k: max(0, int(v)) for k, v in self._collect().items()}
+        self._publish(self.device, "status", status_message(self.device, self.seq, self.model, state, counts))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.report()
+            except Exception:  # noqa: BLE001 - a status hiccup must not stop the service
+                import logging
+
+                logging.getLogger(__name__).warning("status report failed", exc_info=True)
+
+    def start(self) -> None:
+        self.report()
+        self._thread.start()
+
+    def stop(self, state: str = "offline") -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self.report(state)

@@ -179,3 +179,47 @@ def test_service_killed_mid_stream_and_restarted_loses_nothing_and_stores_nothin
         rows = con.execute("select device, seq from points where measurement='inference'").fetchall()
     assert len(rows) == total, f"stored {len(rows)} of {total}"
     assert set(rows) == {(d, s) for d in devices for s in range(per_device)}
+
+
+def test_the_service_reports_its_counts_on_its_retained_status(tmp_path, quick_models, embedded_broker):
+    """Every stage's counts (received, accepted, dead-lettered, stored ...) reach the status topic."""
+    import argparse
+    import json
+    import threading
+
+    from healthcare.service import run_cloud
+    from shared.app import publisher
+    from shared.transport import MqttClient, MqttConfig
+
+    seen: list[dict] = []
+    got_offline = threading.Event()
+
+    def on_status(_topic: str, payload: bytes) -> None:
+        msg = json.loads(payload)
+        seen.append(msg)
+        if msg["state"] == "offline":
+            got_offline.set()
+
+    watcher = MqttClient(MqttConfig(url=embedded_broker, client_id="status-watcher", clean_session=True))
+    watcher.start()
+    watcher.subscribe("tinylarge/healthcare/cloud/status", on_status)
+    args = argparse.Namespace(ca=None, cert=None, key=None)
+    with run_cloud(args, embedded_broker, f"sqlite:///{tmp_path / 's.db'}", quick_models,
+                   client_id="status-svc") as cloud:
+        devices = MqttClient(MqttConfig(url=embedded_broker, client_id="status-devices"))
+        devices.start()
+        publish = publisher(devices, "healthcare")
+        for seq in range(3):
+            publish("p010", "inference", _inference("p010", seq))
+        devices.publish("tinylarge/healthcare/p010/inference", b"{broken", qos=1)
+        assert devices.wait_all_acked(10)
+        devices.stop()
+        deadline = time.monotonic() + 20
+        while cloud.consumer.counts.get("received", 0) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert got_offline.wait(10)
+    watcher.stop()
+    final = seen[-1]["counts"]
+    assert (final["received"], final["accepted"], final["deadletters"]) == (4, 3, 1)
+    assert final["scored"] >= 1 and final["dropped"] == 0
+    assert final["stored_points"] == 2 * 3 + final["scored"]  # vitals + inference per window, one risk per scoring
