@@ -38,12 +38,13 @@ FW = _fw.__file__.rsplit("/tests/", 1)[0] + "/firmware"
 
 
 class Subscriber:
-    def __init__(self, url_port: int):
+    def __init__(self, url_port: int, device: str = "+", keep_retained: bool = False):
         self.got: list[paho.MQTTMessage] = []
         self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id="fw-test-sub", protocol=paho.MQTTv311)
-        self.c.on_message = lambda c, u, m: self.got.append(m)
+        # retained messages left on the shared broker by earlier runs are not this run's traffic
+        self.c.on_message = lambda c, u, m: None if m.retain and not keep_retained else self.got.append(m)
         self.c.connect("127.0.0.1", url_port)
-        self.c.subscribe("tinylarge/healthcare/#", qos=1)
+        self.c.subscribe(f"tinylarge/healthcare/{device}/#", qos=1)
         self.c.loop_start()
         time.sleep(0.3)
 
@@ -63,7 +64,7 @@ class Subscriber:
 @pytest.mark.broker
 def test_host_app_publishes_valid_messages_to_mosquitto(mosquitto):
     app = _fw.built("host").artifacts["app"]
-    sub = Subscriber(mosquitto.port)
+    sub = Subscriber(mosquitto.port, "fw-mqtt-1")
     try:
         res = subprocess.run([str(app), "--input", str(_fw.sensor_file()), "--device", "fw-mqtt-1",
                               "--mqtt", mosquitto.url], capture_output=True, text=True, timeout=60)
@@ -80,7 +81,7 @@ def test_host_app_publishes_valid_messages_to_mosquitto(mosquitto):
         assert msg["device"] == t.device == "fw-mqtt-1"
     assert f"published {n + 2}, acked {n + 2}" in res.stderr
     # the status is retained: a late subscriber still gets the final (offline) state
-    late = Subscriber(mosquitto.port)
+    late = Subscriber(mosquitto.port, "fw-mqtt-1", keep_retained=True)
     try:
         assert late.wait(lambda: any(m.topic.endswith("fw-mqtt-1/status") for m in late.got), 5)
         st = [m for m in late.got if m.topic.endswith("fw-mqtt-1/status")][-1]
@@ -92,7 +93,7 @@ def test_host_app_publishes_valid_messages_to_mosquitto(mosquitto):
 @pytest.mark.broker
 def test_killed_device_gets_its_last_will(mosquitto):
     app = _fw.built("host").artifacts["app"]
-    sub = Subscriber(mosquitto.port)
+    sub = Subscriber(mosquitto.port, "fw-will-1")
     proc = subprocess.Popen([str(app), "--input", str(_fw.sensor_file()), "--device", "fw-will-1",
                              "--mqtt", mosquitto.url, "--keepalive-s", "2", "--interval-ms", "30000"],
                             stderr=subprocess.PIPE)
