@@ -5,18 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-import pytest
-
 from healthcare import demo
-
-
-@pytest.fixture(scope="session")
-def quick_models(tmp_path_factory):
-    from healthcare.train import ensure_trained
-
-    models = tmp_path_factory.mktemp("models") / "healthcare"
-    ensure_trained(models, quick=True)
-    return models
 
 
 def test_demo_stores_every_published_window_once_and_deadletters_the_bad(quick_models, tmp_path):

@@ -24,15 +24,6 @@ from shared.storage import open_store
 T0_MS = 1_763_700_000_000
 
 
-@pytest.fixture(scope="session")
-def quick_models(tmp_path_factory):
-    from healthcare.train import ensure_trained
-
-    models = tmp_path_factory.mktemp("svc-models") / "healthcare"
-    ensure_trained(models, quick=True)
-    return models
-
-
 @pytest.fixture()
 def predictor(quick_models):
     from healthcare.large import RiskPredictor
