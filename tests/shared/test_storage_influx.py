@@ -4,6 +4,10 @@ through an outage. (No InfluxDB 2 server is available to the suite: its Flux pat
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,7 @@ pytestmark = pytest.mark.influx
 
 FAST = {"retry_interval_ms": 20, "max_retries": 2, "drain_interval_ms": 50, "max_retry_delay_ms": 200}
 T0 = 1_700_000_000_000
+REPO = Path(__file__).resolve().parents[2]
 
 
 def open_vm_store(vm: VictoriaMetrics, spool: Path, **options: object) -> Store:
@@ -153,3 +158,63 @@ def test_reserved_names_are_refused(victoria_metrics: VictoriaMetrics, tmp_path:
         with pytest.raises(ValueError, match="line break"):
             store.write([Point("vitals", "d\n", 0, T0, {"hr": 1.0})])
         assert store.counts["written"] == 0
+
+
+# A writer process that prints each seq once write() returned for it, as the MQTT consumer acknowledges.
+_WRITER = """
+import sys
+from shared.storage import Point, open_store
+store = open_store(sys.argv[1], spool_dir=sys.argv[2], batch_size=50, flush_interval_ms=60_000)
+for seq in range(100_000):
+    store.write([Point("vitals", "k", seq, 1_700_000_000_000 + 1000 * seq, {"hr": 60.0})])
+    print(seq, flush=True)
+"""
+
+
+def test_a_killed_writer_loses_nothing_it_returned_from(victoria_metrics: VictoriaMetrics, tmp_path: Path) -> None:
+    """write() is write-ahead: SIGKILL the writing process; a new store on its spool ships every point
+    whose write() had returned (batches the server took before the kill may come again: deduplicated)."""
+    spool = tmp_path / "spool"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, victoria_metrics.store_url + "?flavor=vm", str(spool)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+    )
+    try:
+        assert child.stdout is not None
+        returned = [int(child.stdout.readline()) for _ in range(173)]  # 3 full batches shipped, 23 waiting
+        child.send_signal(signal.SIGKILL)
+        returned += [int(line) for line in child.stdout.read().split()]  # printed before it died
+    finally:
+        child.kill()
+        child.wait()
+    assert returned == list(range(len(returned)))
+    with open_vm_store(victoria_metrics, spool) as store:
+        left = store.stats()["spool_pending_points"]  # type: ignore[attr-defined]
+        store.flush(timeout_s=30)
+        assert store.counts["drained"] == left and store.counts["dropped"] == 0
+        assert store.stats()["spool_pending_points"] == 0  # type: ignore[attr-defined]
+    rows = victoria_metrics.export('{__name__="vitals_seq",device="k"}')
+    stored = sorted(int(v) for v in rows[0]["values"])
+    assert set(returned) <= set(stored)  # nothing that was acknowledged is missing
+    assert len(stored) == len(set(stored))  # and nothing is stored twice
+
+
+def test_full_spool_waits_for_room_while_the_server_takes_points(
+    victoria_metrics: VictoriaMetrics, tmp_path: Path
+) -> None:
+    with open_vm_store(victoria_metrics, tmp_path / "spool", spool_max_bytes=2000, batch_size=10) as store:
+        assert store.write([vitals("full", s) for s in range(100)]) == 100  # ~25 fit at a time
+        store.flush()
+        counts = store.counts
+        assert counts["written"] == 100 and counts["dropped"] == 0 and counts["spooled"] == 0
+    assert victoria_metrics.sample_count('{__name__="vitals_seq",device="full"}') == 100
+
+
+def test_durability_option_is_checked(victoria_metrics: VictoriaMetrics, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="durability"):
+        open_vm_store(victoria_metrics, tmp_path / "spool", durability="sometimes")
+    with open_vm_store(victoria_metrics, tmp_path / "spool", durability="os") as store:
+        assert store.write([vitals("os", s) for s in range(5)]) == 5
+        store.flush()
+        assert store.counts["written"] == 5

@@ -24,13 +24,50 @@ def drain_all(spool: Spool, batch: int) -> list[bytes]:
 
 
 def test_records_come_back_in_order_and_the_file_is_reclaimed(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, 1 << 20)
+    spool = Spool(tmp_path, 1 << 20, reclaim_bytes=0)
     assert spool.append(records(10)) == 10
     assert spool.append(records(5, start=10)) == 5
     assert spool.pending_lines == 15
     assert drain_all(spool, batch=4) == records(15)
     assert spool.pending_lines == 0 and spool.pending_bytes == 0
     assert (tmp_path / DATA_NAME).stat().st_size == 0
+    spool.close()
+
+
+def test_a_small_delivered_file_is_reclaimed_on_close_not_after_every_batch(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 1 << 20)  # reclaim_bytes: min(1 MiB, max/4) = 256 KiB
+    spool.append(records(10))
+    drain_all(spool, batch=3)
+    size = (tmp_path / DATA_NAME).stat().st_size
+    assert size > 0 and int((tmp_path / OFFSET_NAME).read_text()) == size  # delivered, not truncated
+    spool.append(records(2, start=10))
+    assert drain_all(spool, batch=10) == records(2, start=10)
+    spool.close()
+    assert (tmp_path / DATA_NAME).stat().st_size == 0
+    assert int((tmp_path / OFFSET_NAME).read_text()) == 0
+    again = Spool(tmp_path, 1 << 20)
+    assert again.pending_lines == 0
+    again.close()
+
+
+def test_positions_only_grow_across_truncation_and_compaction(tmp_path: Path) -> None:
+    first = Spool(tmp_path, 1 << 20)
+    first.append(records(3))
+    first.close()  # 3 left over for the next owner: numbered first
+    one = len(records(1)[0]) + 1  # records 0-9 are all this long
+    spool = Spool(tmp_path, 9 * one, reclaim_bytes=0)
+    assert (spool.appended_lines, spool.delivered_lines, spool.mark) == (3, 0, 0)
+    spool.append(records(4, start=3))
+    assert (spool.appended_lines, spool.mark) == (7, 4 * one)
+    _, end = spool.peek(5)
+    spool.commit(end)
+    assert spool.delivered_lines == 5
+    assert spool.append(records(4, start=7)) == 4  # compaction: 2 undelivered + 4 new in a fresh file
+    assert (spool.appended_lines, spool.delivered_lines) == (11, 5)
+    assert spool.mark == sum(len(r) + 1 for r in records(8, start=3))
+    assert drain_all(spool, 100) == records(6, start=5)  # emptied: the file is truncated
+    assert (tmp_path / DATA_NAME).stat().st_size == 0
+    assert (spool.appended_lines, spool.delivered_lines) == (11, 11)
     spool.close()
 
 
