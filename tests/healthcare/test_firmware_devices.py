@@ -1,0 +1,238 @@
+"""Real firmware wearables beside simulated ones, on one broker, consumed by the healthcare service.
+
+The scenario (once per module): quick-trained models, a real Mosquitto, the cloud service
+(``run_cloud`` with SQLite), two host-firmware wearables publishing with the firmware's own MQTT
+client, one Cortex-M4 image under QEMU whose serial frames the firmware gateway bridges, and one
+simulated wearable, all fed the same simulator's windows on the same clock for two simulated hours.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from healthcare._firmware_fleet import FirmwareFleet, ticks
+from healthcare.signals import CohortConfig, simulate_cohort
+from shared import messages
+from tests._tools import require_tool
+from tests.firmware.test_app_features import TOLERANCES  # the C DSP port's stated tolerances
+
+pytestmark = [pytest.mark.firmware, pytest.mark.broker]
+
+HOURS = 2.0
+MEASUREMENTS = ("inference", "vitals", "risk")
+
+
+def _have_qemu() -> bool:
+    return shutil.which("qemu-system-arm") is not None and shutil.which("arm-none-eabi-gcc") is not None
+
+
+@pytest.fixture(scope="session")
+def quick_models(tmp_path_factory):
+    from healthcare.train import ensure_trained
+
+    models = tmp_path_factory.getbasetemp() / "quick-models" / "healthcare"
+    ensure_trained(models, quick=True)  # the stamp makes a second call in the same session free
+    return models
+
+
+class _Capture:
+    """Every inference message on the broker, as the service receives it."""
+
+    def __init__(self, port: int):
+        self.msgs: dict[str, list[dict]] = {}
+        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"fw-capture-{uuid.uuid4().hex[:8]}",
+                             protocol=paho.MQTTv311)
+        self.c.on_message = lambda _c, _u, m: self.msgs.setdefault(m.topic.split("/")[2], []).append(
+            messages.decode("healthcare", "inference", m.payload))
+        self.c.connect("127.0.0.1", port)
+        self.c.subscribe("tinylarge/healthcare/+/inference", qos=1)
+        self.c.loop_start()
+        time.sleep(0.2)
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+@dataclass
+class Scenario:
+    fw: FirmwareFleet
+    sim_devices: list[str]
+    ticks: list[float]
+    start_ms: dict[str, int]
+    rows: dict[str, dict[str, list]] = field(default_factory=dict)  # measurement -> device -> Points
+    risks: list[dict] = field(default_factory=list)
+    raw: dict[str, list[dict]] = field(default_factory=dict)
+
+    def devices(self, target: str) -> list[str]:
+        return [d.device for d in self.fw.devices if d.target == target]
+
+
+@pytest.fixture(scope="module")
+def scenario(quick_models, mosquitto, tmp_path_factory) -> Scenario:
+    from healthcare.device import Fleet, utc_midnight_ms
+    from healthcare.service import run_cloud
+    from healthcare.tiny import TinyModel
+
+    require_tool("make")
+    require_tool("gcc")
+    qemu = 1 if _have_qemu() else 0
+    tmp = tmp_path_factory.mktemp("fw-devices")
+    cfg = CohortConfig(n_patients=4, duration_h=HOURS, deteriorating_fraction=0.5, seed=41)
+    cohort = simulate_cohort(cfg)
+    fw_patients, sim_patients = cohort[:2 + qemu], cohort[3:]
+    day0_ms = utc_midnight_ms(days_ago=2)
+    risks: list[dict] = []
+    capture = _Capture(mosquitto.port)
+    fw = FirmwareFleet(mosquitto.url, fw_patients, quick_models, day0_ms, tmp / "fw", qemu=qemu)
+    fw.build()
+    try:
+        with run_cloud(None, mosquitto.url, f"sqlite:///{tmp / 'store.db'}", quick_models, on_risk=risks.append,
+                       client_id=f"svc-{uuid.uuid4().hex[:8]}") as cloud:
+            fleet = Fleet(None, mosquitto.url, sim_patients, TinyModel.load(quick_models), day0_ms)
+            fleet.start()
+            fw.start()
+            all_ticks = ticks(cfg)
+            for t_s in all_ticks:
+                fleet.step_all(t_s)
+                fw.step_all(t_s)
+            fleet.stop()
+            fw.stop()
+            sc = Scenario(fw, [p.id for p in sim_patients], all_ticks, {**fleet.start_ms, **fw.start_ms})
+            mine = [*sc.start_ms]
+            expected = fw.published + fleet.published
+
+            def done() -> bool:
+                return sum(cloud.store.count("inference", d) for d in mine) >= expected and cloud.service.idle
+
+            deadline = time.monotonic() + 60
+            while not done() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # the last batch's risk messages
+            sc.rows = {m: {d: cloud.store.query(m, d) for d in mine} for m in MEASUREMENTS}
+    finally:
+        capture.close()
+    sc.risks = [r for r in risks if r["device"] in sc.start_ms]
+    sc.raw = {d: sorted(capture.msgs.get(d, []), key=lambda m: m["seq"]) for d in sc.start_ms}
+    return sc
+
+
+def _kind(value: object) -> str:
+    """JSON's view of a field: a number is a number (the C writes 0 where Python writes 0.0)."""
+    return "bool" if isinstance(value, bool) else "number" if isinstance(value, int | float) else type(value).__name__
+
+
+def _shape(points: list) -> tuple[set, set]:
+    """(field name/kind pairs, tag dicts) over a device's stored points."""
+    return ({(k, _kind(v)) for p in points for k, v in p.fields.items()},
+            {json.dumps(p.tags, sort_keys=True) for p in points})
+
+
+def test_every_firmware_message_is_stored_and_scored(scenario):
+    n = len(scenario.ticks)
+    host = scenario.devices("host")
+    assert len(host) == 2
+    assert scenario.fw.published == n * len(scenario.fw.devices)
+    for d in host:
+        inf = scenario.rows["inference"][d]
+        assert [p.seq for p in inf] == list(range(n)), d  # seq from 0, one row per window, none twice
+        assert [p.ts_ms for p in inf] == [scenario.start_ms[d] + int(round(t * 1000)) for t in scenario.ticks]
+        assert [p.seq for p in scenario.rows["vitals"][d]] == list(range(n))
+        scored = {r["source_seq"] for r in scenario.risks if r["device"] == d}
+        assert n - 1 in scored, f"{d}: no risk published for its last window"
+        assert len(scenario.rows["risk"][d]) == len(scored)
+
+
+def test_service_cannot_tell_firmware_from_simulated_devices(scenario):
+    sim = scenario.sim_devices[0]
+    assert len(scenario.rows["inference"][sim]) == len(scenario.ticks)
+    for measurement in MEASUREMENTS:
+        fields_sim, tags_sim = _shape(scenario.rows[measurement][sim])
+        for d in (x.device for x in scenario.fw.devices):
+            fields_fw, tags_fw = _shape(scenario.rows[measurement][d])
+            assert tags_fw == tags_sim, (measurement, d, tags_fw, tags_sim)
+            if measurement == "inference":  # class + one probability per label, on every row
+                assert fields_fw == fields_sim, (measurement, d)
+            else:  # a vital the DSP could not measure is left out of its row: compare names and kinds
+                assert {k for k, _ in fields_fw} <= {k for k, _ in fields_sim} | _vital_names(), (measurement, d)
+                assert {kind for _, kind in fields_fw} == {kind for _, kind in fields_sim}, (measurement, d)
+    assert json.loads(next(iter(_shape(scenario.rows["inference"][sim])[1])))["model"] == "hc-tiny@1"
+    # the messages on the wire: the same keys at every level
+    shape = {(k, tuple(sorted(v)) if isinstance(v, dict) else None) for k, v in scenario.raw[sim][0].items()}
+    for d in (x.device for x in scenario.fw.devices):
+        assert len(scenario.raw[d]) == len(scenario.ticks)
+        for m in scenario.raw[d]:
+            assert {(k, tuple(sorted(v)) if isinstance(v, dict) else None) for k, v in m.items()} == shape
+
+
+def _vital_names() -> set[str]:
+    return set(TOLERANCES)
+
+
+def test_qemu_cortex_m4_messages_arrive_through_the_gateway_and_are_stored(scenario):
+    """Issue 3, "what it must show": the Cortex-M4 firmware (QEMU) -> serial frames -> gateway -> MQTT ->
+    the service stores and scores it like any other device."""
+    require_tool("qemu-system-arm")
+    require_tool("arm-none-eabi-gcc")
+    (d,) = [x for x in scenario.fw.devices if x.target == "cortex-m4"]
+    n = len(scenario.ticks)
+    counts = d.gateway_summary["counts"]
+    assert counts["forwarded_inference"] == n and counts.get("invalid", 0) == 0 and counts["bad_frames"] == 0
+    assert counts["forwarded_status"] == 2 and counts["all_acked"] == 1  # online, then offline at the end
+    assert d.returncode == 0 and d.published == n
+    inf = scenario.rows["inference"][d.device]
+    assert [p.seq for p in inf] == list(range(n))
+    assert [p.ts_ms for p in inf] == [scenario.start_ms[d.device] + int(round(t * 1000)) for t in scenario.ticks]
+    assert _shape(inf) == _shape(scenario.rows["inference"][scenario.sim_devices[0]])
+    assert n - 1 in {r["source_seq"] for r in scenario.risks if r["device"] == d.device}
+
+
+def test_firmware_messages_match_the_python_wearable(quick_models, mosquitto, tmp_path):
+    """The C app (DSP + compiled int8 model) against healthcare.device.Wearable on the same windows."""
+    from healthcare.device import Wearable, utc_midnight_ms
+    from healthcare.tiny import TinyModel
+
+    require_tool("make")
+    require_tool("gcc")
+    cfg = CohortConfig(n_patients=4, duration_h=8.0, deteriorating_fraction=0.5, seed=23)
+    cohort = simulate_cohort(cfg)
+    capture = _Capture(mosquitto.port)
+    try:
+        fw = FirmwareFleet(mosquitto.url, cohort, quick_models, utc_midnight_ms(), tmp_path / "fw", charts=False)
+        published = fw.run()
+        assert published == len(cohort) * len(ticks(cfg))
+        deadline = time.monotonic() + 10
+        while sum(len(v) for k, v in capture.msgs.items() if k in fw.start_ms) < published:
+            assert time.monotonic() < deadline, "not every firmware message reached the subscriber"
+            time.sleep(0.05)
+    finally:
+        capture.close()
+    tiny = TinyModel.load(quick_models)
+    total = same_class = 0
+    for p in cohort:
+        wearable = Wearable(p, tiny, lambda *a: None, fw.start_ms[p.id])
+        c_msgs = sorted(capture.msgs[p.id], key=lambda m: m["seq"])
+        for t_s, c in zip(ticks(cfg), c_msgs, strict=True):
+            py = wearable.process(p.window(t_s))
+            for key in ("device", "seq", "ts", "model", "window_s"):
+                assert py[key] == c[key], (p.id, key)
+            total += 1
+            same_class += py["class"] == c["class"]
+            for name, (atol, rtol) in TOLERANCES.items():
+                pv, cv = py["vitals"][name], c["vitals"][name]
+                assert (pv is None) == (cv is None), (p.id, c["seq"], name, pv, cv)
+                step = 1e-4 if name == "quality" else 1e-2  # both sides round to this in the message
+                if pv is not None:
+                    assert abs(pv - cv) <= max(atol, rtol * abs(pv)) + step + 1e-9, (p.id, c["seq"], name, pv, cv)
+            if py["class"] == c["class"]:  # same int8 output, up to one output step and the 4-decimal rounding
+                assert max(abs(py["scores"][k] - c["scores"][k]) for k in py["scores"]) <= 1 / 256 + 1e-4
+    assert total == published
+    assert same_class / total >= 0.99, f"class agreement {same_class}/{total}"
