@@ -74,6 +74,20 @@ def test_consumer_sigkill_and_restart_loses_nothing(tmp_path: Path, mosquitto_fa
 
 @pytest.mark.broker
 @pytest.mark.influx
+def test_consumer_sigkill_with_the_influx_store_loses_nothing(tmp_path: Path, mosquitto_factory,
+                                                              victoria_metrics_factory) -> None:
+    """The consumer SIGKILLed while it writes to VictoriaMetrics: ``InfluxStore.write`` returned (and the
+    message was acknowledged) only once the point was synced to the on-disk spool, so the restarted
+    consumer's store ships what the killed one had not sent; a batch sent twice is deduplicated."""
+    result = run_scenario("consumer-kill-influx", tmp_path, SMALL, mosquitto_factory, victoria_metrics_factory)
+    _assert_exact(result)
+    assert result.promised and result.detail["consumer_runs"] == 2
+    counts = result.detail["consumer_final"]
+    assert counts["accepted"] < SMALL.messages and counts["store_dropped"] == 0, counts
+
+
+@pytest.mark.broker
+@pytest.mark.influx
 def test_store_outage_is_absorbed_by_the_spool(tmp_path: Path, mosquitto_factory,
                                                victoria_metrics_factory) -> None:
     """VictoriaMetrics stopped for 3 s while the consumer writes; the spool takes the points and drains."""
