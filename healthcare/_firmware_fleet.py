@@ -29,6 +29,7 @@ import argparse
 import io
 import logging
 import os
+import queue
 import subprocess
 import threading
 import time
@@ -67,7 +68,7 @@ class FirmwareDevice:
     start_ms: int  #: epoch ms of the patient's t = 0
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    feed: IO[str] | None = None  #: where its sensor windows are written
+    feed: _Feeder | None = None  #: writes its sensor windows (stdin or FIFO) from a thread
     gateway: threading.Thread | None = None  #: cortex-m4 only: serial -> gateway -> MQTT
     gateway_summary: dict | None = None
     windows: int = 0  #: windows written
@@ -114,7 +115,7 @@ class FirmwareFleet:
     ``qemu``: how many of the patients (the last ones) run the Cortex-M4 image under QEMU behind the
     gateway; the others run the host build. ``charts``: also publish the nurse charts of these patients
     (the simulated Fleet publishes only its own patients' charts). ``on_publish(device, seq)`` is called
-    when a window is handed to its device (the firmware publishes it within milliseconds).
+    when a window is queued for its device (the host firmware publishes it within milliseconds; QEMU lags).
     ``trusted_key``: the gateway of the QEMU devices verifies signed model updates with it and installs
     them under ``workdir/slots/<device>`` (the host processes run a fixed image).
     """
@@ -202,7 +203,7 @@ class FirmwareFleet:
         with open(d.log_path, "wb") as logf:
             d.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=logf)
         assert d.proc.stdin is not None
-        d.feed = io.TextIOWrapper(d.proc.stdin, encoding="ascii")
+        d.feed = _Feeder(d.device, io.TextIOWrapper(d.proc.stdin, encoding="ascii"))
 
     def _start_qemu(self, d: FirmwareDevice) -> None:
         from shared._fw_gateway import GatewayConfig, run
@@ -235,7 +236,7 @@ class FirmwareFleet:
 
         d.gateway = threading.Thread(target=bridge, name=f"fw-gateway-{d.device}", daemon=True)
         d.gateway.start()
-        d.feed = self._open_fifo(fifo, d)
+        d.feed = _Feeder(d.device, self._open_fifo(fifo, d))
 
     @staticmethod
     def _open_fifo(fifo: Path, d: FirmwareDevice) -> IO[str]:
@@ -263,12 +264,10 @@ class FirmwareFleet:
         for d in self.devices:
             w = d.patient.window(t_end_s)
             assert d.feed is not None
-            try:
-                write_sensor_window(d.feed, healthcare_window_channels(w), d.start_ms + int(round(t_end_s * 1000)))
-                d.feed.flush()
-            except (BrokenPipeError, ValueError) as exc:
-                raise FirmwareError(f"{d.device} ({d.target}) stopped reading its input ({exc}):\n"
-                                    f"{d.log_tail()}") from None
+            if d.feed.error is not None:
+                raise FirmwareError(f"{d.device} ({d.target}) stopped reading its input ({d.feed.error}):\n"
+                                    f"{d.log_tail()}")
+            d.feed.put(w, d.start_ms + int(round(t_end_s * 1000)))
             if self.on_publish is not None:
                 self.on_publish(d.device, d.windows)
             d.windows += 1
@@ -280,13 +279,12 @@ class FirmwareFleet:
         FirmwareError (with the device's log) if a device exits non-zero or does not finish in time.
         """
         failed: list[str] = []
+        deadline = time.monotonic() + timeout_s
         for d in self.devices:
             if d.feed is not None:
-                try:
-                    d.feed.close()
-                except BrokenPipeError:
-                    pass
-        deadline = time.monotonic() + timeout_s
+                d.feed.close(max(0.1, deadline - time.monotonic()))
+                if d.feed.error is not None:
+                    failed.append(f"{d.device}: input not delivered ({d.feed.error})")
         for d in self.devices:
             if d.proc is None:
                 continue
@@ -344,10 +342,41 @@ class FirmwareFleet:
                 d.proc.kill()
                 d.proc.wait()
             if d.feed is not None:
-                try:
-                    d.feed.close()
-                except OSError:
-                    pass
+                d.feed.close(5.0)
         if self._charts is not None and self._charts.client is not None:
             self._charts.client.abort()
 
+
+class _Feeder:
+    """Writes one device's windows from a thread, so a slow reader (QEMU's semihosting reads a 37 KB
+    window in about 0.2 s) never holds up the simulated clock; the device just lags a little."""
+
+    def __init__(self, device: str, out: IO[str]):
+        self.out = out
+        self.error: str | None = None
+        self._queue: queue.Queue[tuple[Any, int] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name=f"fw-feed-{device}", daemon=True)
+        self._thread.start()
+
+    def put(self, window: Any, end_ts_ms: int) -> None:
+        self._queue.put((window, end_ts_ms))
+
+    def _loop(self) -> None:
+        try:
+            while (item := self._queue.get()) is not None:
+                write_sensor_window(self.out, healthcare_window_channels(item[0]), item[1])
+                self.out.flush()
+        except (OSError, ValueError) as exc:  # BrokenPipeError: the device exited early
+            self.error = str(exc) or type(exc).__name__
+        finally:
+            try:
+                self.out.close()
+            except OSError:
+                pass
+
+    def close(self, timeout_s: float) -> None:
+        """End of input once everything queued is written (the device then finishes and exits)."""
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self.error = self.error or f"input still being written after {timeout_s:.0f} s"

@@ -236,3 +236,28 @@ def test_firmware_messages_match_the_python_wearable(quick_models, mosquitto, tm
                 assert max(abs(py["scores"][k] - c["scores"][k]) for k in py["scores"]) <= 1 / 256 + 1e-4
     assert total == published
     assert same_class / total >= 0.99, f"class agreement {same_class}/{total}"
+
+
+def test_a_device_that_cannot_reach_the_broker_fails_loudly(quick_models, tmp_path):
+    from healthcare._firmware_fleet import FirmwareError
+    from tests.fixtures.mqtt import free_port
+
+    require_tool("make")
+    require_tool("gcc")
+    cohort = simulate_cohort(CohortConfig(n_patients=1, duration_h=0.5, seed=3))
+    fw = FirmwareFleet(f"mqtt://127.0.0.1:{free_port()}", cohort, quick_models, 0, tmp_path / "fw", charts=False)
+    with pytest.raises(FirmwareError, match="cannot connect to 127.0.0.1") as exc:
+        fw.run()
+    assert cohort[0].id in str(exc.value)
+
+
+def test_bad_fleet_arguments_name_what_is_wrong(quick_models, tmp_path):
+    cohort = simulate_cohort(CohortConfig(n_patients=2, duration_h=0.5, seed=3))
+    with pytest.raises(ValueError, match="mqtt_url: the host firmware speaks plain MQTT"):
+        FirmwareFleet("mqtts://broker:8883", cohort, quick_models, 0, tmp_path)
+    with pytest.raises(ValueError, match="qemu: must be between 0 and 2"):
+        FirmwareFleet("mqtt://127.0.0.1:1883", cohort, quick_models, 0, tmp_path, qemu=3)
+    with pytest.raises(ValueError, match="patients: need at least one"):
+        FirmwareFleet("mqtt://127.0.0.1:1883", [], quick_models, 0, tmp_path)
+    with pytest.raises(FileNotFoundError, match="tiny.tflite not found"):
+        FirmwareFleet("mqtt://127.0.0.1:1883", cohort, tmp_path / "nothing", 0, tmp_path).build()
