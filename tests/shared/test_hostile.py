@@ -245,8 +245,6 @@ def test_parse_mqtt_url_of_url_shaped_text_never_leaks_the_password(parts: dict)
         assert secret not in str(ep) and secret not in repr(ep)
 
 
-@pytest.mark.xfail(strict=True, reason="known issue: with a '[' in the user info, urllib's IPv6 check quotes "
-                   "the password in its ValueError, and parse_mqtt_url passes it on unredacted")
 def test_parse_mqtt_url_error_hides_a_password_containing_a_bracket() -> None:
     with pytest.raises(ValueError) as info:
         parse_mqtt_url("mqtt://user:se[cret@[::1]:1883")
