@@ -227,8 +227,8 @@ class TinyModel:
         self.runner = Int8Runner(tflite)
         if self.runner.input_shape != (N_FEATURES,):
             raise ValueError(f"tiny model input must be ({N_FEATURES},), got {self.runner.input_shape}")
-        if int(self.runner._out["shape"][-1]) != len(labels):  # noqa: SLF001
-            raise ValueError(f"tiny model has {self.runner._out['shape'][-1]} outputs for {len(labels)} labels")
+        if self.runner.output_shape != (len(labels),):
+            raise ValueError(f"tiny model output shape {self.runner.output_shape} does not fit {len(labels)} labels")
         self.labels = tuple(labels)
         self.version = version
         self.model_id = f"{MODEL_NAME}@{version}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,8 @@ class TrainConfig:
         """Small cohorts and 1-2 epochs: seconds, for tests and `--quick-train`."""
         return cls(train_cohort=CohortConfig(n_patients=8, duration_h=10.0, deteriorating_fraction=0.5, seed=11),
                    test_cohort=CohortConfig(n_patients=4, duration_h=10.0, deteriorating_fraction=0.5, seed=12),
-                   tiny=TinyConfig(hidden=(16, 8), teacher_hidden=(32,), teacher_epochs=2, epochs=2,
-                                   representative_n=200),
+                   tiny=TinyConfig(hidden=(16, 8), teacher_hidden=(32,), teacher_epochs=3, epochs=3,
+                                   batch_size=32, representative_n=200),
                    large=LargeConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, epochs=1, samples_per_epoch=256,
                                      batch_size=64, alert_fpr=0.1))
 
@@ -154,7 +155,7 @@ def ensure_trained(models_dir: Path = DEFAULT_MODELS_DIR, quick: bool = False, c
     return train_all(models_dir, cfg, quick=quick)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``tinylarge train healthcare``: train (or, with --if-needed, only when stale) and print the metrics."""
     import argparse
 

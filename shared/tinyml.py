@@ -104,6 +104,7 @@ class Int8Runner:
         self.input_dtype = np.dtype(self._in["dtype"])
         self.output_dtype = np.dtype(self._out["dtype"])
         self.input_shape = tuple(int(d) for d in self._in["shape"][1:])
+        self.output_shape = tuple(int(d) for d in self._out["shape"][1:])
         self.input_scale, self.input_zero_point = (float(v) for v in self._in["quantization"])
         self.output_scale, self.output_zero_point = (float(v) for v in self._out["quantization"])
         self.max_batch = max_batch
@@ -138,7 +139,7 @@ class Int8Runner:
         if x_int8.shape[1:] != self.input_shape:
             raise ValueError(f"input shape must be (n, {', '.join(map(str, self.input_shape))}), got {x_int8.shape}")
         if len(x_int8) == 0:
-            return np.zeros((0, *self._out["shape"][1:]), dtype=self.output_dtype)
+            return np.zeros((0, *self.output_shape), dtype=self.output_dtype)
         parts = [self._run(x_int8[i : i + self.max_batch]) for i in range(0, len(x_int8), self.max_batch)]
         return np.concatenate(parts, axis=0)
 
