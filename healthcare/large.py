@@ -118,6 +118,9 @@ class RiskPredictor:
         d = Path(model_dir)
         if not (d / "config.json").exists():
             raise FileNotFoundError(f"{d}/config.json not found: train first (tinylarge train healthcare)")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar in service logs
         return cls(RiskTransformer.from_pretrained(str(d)), threads)
 
     horizon_h = property(lambda self: float(self.model.config.horizon_h))
