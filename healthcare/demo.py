@@ -145,9 +145,9 @@ def run(args: argparse.Namespace) -> dict:
         "broker": "embedded amqtt" if not (args.mqtt or os.environ.get("TINYLARGE_MQTT")) else "external",
         "store": ep.store.split(":", 1)[0],
     }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_path = plot_patient(cohort, risks, args.out, fleet.start_ms, db if summary["store"] == "sqlite" else None)
     summary["plot"] = str(plot_path)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_table(summary)
     print(f"wrote {args.out / 'summary.json'} and {plot_path}", flush=True)
     return summary

@@ -5,10 +5,11 @@ Data flow for every accepted ``inference`` message (QoS 1, acknowledged only aft
 1. store the vitals (measurement ``vitals``) and the tiny model's verdict (measurement ``inference``);
 2. append one step (``healthcare.large.step_vector``) to the patient's history, with the latest charted
    observations (``chart`` stream: blood pressure, consciousness, oxygen) carried forward;
-3. mark the patient due for scoring.
+3. queue the window for scoring with a snapshot of the history up to it and NEWS2 from the same
+   vitals and chart.
 
-A scoring thread takes every due patient at once, runs the transformer over their histories in one
-batch (``RiskPredictor.predict_batch``), computes NEWS2 beside it from the same vitals and chart, stores
+A scoring thread takes every queued window (of all patients) at once, runs the transformer over their
+histories in one batch (``RiskPredictor.predict_batch``), so every window gets exactly one risk, stores
 the result (measurement ``risk``) and publishes it on ``tinylarge/healthcare/<device>/risk``. An alert
 is raised when risk first crosses the threshold chosen at training time; it re-arms once risk falls
 below half the threshold. On start the service rebuilds each patient's history from the store, so a
@@ -50,7 +51,7 @@ class ServiceConfig:
     alert_threshold: float = 0.5  #: risk at which an alert is raised (overridden by the model's metrics.json)
     carry_vitals_s: float = 1800.0  #: last valid vitals are carried this long for NEWS2 over unreliable windows
     max_batch: int = 256  #: most patients scored in one transformer batch
-    batch_wait_s: float = 0.02  #: how long the scorer waits to gather more due patients
+    batch_wait_s: float = 0.02  #: how long the scorer waits to gather more windows into one batch
     status_every_s: float = 10.0  #: how often the service publishes its counts on its retained status
 
 
@@ -83,7 +84,7 @@ class HealthcareService:
         self.on_risk = on_risk
         self.patients: dict[str, PatientState] = {}
         self.counts = {"inferences": 0, "charts": 0, "scored": 0, "alerts": 0, "batches": 0, "duplicates": 0}
-        self._due: dict[str, int] = {}
+        self._due: deque[tuple] = deque()  # windows waiting to be scored, each with its history snapshot
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -128,7 +129,7 @@ class HealthcareService:
                 return
             self._append(p, msg)
             self.counts["inferences"] += 1
-            self._due[device] = seq
+            self._due.append((p, seq, ts, np.stack(list(p.steps)), len(p.steps), self.news2_for(p)))
             self._wake.notify()
 
     def _append(self, p: PatientState, msg: dict) -> None:
@@ -193,15 +194,9 @@ class HealthcareService:
                 log.exception("risk scoring failed")
 
     def score_due(self) -> int:
-        """Score every due patient in one batch; returns how many were scored."""
+        """Score the waiting windows (all patients, up to max_batch) in one batch; returns how many."""
         with self._lock:
-            due = list(self._due.items())[: self.cfg.max_batch]
-            for device, _ in due:
-                del self._due[device]
-            jobs = []
-            for device, seq in due:
-                p = self.patients[device]
-                jobs.append((p, seq, p.last_ts, np.stack(list(p.steps)), len(p.steps), self.news2_for(p)))
+            jobs = [self._due.popleft() for _ in range(min(self.cfg.max_batch, len(self._due)))]
         if not jobs:
             return 0
         risks = self.predictor.predict_batch([j[3] for j in jobs])

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from healthcare.device import chart_message, inference_message
@@ -57,12 +58,12 @@ def test_each_window_is_stored_scored_once_and_redelivery_is_ignored(tmp_path, p
     _deliver(svc, "inference", _inference("p001", 3))  # redelivered after a reconnect
     assert svc.counts["duplicates"] == 1
     assert len(svc.patients["p001"].steps) == 5
-    assert svc.score_due() == 1  # one batch, the latest window of the one due patient
-    assert svc.store.count("vitals") == svc.store.count("inference") == 5
-    (device, stream, msg), = published
-    assert (device, stream, msg["source_seq"], msg["windows"]) == ("p001", "risk", 4, 5)
-    assert 0.0 <= msg["risk"] <= 1.0
-    assert msg["news2"] is None  # no chart yet: NEWS2 needs blood pressure and consciousness
+    assert svc.score_due() == 5  # one batch: every window scored once, each on the history up to it
+    assert svc.store.count("vitals") == svc.store.count("inference") == svc.store.count("risk") == 5
+    assert [(d, s, m["source_seq"], m["windows"]) for d, s, m in published] == [
+        ("p001", "risk", seq, seq + 1) for seq in range(5)]
+    assert all(0.0 <= m["risk"] <= 1.0 for _, _, m in published)
+    assert all(m["news2"] is None for _, _, m in published)  # no chart: NEWS2 needs blood pressure
     svc.store.close()
 
 
@@ -97,8 +98,7 @@ def test_a_restarted_service_rebuilds_history_from_the_store(tmp_path, predictor
     _deliver(svc, "chart", chart_message("p004", 0, T0_MS, obs))
     for seq in range(7):
         _deliver(svc, "inference", _inference("p004", seq))
-    svc.score_due()
-    before = published[-1][2]["risk"]
+    before = np.stack(list(svc.patients["p004"].steps))
     svc.store.close()
 
     again: list = []
@@ -106,11 +106,11 @@ def test_a_restarted_service_rebuilds_history_from_the_store(tmp_path, predictor
     assert svc2.rebuild() == 7
     p = svc2.patients["p004"]
     assert p.last_seq == 6 and p.chart is not None and p.chart["sbp_mmhg"] == 120.0
+    np.testing.assert_allclose(np.stack(list(p.steps)), before, atol=1e-6)
     _deliver(svc2, "inference", _inference("p004", 6))  # the unacknowledged last one, redelivered
-    assert svc2.counts["duplicates"] == 1
-    svc2._due["p004"] = 6  # score the rebuilt history as it stands  # noqa: SLF001
-    svc2.score_due()
-    assert again[-1][2]["risk"] == pytest.approx(before, abs=1e-5)
+    assert svc2.counts["duplicates"] == 1 and svc2.idle
+    _deliver(svc2, "inference", _inference("p004", 7))
+    assert svc2.score_due() == 1 and again[-1][2]["windows"] == 8
     svc2.store.close()
 
 
