@@ -46,7 +46,34 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--models", type=Path, default=Path("models/healthcare"), help="trained models folder")
     ap.add_argument("--out", type=Path, default=Path("out/demo-healthcare"), help="output folder")
     ap.add_argument("--quick-train", action="store_true", help="if models are missing, train small ones fast")
-    return ap.parse_args(argv)
+    ap.add_argument("--firmware", default="auto", help="how many wearables run the C firmware on the host "
+                    "(own MQTT client); 'auto' = 2 when gcc is installed, else 0")
+    ap.add_argument("--qemu", default="auto", help="how many of those run the Cortex-M4 build under QEMU behind the "
+                    "serial gateway; 'auto' = 1 when arm-none-eabi-gcc and qemu-system-arm are installed")
+    args = ap.parse_args(argv)
+    args.firmware, args.qemu = _firmware_counts(args.firmware, args.qemu, args.patients)
+    return args
+
+
+def _firmware_counts(firmware: str, qemu: str, patients: int) -> tuple[int, int]:
+    """Resolve --firmware/--qemu ('auto' or a number) against the installed toolchains."""
+    import shutil
+
+    def number(name: str, value: str, auto: int) -> int:
+        if value == "auto":
+            return auto
+        if not value.isdigit():
+            raise SystemExit(f"tinylarge demo healthcare: --{name} must be 'auto' or a number, got {value!r}")
+        return int(value)
+
+    has_arm = bool(shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"))
+    n_fw = number("firmware", firmware, 2 if shutil.which("cc") or shutil.which("gcc") else 0)
+    n_qemu = number("qemu", qemu, 1 if has_arm and n_fw > 0 else 0)
+    if n_qemu > n_fw:
+        raise SystemExit(f"tinylarge demo healthcare: --qemu {n_qemu} exceeds --firmware {n_fw}")
+    if n_fw >= patients:
+        raise SystemExit(f"tinylarge demo healthcare: --firmware {n_fw} leaves no simulated wearable of {patients}")
+    return n_fw, n_qemu
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -88,8 +115,19 @@ def run(args: argparse.Namespace) -> dict:
             run_cloud(args, ep.mqtt, ep.store, args.models, on_risk=on_risk) as cloud:
         print(f"broker {ep.mqtt}   store {ep.store}", flush=True)
         private_key, public_key = generate_keypair(args.out / "keys", overwrite=True)
-        fleet = Fleet(args, ep.mqtt, cohort, tiny, day0_ms, on_publish=on_publish, trusted_key=public_key)
+        fleet = Fleet(args, ep.mqtt, cohort[args.firmware:], tiny, day0_ms, on_publish=on_publish,
+                      trusted_key=public_key)
         fleet.start()
+        firmware = None
+        if args.firmware:
+            from healthcare._firmware_fleet import FirmwareFleet
+
+            print(f"building the firmware: {args.firmware - args.qemu} host wearable(s), {args.qemu} Cortex-M4 "
+                  "under QEMU", flush=True)
+            firmware = FirmwareFleet(ep.mqtt, cohort[:args.firmware], args.models, day0_ms, args.out / "firmware",
+                                     qemu=args.qemu, on_publish=on_publish, trusted_key=public_key, args=args)
+            firmware.build()
+            firmware.start()
         faulty = MqttClient(MqttConfig(url=ep.mqtt, client_id="tinylarge-hc-faulty", clean_session=True))
         faulty.start()
         ticks = np.arange(cfg.window_s, cfg.duration_h * 3600 + 1e-6, cfg.window_every_s)
@@ -100,14 +138,19 @@ def run(args: argparse.Namespace) -> dict:
 
         for i, t_s in enumerate(tqdm(ticks, desc="simulated 5-min ticks", unit="tick", disable=None)):
             fleet.step_all(float(t_s))
+            if firmware is not None:
+                firmware.step_all(float(t_s))
             if i in bad_at:
                 faulty.publish(*bad_at[i], qos=1)
             if i == len(ticks) // 2:
-                _roll_out_update(cloud, cohort, args.models, tiny, private_key)
+                _roll_out_update(cloud, fleet.cohort, args.models, tiny, private_key)
             time.sleep(max(0.0, t0 + (i + 1) * tick_wall_s - time.monotonic()))
         fleet.stop()
         faulty.stop()
-        stored = _wait_stored(cloud, fleet.published, len(BAD_PAYLOADS))
+        fw_published = firmware.stop() if firmware is not None else 0
+        published = fleet.published + fw_published
+        charts = fleet.charts_published + (firmware.charts_published if firmware is not None else 0)
+        stored = _wait_stored(cloud, published, len(BAD_PAYLOADS))
         wall_s = time.monotonic() - t0
         consumer_counts = dict(cloud.consumer.counts)
         alert_threshold = cloud.service.cfg.alert_threshold
@@ -115,16 +158,20 @@ def run(args: argparse.Namespace) -> dict:
         store_points = {m: cloud.store.count(m) for m in ("vitals", "inference", "risk", "chart")}
 
     latencies_ms = [1000 * (risk_at[k] - sent_at[k]) for k in risk_at if k in sent_at]
-    evaluation = evaluate(cohort, risks, fleet.start_ms, horizon_h=float(metrics.get("horizon_h", 6.0)),
+    start_ms = {**fleet.start_ms, **(firmware.start_ms if firmware is not None else {})}
+    evaluation = evaluate(cohort, risks, start_ms, horizon_h=float(metrics.get("horizon_h", 6.0)),
                           alert_threshold=alert_threshold)
     summary = {
         "devices": len(cohort),
         "simulated_h": cfg.duration_h,
         "wall_s": round(wall_s, 1),
-        "published": fleet.published,
-        "received": consumer_counts.get("accepted", 0) - fleet.charts_published,
+        "firmware_devices": args.firmware,
+        "qemu_devices": args.qemu,
+        "published": published,
+        "published_by_firmware": fw_published,
+        "received": consumer_counts.get("accepted", 0) - charts,
         "stored": stored,
-        "charts": fleet.charts_published,
+        "charts": charts,
         "deadletters": consumer_counts.get("deadletters", 0),
         "duplicates_ignored": service_counts.get("duplicates", 0),
         "risk_messages": len(risks),
@@ -145,7 +192,7 @@ def run(args: argparse.Namespace) -> dict:
         "broker": "embedded amqtt" if not (args.mqtt or os.environ.get("TINYLARGE_MQTT")) else "external",
         "store": ep.store.split(":", 1)[0],
     }
-    plot_path = plot_patient(cohort, risks, args.out, fleet.start_ms, db if summary["store"] == "sqlite" else None)
+    plot_path = plot_patient(cohort, risks, args.out, start_ms, db if summary["store"] == "sqlite" else None)
     summary["plot"] = str(plot_path)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_table(summary)

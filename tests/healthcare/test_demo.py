@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from healthcare import demo
 
 
+@pytest.mark.firmware
 def test_demo_stores_every_published_window_once_and_deadletters_the_bad(quick_models, tmp_path):
+    """4 wearables: 2 simulated in Python, 1 C firmware on the host, 1 Cortex-M4 under QEMU via the gateway."""
     out = tmp_path / "demo"
     code = demo.main(["--patients", "4", "--hours", "6", "--seconds", "4", "--models", str(quick_models),
-                      "--quick-train",
+                      "--quick-train", "--firmware", "2", "--qemu", "1",
                       "--out", str(out), "--store", f"sqlite:///{tmp_path / 'demo.db'}"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -22,7 +26,8 @@ def test_demo_stores_every_published_window_once_and_deadletters_the_bad(quick_m
     assert summary["deadletters"] == len(demo.BAD_PAYLOADS)
     assert summary["risk_messages"] == summary["published"]
     # the signed model rolled out mid-run reached every wearable; the forged copy was refused
-    assert summary["model_updates_accepted"] == 4
+    assert summary["published_by_firmware"] == 2 * windows_per_patient
+    assert summary["model_updates_accepted"] == 2  # the simulated wearables (firmware reflashes from its slot)
     assert summary["model_updates_rejected"] == 1
     assert summary["active_models"] == ["hc-tiny@2"]
     assert summary["p50_ms"] is not None and summary["p99_ms"] >= summary["p50_ms"]
