@@ -34,15 +34,6 @@ def _have_qemu() -> bool:
     return shutil.which("qemu-system-arm") is not None and shutil.which("arm-none-eabi-gcc") is not None
 
 
-@pytest.fixture(scope="session")
-def quick_models(tmp_path_factory):
-    from healthcare.train import ensure_trained
-
-    models = tmp_path_factory.getbasetemp() / "quick-models" / "healthcare"
-    ensure_trained(models, quick=True)  # the stamp makes a second call in the same session free
-    return models
-
-
 class _Capture:
     """Every inference message on the broker, as the service receives it."""
 
