@@ -5,6 +5,9 @@
   under ``qemu-system-arm``, frames on its serial line) or ``cortex-m0plus`` (size only).
 * :func:`qemu_command` / :func:`run_qemu` start the Cortex-M4 image with semihosting (the sensor file
   is read from the host through it) and return its serial output.
+* Target ``cortex-m4-parity`` (``firmware/targets/cortex-m4/parity.mk``) builds ``parity.elf``: the model
+  and runtime with the app's Cortex-M4 flags and a main that maps int8 input vectors to outputs;
+  :func:`run_parity` feeds it a whole batch in one QEMU process (files over semihosting).
 * :func:`gateway_main` (in :mod:`shared._fw_gateway`) decodes frames from a serial port, a pipe or QEMU,
   validates each message with :func:`shared.messages.decode` and publishes it to MQTT. With
   ``--trusted-key`` and ``--model-dir`` it also verifies signed model updates for the devices it bridges
@@ -37,7 +40,9 @@ from shared._fw_frames import (  # noqa: F401  (re-exported API)
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE_DIR = REPO / "firmware"
-TARGETS = ("host", "cortex-m4", "cortex-m0plus")
+TARGETS = ("host", "cortex-m4", "cortex-m0plus", "cortex-m4-parity")
+#: targets whose rules live beside the target instead of in firmware/Makefile (they include it)
+_TARGET_MAKEFILES = {"cortex-m4-parity": FIRMWARE_DIR / "targets" / "cortex-m4" / "parity.mk"}
 DEFAULT_MODEL = REPO / "models" / "healthcare" / "tiny.tflite"
 QEMU_MACHINE = "mps2-an386"
 
@@ -50,7 +55,7 @@ class FirmwareError(RuntimeError):
 class BuildConfig:
     """One firmware build. Defaults: the healthcare app on the host with the trained tiny model."""
 
-    target: str = "host"  #: host | cortex-m4 | cortex-m0plus
+    target: str = "host"  #: host | cortex-m4 | cortex-m0plus | cortex-m4-parity (model I/O harness)
     model: Path | None = None  #: full-int8 .tflite; None = models/healthcare/tiny.tflite
     name: str = "hc_tiny"  #: C identifier for the compiled model's symbols and files
     model_id: str = ""  #: id@version put in every message; "" = healthcare-tiny@<sha256[:8] of the model>
@@ -120,6 +125,8 @@ def make(target: str, model_dir: Path, name: str, out: Path, model_id: str, goal
         raise FirmwareError(f"{tool} not found on PATH (needed for target {target})")
     cmd = ["make", "-s", "-C", str(FIRMWARE_DIR), goal or target, f"TARGET={target}", f"MODEL_DIR={model_dir}",
            f"MODEL_NAME={name}", f"OUT={out}", f"MODEL_ID={model_id}"]
+    if target in _TARGET_MAKEFILES:
+        cmd[4:4] = ["-f", str(_TARGET_MAKEFILES[target])]
     if extra_cflags:
         cmd.append("EXTRA_CFLAGS=" + " ".join(extra_cflags))
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -137,7 +144,8 @@ def build(cfg: BuildConfig) -> BuildResult:
     out = cfg.out_dir / cfg.target / cfg.name
     make(cfg.target, model_dir, cfg.name, out, model_id, extra_cflags=[f"-D{d}" for d in cfg.defines])
     names = {"host": ["app"], "cortex-m4": ["app.elf", "bench.elf", "model_runtime.size"],
-             "cortex-m0plus": ["model_runtime.a", "model_runtime.size"]}[cfg.target]
+             "cortex-m0plus": ["model_runtime.a", "model_runtime.size"],
+             "cortex-m4-parity": ["parity.elf"]}[cfg.target]
     return BuildResult(cfg.target, out, model_dir, model_id, {n: out / n for n in names})
 
 
@@ -203,6 +211,34 @@ def run_qemu(elf: Path, args: Sequence[str] = (), timeout_s: float = 60.0, icoun
     except subprocess.TimeoutExpired as exc:
         raise FirmwareError(f"QEMU did not finish within {timeout_s} s") from exc
     return QemuRun(proc.returncode, proc.stdout, proc.stderr.decode(errors="replace"))
+
+
+def run_parity(elf: Path, inputs, workdir: Path, timeout_s: float = 120.0):
+    """Run ``parity.elf`` (target ``cortex-m4-parity``) on every row of ``inputs`` (int8 ``[N, input
+    size]``) in one QEMU process; returns the int8 outputs ``[N, output size]``. The vectors travel in
+    files under ``workdir`` (absolute paths without spaces: they go through QEMU's -append)."""
+    import numpy as np
+
+    xs = np.ascontiguousarray(inputs, dtype=np.int8)
+    if xs.ndim != 2 or len(xs) == 0:
+        raise ValueError(f"inputs: expected a non-empty int8 [N, input_size] array, got shape {xs.shape}")
+    workdir = Path(workdir).resolve()
+    fin, fout = workdir / f"{Path(elf).stem}.in.bin", workdir / f"{Path(elf).stem}.out.bin"
+    fin.write_bytes(xs.tobytes())
+    fout.unlink(missing_ok=True)
+    run = run_qemu(elf, ["--in", str(fin), "--out", str(fout)], timeout_s=timeout_s)
+    text = run.serial.decode(errors="replace")
+    line = next((ln for ln in text.splitlines() if ln.startswith("TLPARITY ")), None)
+    if run.returncode != 0 or line is None:
+        raise FirmwareError(f"parity run failed (exit {run.returncode}): {(text + run.stderr)[-800:]}")
+    kv = dict(item.split("=", 1) for item in line.split()[1:])
+    if int(kv["inputs"]) != len(xs) or int(kv["in"]) != xs.shape[1]:
+        raise FirmwareError(f"parity run read {kv['inputs']} vectors of {kv['in']} values, "
+                            f"sent {len(xs)} of {xs.shape[1]}")
+    out = np.frombuffer(fout.read_bytes(), np.int8)
+    if out.size != len(xs) * int(kv["out"]):
+        raise FirmwareError(f"{fout}: {out.size} bytes, expected {len(xs)} x {kv['out']}")
+    return out.reshape(len(xs), int(kv["out"]))
 
 
 # ---- CLI ---------------------------------------------------------------------------------------------
