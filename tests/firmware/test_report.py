@@ -28,3 +28,20 @@ def test_report_row_for_the_healthcare_model(tmp_path):
     assert row["tflm_arena_bytes"] and row["tflm_arena_bytes"] > 0
     assert row["ram_vs_tflm_arena"] == pytest.approx(row["ram_bytes"] / row["tflm_arena_bytes"], abs=1e-3)
     assert "healthcare" in table([row])
+
+
+def test_report_parity_entry_for_the_healthcare_model(tmp_path):
+    """The report's parity column: the compiled C on the host and on the M4 under QEMU against the
+    LiteRT interpreter, counted in int8 output values over PARITY_INPUTS random inputs."""
+    for tool in ("make", "gcc", "arm-none-eabi-gcc", "qemu-system-arm"):
+        require_tool(tool)
+    from bench.firmware_report import PARITY_INPUTS, parity, table
+
+    p = parity("healthcare", _fw.model(), tmp_path)
+    assert "error" not in p, p.get("error")
+    assert p["inputs"] == PARITY_INPUTS >= 1000 and p["values"] == PARITY_INPUTS * 6
+    assert p["host_mismatches"] == 0 and p["qemu_mismatches"] == 0
+    assert "0/0" in table([{"model": "healthcare", "parity": p}])
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(_fw.model().read_bytes()[:200])
+    assert "error" in parity("broken", broken, tmp_path)
