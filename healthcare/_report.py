@@ -20,11 +20,13 @@ def _auroc(y: np.ndarray, s: np.ndarray) -> float | None:
 
 
 def evaluate(cohort: Sequence, risks: Sequence[dict], start_ms: dict[str, int], horizon_h: float,
-             alert_threshold: float) -> dict:
+             alert_threshold: float, alert_windows: int = 3) -> dict:
     """AUROC of risk and NEWS2 for "event within horizon_h", on the same rows; lead times; false alerts.
 
     Rows after a patient's event are left out (the patient has deteriorated; prediction is moot).
     Both scores are compared on the rows where NEWS2 can be computed (vitals and a chart known).
+    Alerts follow one rule for both: the score at or above its threshold (risk >= the trained alert
+    threshold; NEWS2 >= 5, the RCP's urgent-response trigger) on ``alert_windows`` consecutive windows.
     """
     events = {p.id: p.event_time_s for p in cohort}
     rows = []
@@ -43,40 +45,52 @@ def evaluate(cohort: Sequence, risks: Sequence[dict], start_ms: dict[str, int], 
         "risk_auroc": _auroc(y, np.array([r[3] for r in both])) if both else None,
         "news2_auroc": _auroc(y, np.array([r[4] for r in both], dtype=float)) if both else None,
     }
-    leads, news2_leads = [], []
-    detected = 0
-    false_alert_patients = 0
-    for p in cohort:
-        mine = sorted((r for r in rows if r[0] == p.id), key=lambda r: r[1])
-        if p.event_time_s is None:
-            false_alert_patients += any(r[5] for r in mine)
-            continue
-        near = [r for r in mine if p.event_time_s - r[1] <= LEAD_SPAN_H * 3600]
-        first = next((r for r in near if r[3] >= alert_threshold), None)
-        if first is not None:
-            detected += 1
-            leads.append((p.event_time_s - first[1]) / 60.0)
-        first_n2 = next((r for r in near if r[4] is not None and r[4] >= NEWS2_ALERT), None)
-        if first_n2 is not None:
-            news2_leads.append((p.event_time_s - first_n2[1]) / 60.0)
-    n_events = sum(p.event_time_s is not None for p in cohort)
+    risk_rule = _alert_rule(rows, lambda r: r[3] >= alert_threshold, cohort, alert_windows)
+    news2_rule = _alert_rule(rows, lambda r: r[4] is not None and r[4] >= NEWS2_ALERT, cohort, alert_windows)
     out.update({
-        "events": n_events,
-        "events_warned": detected,
-        "lead_time_min": round(float(np.median(leads)), 1) if leads else None,
-        "news2_events_warned": len(news2_leads),
-        "news2_lead_time_min": round(float(np.median(news2_leads)), 1) if news2_leads else None,
-        "false_alert_patients": int(false_alert_patients),
-        "stable_patients": len(cohort) - n_events,
+        "events": risk_rule["events"],
+        "stable_patients": len(cohort) - risk_rule["events"],
+        "alert_windows": alert_windows,
+        "events_warned": risk_rule["warned"],
+        "lead_time_min": risk_rule["lead_min"],
+        "false_alert_patients": risk_rule["false_alert_patients"],
+        "news2_events_warned": news2_rule["warned"],
+        "news2_lead_time_min": news2_rule["lead_min"],
+        "news2_false_alert_patients": news2_rule["false_alert_patients"],
     })
     return out
+
+
+def _alert_rule(rows: Sequence[tuple], above: object, cohort: Sequence, k: int) -> dict:
+    """Sustained-alert rule over each patient's windows: lead times before events, false-alert patients."""
+    leads: list[float] = []
+    false_alert_patients = 0
+    n_events = 0
+    for p in cohort:
+        run = 0
+        first: float | None = None
+        for r in sorted((r for r in rows if r[0] == p.id), key=lambda r: r[1]):
+            run = run + 1 if above(r) else 0  # type: ignore[operator]
+            in_span = p.event_time_s is None or p.event_time_s - r[1] <= LEAD_SPAN_H * 3600
+            if run >= k and in_span:
+                first = r[1]
+                break
+        if p.event_time_s is None:
+            false_alert_patients += first is not None
+        else:
+            n_events += 1
+            if first is not None:
+                leads.append((p.event_time_s - first) / 60.0)
+    return {"events": n_events, "warned": len(leads), "false_alert_patients": false_alert_patients,
+            "lead_min": round(float(np.median(leads)), 1) if leads else None}
 
 
 def print_table(summary: dict) -> None:
     keys = ["devices", "published", "received", "stored", "charts", "deadletters", "alerts",
             "model_updates_accepted", "model_updates_rejected",
             "tiny_float_acc", "tiny_int8_acc", "risk_auroc", "news2_auroc", "events", "events_warned",
-            "lead_time_min", "news2_events_warned", "news2_lead_time_min", "false_alert_patients",
+            "lead_time_min", "false_alert_patients", "news2_events_warned", "news2_lead_time_min",
+            "news2_false_alert_patients", "stable_patients",
             "p50_ms", "p99_ms", "wall_s"]
     width = max(len(k) for k in keys)
     print("\n" + "-" * (width + 16))
@@ -90,7 +104,7 @@ def print_table(summary: dict) -> None:
 
 
 def plot_patient(cohort: Sequence, risks: Sequence[dict], out: Path, start_ms: dict[str, int],
-                 db: Path | None) -> Path:
+                 db: Path | None, alert_threshold: float | None = None) -> Path:
     """Vitals as the device measured them, NEWS2 and transformer risk of one deteriorating patient."""
     import matplotlib
 
@@ -114,6 +128,11 @@ def plot_patient(cohort: Sequence, risks: Sequence[dict], out: Path, start_ms: d
     axes[2].set_ylabel("NEWS2")
     axes[3].plot(t_h, [m["risk"] for m in mine], color="C4")
     axes[3].set_ylabel("transformer risk")
+    if alert_threshold is not None:
+        axes[3].axhline(alert_threshold, ls=":", color="C4")
+    for m in mine:
+        if m["alert"]:
+            axes[3].plot((m["ts"] - start_epoch_ms) / 3.6e6, m["risk"], "v", color="C3", ms=9)
     axes[3].set_ylim(0, 1)
     axes[3].set_xlabel("hours since admission")
     for ax in axes:

@@ -154,13 +154,14 @@ def run(args: argparse.Namespace) -> dict:
         wall_s = time.monotonic() - t0
         consumer_counts = dict(cloud.consumer.counts)
         alert_threshold = cloud.service.cfg.alert_threshold
+        alert_windows = cloud.service.cfg.alert_windows
         service_counts = dict(cloud.service.counts)
         store_points = {m: cloud.store.count(m) for m in ("vitals", "inference", "risk", "chart")}
 
     latencies_ms = [1000 * (risk_at[k] - sent_at[k]) for k in risk_at if k in sent_at]
     start_ms = {**fleet.start_ms, **(firmware.start_ms if firmware is not None else {})}
     evaluation = evaluate(cohort, risks, start_ms, horizon_h=float(metrics.get("horizon_h", 6.0)),
-                          alert_threshold=alert_threshold)
+                          alert_threshold=alert_threshold, alert_windows=alert_windows)
     summary = {
         "devices": len(cohort),
         "simulated_h": cfg.duration_h,
@@ -192,7 +193,8 @@ def run(args: argparse.Namespace) -> dict:
         "broker": "embedded amqtt" if not (args.mqtt or os.environ.get("TINYLARGE_MQTT")) else "external",
         "store": ep.store.split(":", 1)[0],
     }
-    plot_path = plot_patient(cohort, risks, args.out, start_ms, db if summary["store"] == "sqlite" else None)
+    plot_path = plot_patient(cohort, risks, args.out, start_ms, db if summary["store"] == "sqlite" else None,
+                             alert_threshold)
     summary["plot"] = str(plot_path)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_table(summary)

@@ -11,9 +11,10 @@ Data flow for every accepted ``inference`` message (QoS 1, acknowledged only aft
 A scoring thread takes every queued window (of all patients) at once, runs the transformer over their
 histories in one batch (``RiskPredictor.predict_batch``), so every window gets exactly one risk, stores
 the result (measurement ``risk``) and publishes it on ``tinylarge/healthcare/<device>/risk``. An alert
-is raised when risk first crosses the threshold chosen at training time; it re-arms once risk falls
-below half the threshold. On start the service rebuilds each patient's history from the store, so a
-restarted service goes on where it stopped.
+is raised when risk has stayed at or above the threshold chosen at training time for ``alert_windows``
+consecutive windows (15 min by default); it re-arms once risk falls below half the threshold. On start
+the service rebuilds each patient's history from the store, so a restarted service goes on where it
+stopped.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class ServiceConfig:
 
     history_steps: int = 72  #: steps of history given to the transformer (72 x 5 min = 6 h)
     alert_threshold: float = 0.5  #: risk at which an alert is raised (overridden by the model's metrics.json)
+    alert_windows: int = 3  #: consecutive windows at or above the threshold before an alert (3 x 5 min)
     carry_vitals_s: float = 1800.0  #: last valid vitals are carried this long for NEWS2 over unreliable windows
     max_batch: int = 256  #: most patients scored in one transformer batch
     batch_wait_s: float = 0.02  #: how long the scorer waits to gather more windows into one batch
@@ -64,6 +66,7 @@ class PatientState:
     last_seq: int = -1
     last_ts: int = 0
     alerting: bool = False
+    above: int = 0  # consecutive scored windows at or above the alert threshold
     risk_seq: int = 0
 
 
@@ -208,7 +211,8 @@ class HealthcareService:
             for (p, seq, ts, _, n_steps, n2), risk in zip(jobs, risks, strict=True):
                 risk = float(risk) if math.isfinite(float(risk)) else 0.0
                 thr = self.cfg.alert_threshold
-                alert = risk >= thr and not p.alerting
+                p.above = p.above + 1 if risk >= thr else 0
+                alert = p.above >= self.cfg.alert_windows and not p.alerting
                 if alert:
                     p.alerting = True
                     self.counts["alerts"] += 1

@@ -80,13 +80,13 @@ def test_news2_beside_risk_uses_the_latest_chart_and_device_vitals(tmp_path, pre
     svc.store.close()
 
 
-def test_alert_fires_once_per_crossing_and_rearms_below_half_threshold(tmp_path, predictor):
+def test_alert_fires_once_after_three_windows_above_threshold(tmp_path, predictor):
     published: list = []
-    svc = _service(tmp_path, predictor, published, threshold=0.0)  # every risk crosses a zero threshold
-    for seq in range(3):
+    svc = _service(tmp_path, predictor, published, threshold=0.0)  # every risk is at or above zero
+    for seq in range(5):
         _deliver(svc, "inference", _inference("p003", seq))
         svc.score_due()
-    assert [m["alert"] for _, _, m in published] == [True, False, False]
+    assert [m["alert"] for _, _, m in published] == [False, False, True, False, False]
     assert svc.counts["alerts"] == 1
     svc.store.close()
 
