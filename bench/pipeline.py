@@ -196,12 +196,14 @@ def pipeline_phase(url: str, devices: int, per_device: int, models: Path, workdi
         proc.join(timeout=30)
         stored = cloud.store.count("inference")
         duplicates = cloud.service.counts["duplicates"]
+        superseded = cloud.service.counts["superseded"]
         deadletters = cloud.consumer.counts.get("deadletters", 0)
     sent_at = {(d, s): t for d, s, t in sent}
     lat = np.array([1000 * (handled_at[k] - sent_at[k]) for k in handled_at if k in sent_at])
     first = sent[0][2]
     return {"stored": stored, "msgs_per_s": stored / max(1e-9, last_stored - first), "lost": total - stored,
             "duplicated": duplicates, "deadletters": deadletters, "risk_messages": len(handled_at),
+            "superseded": superseded,
             "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
             "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None}
 
@@ -230,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         "p50_ms": None if pipe["p50_ms"] is None else round(pipe["p50_ms"], 1),
         "p99_ms": None if pipe["p99_ms"] is None else round(pipe["p99_ms"], 1),
         "lost": pipe["lost"], "duplicated": pipe["duplicated"], "raw_received": raw["received"],
-        "stored": pipe["stored"], "risk_messages": pipe["risk_messages"], "deadletters": pipe["deadletters"],
+        "stored": pipe["stored"], "risk_messages": pipe["risk_messages"], "superseded": pipe["superseded"],
+        "deadletters": pipe["deadletters"],
     }
     (args.out / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
     width = max(len(k) for k in result)

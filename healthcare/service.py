@@ -9,7 +9,9 @@ Data flow for every accepted ``inference`` message (QoS 1, acknowledged only aft
    vitals and chart.
 
 A scoring thread takes every queued window (of all patients) at once, runs the transformer over their
-histories in one batch (``RiskPredictor.predict_batch``), so every window gets exactly one risk, stores
+histories in one batch (``RiskPredictor.predict_batch``), so every window gets exactly one risk (when
+more than ``max_batch`` windows wait, the service is overloaded and only each patient's newest window
+is scored; the others are counted as ``superseded``), stores
 the result (measurement ``risk``) and publishes it on ``tinylarge/healthcare/<device>/risk``. An alert
 is raised when risk has stayed at or above the threshold chosen at training time for ``alert_windows``
 consecutive windows (15 min by default); it re-arms once risk falls below half the threshold. On start
@@ -86,7 +88,8 @@ class HealthcareService:
         self.model_id = f"{RISK_MODEL_ID}@{model_version}"
         self.on_risk = on_risk
         self.patients: dict[str, PatientState] = {}
-        self.counts = {"inferences": 0, "charts": 0, "scored": 0, "alerts": 0, "batches": 0, "duplicates": 0}
+        self.counts = {"inferences": 0, "charts": 0, "scored": 0, "alerts": 0, "batches": 0, "duplicates": 0,
+                       "superseded": 0}
         self._due: deque[tuple] = deque()  # windows waiting to be scored, each with its history snapshot
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -199,6 +202,10 @@ class HealthcareService:
     def score_due(self) -> int:
         """Score the waiting windows (all patients, up to max_batch) in one batch; returns how many."""
         with self._lock:
+            if len(self._due) > self.cfg.max_batch:  # overloaded: a patient's older windows are superseded
+                latest = {job[0].device: job for job in self._due}
+                self.counts["superseded"] += len(self._due) - len(latest)
+                self._due = deque(latest.values())
             jobs = [self._due.popleft() for _ in range(min(self.cfg.max_batch, len(self._due)))]
         if not jobs:
             return 0
@@ -303,7 +310,7 @@ def run_cloud(args: argparse.Namespace, mqtt: str, store_url: str, models_dir: P
                 "deadletters": c.get("deadletters", 0), "stored_points": st.get("written", 0),
                 "duplicates": st.get("duplicates", 0), "dropped": st.get("dropped", 0) + tr.get("dropped", 0),
                 "spooled": st.get("spooled", 0), "scored": service.counts["scored"],
-                "alerts": service.counts["alerts"]}
+                "alerts": service.counts["alerts"], "superseded": service.counts["superseded"]}
 
     status = StatusReporter(publisher(client, DOMAIN), "cloud", service.model_id, counts,
                             every_s=cfg.status_every_s)

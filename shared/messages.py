@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 from referencing import Registry, Resource
 
@@ -110,6 +112,25 @@ def _validator(domain: str, stream: str) -> jsonschema.protocols.Validator:
     return cls(schema, registry=_registry())
 
 
+@cache
+def _fast_validator(domain: str, stream: str) -> Callable[[Any], Any]:
+    """The same schema compiled to Python by fastjsonschema: ~20x faster on the valid (hot) path.
+
+    ``$ref`` to a sibling schema file is resolved from SCHEMA_DIR by its ``$id``, never fetched.
+    tests/shared/test_messages.py holds it to the same verdicts as jsonschema.
+    """
+    _validator(domain, stream)  # the schema exists and is itself valid
+    by_id = {json.loads(p.read_text())["$id"]: p for p in SCHEMA_DIR.glob("*.json")}
+
+    def local(uri: str) -> dict:
+        if uri not in by_id:
+            raise MessageError(f"schema reference {uri!r} is not a local schema")
+        return json.loads(by_id[uri].read_text())
+
+    schema = json.loads(schema_path(domain, stream).read_text())
+    return fastjsonschema.compile(schema, handlers={"https": local, "http": local})
+
+
 def schema_path(domain: str, stream: str) -> Path:
     return SCHEMA_DIR / _schema_name(domain, stream)
 
@@ -144,6 +165,11 @@ def validate(domain: str, stream: str, msg: Any) -> dict:
     _check_finite(msg)
     if "v" in msg and msg["v"] != SCHEMA_VERSION:
         raise MessageError(f"unknown schema version v={msg['v']!r}; this side speaks v={SCHEMA_VERSION}")
+    try:
+        _fast_validator(domain, stream)(msg)
+        return msg
+    except fastjsonschema.JsonSchemaException:
+        pass  # invalid: let jsonschema find the most relevant error for the reason
     error = jsonschema.exceptions.best_match(_validator(domain, stream).iter_errors(msg))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(message)"
