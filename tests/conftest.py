@@ -1,6 +1,11 @@
 """Top-level pytest configuration: real-server fixtures live in tests/fixtures/ as plugins."""
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# property tests assert behaviour, never speed: no per-example deadline on a loaded 2-core CI machine
+settings.register_profile("tinylarge", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tinylarge")
 
 pytest_plugins = ["tests.fixtures.mqtt", "tests.fixtures.influx"]
 
