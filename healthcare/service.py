@@ -57,6 +57,7 @@ class ServiceConfig:
     max_batch: int = 256  #: most patients scored in one transformer batch
     batch_wait_s: float = 0.02  #: how long the scorer waits to gather more windows into one batch
     status_every_s: float = 10.0  #: how often the service publishes its counts on its retained status
+    torch_threads: int = 1  #: CPU threads for the transformer; the rest stay free for the MQTT consumer
 
 
 @dataclass
@@ -288,8 +289,8 @@ def run_cloud(args: argparse.Namespace, mqtt: str, store_url: str, models_dir: P
     from shared.storage import open_store
     from shared.transport import MqttClient
 
-    predictor = RiskPredictor.load(models_dir / "large")
     cfg = ServiceConfig()
+    predictor = RiskPredictor.load(models_dir / "large", threads=cfg.torch_threads)
     metrics_path = models_dir / "metrics.json"
     if metrics_path.exists():
         cfg.alert_threshold = float(json.loads(metrics_path.read_text()).get("alert_threshold",
