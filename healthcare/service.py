@@ -101,6 +101,10 @@ class HealthcareService:
     def handlers(self) -> dict[str, Callable[[Topic, dict], None]]:
         return {"inference": self.on_inference, "chart": self.on_chart}
 
+    def batch_handlers(self) -> dict[str, Callable[[list[tuple[Topic, dict]]], None]]:
+        """Streams the consumer may deliver in batches (one store transaction per batch)."""
+        return {"inference": self.on_inference_batch}
+
     def _patient(self, device: str) -> PatientState:
         p = self.patients.get(device)
         if p is None:
@@ -120,24 +124,57 @@ class HealthcareService:
             self.counts["charts"] += 1
 
     def on_inference(self, topic: Topic, msg: dict) -> None:
+        new = self.store.write(self._inference_points(msg))
+        with self._lock:
+            self._take(msg, new)
+            self._wake.notify()
+
+    def on_inference_batch(self, items: list[tuple[Topic, dict]]) -> None:
+        """Many ``inference`` messages (in arrival order): stored in one transaction, then as on_inference.
+
+        When every message is newer than its patient's history (and the batch's seqs rise per patient),
+        whether a point was new cannot change the outcome, so one write serves all. Otherwise (a
+        redelivery or a late message) each message goes through on_inference on its own.
+        """
+        with self._lock:  # only this (the worker) thread moves last_seq, so the answer holds after the write
+            last = {d: p.last_seq for d, p in self.patients.items()}
+            ahead = True
+            for _, msg in items:
+                if msg["seq"] <= last.get(msg["device"], -1):
+                    ahead = False
+                    break
+                last[msg["device"]] = msg["seq"]
+        if not ahead:
+            for topic, msg in items:
+                self.on_inference(topic, msg)
+            return
+        self.store.write([pt for _, msg in items for pt in self._inference_points(msg)])
+        with self._lock:
+            for _, msg in items:
+                self._take(msg, new=1)  # ahead of its history: not a duplicate, whatever the write found
+            self._wake.notify()
+
+    @staticmethod
+    def _inference_points(msg: dict) -> list:
         from shared.storage import Point
 
         device, seq, ts = msg["device"], msg["seq"], msg["ts"]
         tags = {"domain": DOMAIN, "model": msg["model"]}
-        new = self.store.write([
+        return [
             Point("vitals", device, seq, ts, dict(msg["vitals"]), tags),
             Point("inference", device, seq, ts, {"class": msg["class"], **{
                 f"p_{k}": v for k, v in msg["scores"].items()}}, tags),
-        ])
-        with self._lock:
-            p = self._patient(device)
-            if new == 0 and seq <= p.last_seq:
-                self.counts["duplicates"] += 1  # redelivered after a restart: already in history
-                return
-            self._append(p, msg)
-            self.counts["inferences"] += 1
-            self._due.append((p, seq, ts, np.stack(list(p.steps)), len(p.steps), self.news2_for(p)))
-            self._wake.notify()
+        ]
+
+    def _take(self, msg: dict, new: int) -> None:
+        """With the lock held, after the write (``new`` points were new): history, then queue for scoring."""
+        p = self._patient(msg["device"])
+        if new == 0 and msg["seq"] <= p.last_seq:
+            self.counts["duplicates"] += 1  # redelivered after a restart: already in history
+            return
+        self._append(p, msg)
+        self.counts["inferences"] += 1
+        self._due.append((p, msg["seq"], msg["ts"], np.stack(list(p.steps)), len(p.steps), self.news2_for(p)))
 
     def _append(self, p: PatientState, msg: dict) -> None:
         chart = None
@@ -303,7 +340,7 @@ def run_cloud(args: argparse.Namespace, mqtt: str, store_url: str, models_dir: P
     if loaded:
         log.info("rebuilt %d history steps from the store", loaded)
     service.start()
-    consumer = Consumer(client, DOMAIN, service.handlers())
+    consumer = Consumer(client, DOMAIN, service.handlers(), service.batch_handlers())
 
     def counts() -> dict[str, int]:
         c, st, tr = consumer.counts, store.counts, client.counts

@@ -4,10 +4,18 @@
 for, decodes and validates every message (:func:`shared.messages.decode`), checks that the envelope
 ``device`` is the topic's device, and calls the handler. Whatever is refused, and whatever makes a
 handler raise, goes to ``tinylarge/_deadletter/<domain>`` with the reason; the consumer keeps going.
+
+A stream may have a batch handler instead: the transport hands over the messages already queued
+(:meth:`shared.transport.MqttClient.subscribe_batch`), each is decoded and checked as above (the
+refused ones dead-lettered one by one), and the valid ones go to ``batch_handler([(topic, msg), ...])``
+in one call, in arrival order, so that it can store them in one transaction before any is
+acknowledged. If that call raises, each message is handed over alone, and only those that still make
+it raise are dead-lettered.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -21,6 +29,7 @@ from shared.transport import MqttClient
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[Topic, dict], None]
+BatchMessageHandler = Callable[[list[tuple[Topic, dict]]], None]
 
 #: reason prefixes (from shared.messages and this module) -> short keys for the per-reason counts
 _REASON_KEYS = (
@@ -52,27 +61,43 @@ def reason_key(reason: str) -> str:
 class Consumer:
     """Validate and dispatch one domain's device streams; dead-letter what is refused."""
 
-    def __init__(self, client: MqttClient, domain: str, handlers: dict[str, MessageHandler]):
+    def __init__(self, client: MqttClient, domain: str, handlers: dict[str, MessageHandler],
+                 batch_handlers: dict[str, BatchMessageHandler] | None = None, max_batch: int = 256):
+        """``handlers``: stream -> ``handler(topic, msg)``; ``batch_handlers``: stream ->
+        ``handler([(topic, msg), ...])``, which takes over that stream from ``handlers``."""
         if domain not in messages.DOMAINS:
             raise ValueError(f"unknown domain {domain!r}; expected one of {', '.join(messages.DOMAINS)}")
-        if not handlers:
+        if not handlers and not batch_handlers:
             raise ValueError("handlers is empty: give at least one stream -> handler")
-        for stream in handlers:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.batch_handlers = dict(batch_handlers or {})
+        for stream in {**handlers, **self.batch_handlers}:
             messages.topic(domain, "x", stream)  # MessageError (a ValueError) for a bad stream name
         self.client = client
         self.domain = domain
-        self.handlers = dict(handlers)
+        self.handlers = {s: h for s, h in handlers.items() if s not in self.batch_handlers}
+        self.max_batch = max_batch
         self.deadletter_topic = messages.deadletter_topic(domain)
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter({"received": 0, "accepted": 0, "deadletters": 0})
 
     def filters(self) -> list[str]:
-        return [f"{messages.TOPIC_ROOT}/{self.domain}/+/{stream}" for stream in self.handlers]
+        return [self._filter(stream) for stream in self.streams()]
+
+    def streams(self) -> list[str]:
+        return [*self.handlers, *self.batch_handlers]
+
+    def _filter(self, stream: str) -> str:
+        return f"{messages.TOPIC_ROOT}/{self.domain}/+/{stream}"
 
     def start(self) -> None:
         """Subscribe (QoS 1) to ``tinylarge/<domain>/+/<stream>`` for every handled stream."""
-        for topic_filter in self.filters():
-            self.client.subscribe(topic_filter, self._on_message, qos=1)
+        for stream in self.handlers:
+            self.client.subscribe(self._filter(stream), self._on_message, qos=1)
+        for stream in self.batch_handlers:
+            self.client.subscribe_batch(self._filter(stream), functools.partial(self._on_batch, stream), qos=1,
+                                        max_batch=self.max_batch)
         log.info("consumer for %s subscribed to %s", self.domain, ", ".join(self.filters()))
 
     @property
@@ -81,12 +106,11 @@ class Consumer:
         with self._lock:
             return dict(self._counts)
 
-    def _on_message(self, topic_name: str, payload: bytes) -> None:
-        with self._lock:
-            self._counts["received"] += 1
+    def _decode(self, topic_name: str, payload: bytes, streams: dict) -> tuple[Topic, dict] | str:
+        """(topic, message) if valid for one of ``streams``; else the reason to dead-letter it."""
         try:
             where = messages.parse_topic(topic_name)
-            if where.domain != self.domain or where.stream not in self.handlers:
+            if where.domain != self.domain or where.stream not in streams:
                 raise MessageError(f"unexpected topic {topic_name[:120]!r} for the {self.domain} consumer")
             msg = messages.decode(self.domain, where.stream, payload)
             if msg["device"] != where.device:
@@ -94,13 +118,63 @@ class Consumer:
                     f"device mismatch: envelope device {msg['device']!r} on topic device {where.device!r}"
                 )
         except MessageError as exc:
-            self._deadletter(topic_name, exc.reason, payload)
+            return exc.reason
+        return where, msg
+
+    def _on_batch(self, stream: str, items: list[tuple[str, bytes]]) -> None:
+        """Decode all, hand the valid ones over at once, dead-letter the rest; count the batch at the end,
+        so that ``received`` never runs ahead of ``accepted`` + ``deadletters``."""
+        valid: list[tuple[Topic, dict]] = []
+        raw: list[tuple[str, bytes]] = []
+        refused: list[tuple[str, str, bytes]] = []  # (topic, reason, payload)
+        for topic_name, payload in items:
+            decoded = self._decode(topic_name, payload, {stream: None})
+            if isinstance(decoded, str):
+                refused.append((topic_name, decoded, payload))
+            else:
+                valid.append(decoded)
+                raw.append((topic_name, payload))
+        accepted = 0
+        if valid:
+            handler = self.batch_handlers[stream]
+            try:
+                handler(valid)
+                accepted = len(valid)
+            except Exception as exc:
+                if len(valid) > 1:
+                    log.exception("%s batch handler raised on %d messages; retrying them one by one",
+                                  self.domain, len(valid))
+                    for one, (topic_name, payload) in zip(valid, raw, strict=True):
+                        try:
+                            handler([one])
+                            accepted += 1
+                        except Exception as one_exc:
+                            refused.append((topic_name, self._handler_error(topic_name, one_exc), payload))
+                else:
+                    topic_name, payload = raw[0]
+                    refused.append((topic_name, self._handler_error(topic_name, exc), payload))
+        for topic_name, reason, payload in refused:
+            self._deadletter(topic_name, reason, payload)
+        with self._lock:
+            self._counts["received"] += len(items)
+            self._counts["accepted"] += accepted
+
+    def _handler_error(self, topic_name: str, exc: Exception) -> str:
+        log.exception("%s handler for %s raised", self.domain, topic_name)
+        return f"handler error: {type(exc).__name__}: {exc}"
+
+    def _on_message(self, topic_name: str, payload: bytes) -> None:
+        with self._lock:
+            self._counts["received"] += 1
+        decoded = self._decode(topic_name, payload, self.handlers)
+        if isinstance(decoded, str):
+            self._deadletter(topic_name, decoded, payload)
             return
+        where, msg = decoded
         try:
             self.handlers[where.stream](where, msg)
         except Exception as exc:
-            log.exception("%s handler for %s raised", self.domain, topic_name)
-            self._deadletter(topic_name, f"handler error: {type(exc).__name__}: {exc}", payload)
+            self._deadletter(topic_name, self._handler_error(topic_name, exc), payload)
             return
         with self._lock:
             self._counts["accepted"] += 1

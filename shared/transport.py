@@ -14,6 +14,11 @@ those published while disconnected, which paho sends after it reconnects with ex
 acknowledges incoming QoS 1 messages only after their handler returned, and re-subscribes when the
 broker lost the session. Delivery is at least once: a message can be handled twice around a
 reconnect, so handlers must be idempotent (store on (device, seq)).
+
+A batch subscription (:meth:`MqttClient.subscribe_batch`) lets the worker take one message, drain the
+consecutive ones already queued for the same route (up to ``max_batch``), and hand them over in one
+call, in arrival order; all of them are PUBACKed after that call returned. A consumer can then store
+a whole batch in one transaction before any of it is acknowledged.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from shared.endpoints import MqttEndpoint, parse_mqtt_url
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], None]
+BatchHandler = Callable[[list[tuple[str, bytes]]], None]
 
 #: QoS >= 1 messages paho keeps unacknowledged on the wire at once (the rest wait in its queue)
 MAX_INFLIGHT = 32
@@ -44,19 +50,37 @@ MAX_INFLIGHT = 32
 MAX_PARKED = 10_000
 #: how long subscribe() waits for the broker's SUBACK
 SUBACK_TIMEOUT_S = 10.0
+#: default for the most messages one batch handler call receives
+MAX_BATCH = 256
 COUNT_KEYS = ("published", "acked", "received", "handled", "handler_errors", "dropped", "reconnects",
               "parked")
 
 
 @dataclass(frozen=True)
+class _Sink:
+    """Where a route delivers: ``handler(topic, payload)``, or ``handler([(topic, payload), ...])``."""
+
+    handler: Handler | BatchHandler
+    batch: bool = False
+    max_batch: int = 1
+
+
+@dataclass(frozen=True)
 class _Route:
-    """Work-queue marker: from here on, route ``topic_filter`` to ``handler`` (None: stop routing)."""
+    """Work-queue marker: from here on, route ``topic_filter`` to ``sink`` (None: stop routing)."""
 
     topic_filter: str
-    handler: Handler | None
+    sink: _Sink | None
 
 
 _WorkItem = tuple[int, paho.MQTTMessage] | _Route | None
+
+
+class _Empty:
+    """The worker's 'nothing drained ahead' marker (None already means 'stop')."""
+
+
+_EMPTY = _Empty()
 
 
 @dataclass
@@ -140,8 +164,8 @@ class MqttClient:
         self._counts: Counter[str] = Counter({k: 0 for k in COUNT_KEYS})
         self._unacked: set[int] = set()  # mids of our QoS >= 1 publishes awaiting PUBACK
         self._early_acks: set[int] = set()  # PUBACKs that raced ahead of publish() returning
-        self._subs: dict[str, tuple[Handler, int]] = {}  # filter -> (handler, qos), for (re)subscribing
-        self._routes: dict[str, Handler] = {}  # the worker's own copy, updated in queue order
+        self._subs: dict[str, tuple[_Sink, int]] = {}  # filter -> (sink, qos), for (re)subscribing
+        self._routes: dict[str, _Sink] = {}  # the worker's own copy, updated in queue order
         self._parked: collections.deque[tuple[int, paho.MQTTMessage]] = collections.deque()
         self._suback: dict[int, list[Any]] = {}
         self._connected = False
@@ -312,13 +336,30 @@ class MqttClient:
         Blocks for the SUBACK when connected (RuntimeError if the broker refuses the filter); when not
         connected, the subscription is made on the next connect.
         """
+        self._subscribe(topic_filter, _Sink(handler), qos)
+
+    def subscribe_batch(self, topic_filter: str, handler: BatchHandler, qos: int = 1,
+                        max_batch: int = MAX_BATCH) -> None:
+        """Call ``handler([(topic, payload), ...])`` with up to ``max_batch`` matching messages at once.
+
+        The worker takes one message, then those already queued right behind it for the same route,
+        without waiting for more; they come in arrival order and are PUBACKed only after the handler
+        returned. If the handler raises, each message of the batch is retried alone (a batch of one),
+        so one bad message cannot sink the others; a message whose retry raises too is counted in
+        ``handler_errors`` and acknowledged, as with :meth:`subscribe`. Otherwise as :meth:`subscribe`.
+        """
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self._subscribe(topic_filter, _Sink(handler, batch=True, max_batch=max_batch), qos)
+
+    def _subscribe(self, topic_filter: str, sink: _Sink, qos: int) -> None:
         if qos not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
         _check_filter(topic_filter)
         with self._cond:
-            self._subs[topic_filter] = (handler, qos)
+            self._subs[topic_filter] = (sink, qos)
             connected = self._connected
-        self._work.put(_Route(topic_filter, handler))  # before SUBSCRIBE: the worker routes in order
+        self._work.put(_Route(topic_filter, sink))  # before SUBSCRIBE: the worker routes in order
         if not connected:
             return
         rc, mid = self._paho.subscribe(topic_filter, qos)
@@ -402,36 +443,58 @@ class MqttClient:
 
     # ------------------------------------------------------------------ worker thread
     def _work_loop(self) -> None:
+        pending: _WorkItem | _Empty = _EMPTY  # an item drained ahead that did not fit the batch
         while True:
-            item = self._work.get()
+            if isinstance(pending, _Empty):
+                item = self._work.get()
+            else:
+                item, pending = pending, _EMPTY
             if item is None:
                 return
             if isinstance(item, _Route):
                 self._add_route(item)
                 continue
             generation, msg = item
-            handlers = [h for f, h in self._routes.items() if paho.topic_matches_sub(f, msg.topic)]
-            if not handlers:
+            filters = self._matching(msg.topic)
+            if not filters:
                 self._park(generation, msg)
                 continue
-            self._dispatch(generation, msg, handlers)
+            batch = [(generation, msg)]
+            limit = min(self._routes[f].max_batch if self._routes[f].batch else 1 for f in filters)
+            while len(batch) < limit:  # drain what is already queued for the same route, without waiting
+                try:
+                    nxt = self._work.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None or isinstance(nxt, _Route) or self._matching(nxt[1].topic) != filters:
+                    pending = nxt
+                    break
+                batch.append(nxt)
+            self._dispatch(batch, [self._routes[f] for f in filters])
+
+    def _matching(self, topic: str) -> tuple[str, ...]:
+        return tuple(f for f in self._routes if paho.topic_matches_sub(f, topic))
 
     def _add_route(self, route: _Route) -> None:
         """Register (or drop) a route, then deliver parked messages it matches, in arrival order."""
-        if route.handler is None:
+        if route.sink is None:
             self._routes.pop(route.topic_filter, None)
             return
-        self._routes[route.topic_filter] = route.handler
+        self._routes[route.topic_filter] = route.sink
         still: collections.deque[tuple[int, paho.MQTTMessage]] = collections.deque()
+        matched: list[tuple[int, paho.MQTTMessage]] = []
         while self._parked:
             generation, msg = self._parked.popleft()
             if paho.topic_matches_sub(route.topic_filter, msg.topic):
-                with self._cond:
-                    self._counts["parked"] -= 1
-                self._dispatch(generation, msg, [route.handler])
+                matched.append((generation, msg))
             else:
                 still.append((generation, msg))
         self._parked = still
+        with self._cond:
+            self._counts["parked"] -= len(matched)
+        step = route.sink.max_batch if route.sink.batch else 1
+        for i in range(0, len(matched), step):
+            self._dispatch(matched[i:i + step], [route.sink])
 
     def _park(self, generation: int, msg: paho.MQTTMessage) -> None:
         """Hold a message no handler matches yet, unacknowledged.
@@ -448,17 +511,43 @@ class MqttClient:
             log.warning("MQTT %s: no handler for %s; dropped", self.cfg.client_id, old.topic)
             self._ack(old_generation, old)
 
-    def _dispatch(self, generation: int, msg: paho.MQTTMessage, handlers: list[Handler]) -> None:
-        ok = True
-        for handler in handlers:
-            try:
-                handler(msg.topic, msg.payload)
-            except Exception:
-                ok = False
-                log.exception("MQTT handler for %s raised; message acknowledged and skipped", msg.topic)
+    def _dispatch(self, batch: list[tuple[int, paho.MQTTMessage]], sinks: list[_Sink]) -> None:
+        """Run every sink on the batch (in order), count, then PUBACK each message."""
+        failed = [False] * len(batch)
+        for sink in sinks:
+            if sink.batch:
+                self._run_batch(sink.handler, batch, failed)  # type: ignore[arg-type]
+                continue
+            for i, (_, msg) in enumerate(batch):
+                try:
+                    sink.handler(msg.topic, msg.payload)  # type: ignore[call-arg]
+                except Exception:
+                    failed[i] = True
+                    log.exception("MQTT handler for %s raised; message acknowledged and skipped", msg.topic)
         with self._cond:
-            self._counts["handled" if ok else "handler_errors"] += 1
-        self._ack(generation, msg)
+            self._counts["handler_errors"] += sum(failed)
+            self._counts["handled"] += len(batch) - sum(failed)
+        for generation, msg in batch:
+            self._ack(generation, msg)
+
+    @staticmethod
+    def _run_batch(handler: BatchHandler, batch: list[tuple[int, paho.MQTTMessage]], failed: list[bool]) -> None:
+        try:
+            handler([(msg.topic, msg.payload) for _, msg in batch])
+            return
+        except Exception:
+            if len(batch) == 1:
+                failed[0] = True
+                log.exception("MQTT batch handler for %s raised; message acknowledged and skipped",
+                              batch[0][1].topic)
+                return
+            log.exception("MQTT batch handler raised on %d messages; retrying them one by one", len(batch))
+        for i, (_, msg) in enumerate(batch):
+            try:
+                handler([(msg.topic, msg.payload)])
+            except Exception:
+                failed[i] = True
+                log.exception("MQTT batch handler for %s raised; message acknowledged and skipped", msg.topic)
 
     def _ack(self, generation: int, msg: paho.MQTTMessage) -> None:
         """PUBACK now, unless the connection that delivered it is gone (the session re-sends it)."""

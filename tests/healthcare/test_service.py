@@ -214,3 +214,42 @@ def test_the_service_reports_its_counts_on_its_retained_status(tmp_path, quick_m
     assert (final["received"], final["accepted"], final["deadletters"]) == (4, 3, 1)
     assert final["scored"] >= 1 and final["dropped"] == 0
     assert final["stored_points"] == 2 * 3 + final["scored"]  # vitals + inference per window, one risk per scoring
+
+
+def test_a_batch_is_stored_in_one_write_and_treated_as_one_by_one(tmp_path, predictor):
+    """on_inference_batch: one store transaction, then the same history, dedup and scoring as on_inference."""
+    msgs = [_inference(d, seq, hr=70.0 + seq) for seq in range(4) for d in ("p020", "p021")]
+    (tmp_path / "one").mkdir()
+    (tmp_path / "many").mkdir()
+    one: list = []
+    single = _service(tmp_path / "one", predictor, one)
+    for msg in msgs:
+        _deliver(single, "inference", msg)
+    many: list = []
+    batched = _service(tmp_path / "many", predictor, many)
+    writes: list[int] = []
+    write = batched.store.write
+
+    def counted_write(points: list) -> int:  # the real write, counted: one call is one transaction
+        writes.append(len(points))
+        return write(points)
+
+    batched.store.write = counted_write
+    batched.batch_handlers()["inference"]([(parse_topic(topic("healthcare", m["device"], "inference")), m)
+                                           for m in msgs])
+    assert writes == [2 * len(msgs)]  # vitals + inference of every message in ONE write
+    for device in ("p020", "p021"):
+        np.testing.assert_array_equal(np.stack(list(batched.patients[device].steps)),
+                                      np.stack(list(single.patients[device].steps)))
+    assert batched.counts["inferences"] == single.counts["inferences"] == len(msgs)
+    assert batched.score_due() == single.score_due() == len(msgs)
+    assert [(d, m["source_seq"], m["windows"]) for d, _, m in many] == [
+        (d, m["source_seq"], m["windows"]) for d, _, m in one]
+    # a redelivered batch (after a restart) is recognised message by message: nothing twice in history
+    writes.clear()
+    redelivered = [(parse_topic(topic("healthcare", m["device"], "inference")), m) for m in msgs[-3:]]
+    batched.on_inference_batch([*redelivered, (redelivered[0][0], _inference("p021", 4))])
+    assert batched.counts["duplicates"] == 3 and batched.counts["inferences"] == len(msgs) + 1
+    assert len(batched.patients["p021"].steps) == 5 and batched.store.count("inference") == len(msgs) + 1
+    for svc in (single, batched):
+        svc.store.close()
