@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,20 +18,9 @@ from shared.consumer import Consumer, Publisher, reason_key, status_will
 from shared.messages import MessageError, Topic
 from shared.transport import MqttClient, MqttConfig
 from tests.fixtures.mqtt import wait_for
+from tests.shared._support import count_rows, inference, uid
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def inference(device: str, seq: int, **vitals: float) -> dict:
-    v = {"hr_bpm": 72.0, "hrv_rmssd_ms": 40.0, "hrv_sdnn_ms": 50.0, "spo2_pct": 97.0, "rr_bpm": 14.0,
-         "temp_c": 36.8, "motion_g": 0.02, "quality": 0.9}
-    v.update(vitals)
-    return {"v": 1, "device": device, "seq": seq, "ts": 1_700_000_000_000 + seq * 30_000, "model": "hc-tiny@1",
-            "window_s": 30.0, "vitals": v, "class": "normal", "scores": {"normal": 0.9}}
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def client(url: str, client_id: str, **kw: object) -> MqttClient:
@@ -174,14 +162,6 @@ def _start_consumer(script: Path, url: str, db: Path, client_id: str) -> subproc
     return proc
 
 
-def _count(db: Path, sql: str) -> int:
-    with sqlite3.connect(db) as con:
-        try:
-            return int(con.execute(sql).fetchone()[0])
-        except sqlite3.OperationalError:  # table not created yet
-            return 0
-
-
 @pytest.mark.broker
 def test_consumer_killed_mid_stream_stores_every_message_exactly_once(mosquitto, tmp_path: Path):
     script = tmp_path / "consumer.py"
@@ -197,10 +177,10 @@ def test_consumer_killed_mid_stream_stores_every_message_exactly_once(mosquitto,
             assert pub.publish_msg("healthcare", device, "inference", inference(device, seq))
         assert dev.wait_all_acked(10)  # all 300 are at the broker
         # SIGKILL once a quarter is stored: no DISCONNECT, in-flight messages never PUBACKed
-        assert wait_for(lambda: _count(db, "SELECT COUNT(*) FROM stored") >= n_before // 4, timeout_s=30)
+        assert wait_for(lambda: count_rows(db, "SELECT COUNT(*) FROM stored") >= n_before // 4, timeout_s=30)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        stored_at_kill = _count(db, "SELECT COUNT(*) FROM stored")
+        stored_at_kill = count_rows(db, "SELECT COUNT(*) FROM stored")
         assert stored_at_kill < n_before, "the consumer finished before the kill; the test tested nothing"
         # the device goes on while the consumer is dead
         for seq in range(n_before, n):
@@ -208,7 +188,7 @@ def test_consumer_killed_mid_stream_stores_every_message_exactly_once(mosquitto,
         assert dev.wait_all_acked(10)
         # restart under the same client id: the session re-sends the unacknowledged and the queued
         proc = _start_consumer(script, mosquitto.url, db, svc_id)
-        assert wait_for(lambda: _count(db, "SELECT COUNT(*) FROM stored") >= n, timeout_s=60)
+        assert wait_for(lambda: count_rows(db, "SELECT COUNT(*) FROM stored") >= n, timeout_s=60)
     finally:
         proc.kill()
         proc.wait(10)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 
 import pytest
 
@@ -15,18 +14,7 @@ from shared.messages import Topic
 from shared.storage import Point, open_store
 from shared.transport import MqttClient, MqttConfig
 from tests.fixtures.mqtt import wait_for
-
-
-def inference(device: str, seq: int, **vitals: float) -> dict:
-    v = {"hr_bpm": 72.0, "hrv_rmssd_ms": 40.0, "hrv_sdnn_ms": 50.0, "spo2_pct": 97.0, "rr_bpm": 14.0,
-         "temp_c": 36.8, "motion_g": 0.02, "quality": 0.9}
-    v.update(vitals)
-    return {"v": 1, "device": device, "seq": seq, "ts": 1_700_000_000_000 + seq * 30_000, "model": "hc-tiny@1",
-            "window_s": 30.0, "vitals": v, "class": "normal", "scores": {"normal": 0.9}}
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+from tests.shared._support import inference, uid
 
 
 def client(url: str, client_id: str) -> MqttClient:

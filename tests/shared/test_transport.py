@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from shared.consumer import Publisher
 from shared.transport import MqttClient, MqttConfig
 from tests.fixtures.mqtt import MosquittoServer, free_port, wait_for
+from tests.shared._support import uid
 
 BROKERS = ["embedded_broker", pytest.param("mosquitto", marks=pytest.mark.broker)]
 
@@ -24,10 +24,6 @@ BROKERS = ["embedded_broker", pytest.param("mosquitto", marks=pytest.mark.broker
 def broker_url(request: pytest.FixtureRequest, name: str) -> str:
     value = request.getfixturevalue(name)
     return value if isinstance(value, str) else value.url
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 class Inbox:

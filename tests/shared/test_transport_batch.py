@@ -15,19 +15,15 @@ import subprocess
 import sys
 import textwrap
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
 
 from shared.transport import MqttClient, MqttConfig
 from tests.fixtures.mqtt import wait_for
+from tests.shared._support import count_rows, uid
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def client(url: str, client_id: str, **kw: object) -> MqttClient:
@@ -134,14 +130,6 @@ BATCH_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _count(db: Path, sql: str) -> int:
-    with sqlite3.connect(db) as con:
-        try:
-            return int(con.execute(sql).fetchone()[0])
-        except sqlite3.OperationalError:  # table not created yet
-            return 0
-
-
 @pytest.mark.broker
 def test_a_batch_killed_before_its_handler_returned_is_delivered_again(mosquitto, tmp_path: Path):
     script, db = tmp_path / "batch_consumer.py", tmp_path / "store.db"
@@ -163,16 +151,16 @@ def test_a_batch_killed_before_its_handler_returned_is_delivered_again(mosquitto
             assert pub.publish(topic, payload.encode())
         assert pub.wait_all_acked(10)
         # the first batch reached the handler, which hangs: SIGKILL it there, before any PUBACK
-        assert wait_for(lambda: _count(db, "SELECT COUNT(*) FROM delivered") >= 1, timeout_s=20)
+        assert wait_for(lambda: count_rows(db, "SELECT COUNT(*) FROM delivered") >= 1, timeout_s=20)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         with sqlite3.connect(db) as con:
             first = [r[0] for r in con.execute("SELECT payload FROM delivered WHERE mode = 'hang' ORDER BY rowid")]
         assert first and first == sent[:len(first)]  # in arrival order
-        assert _count(db, "SELECT COUNT(*) FROM stored") == 0
+        assert count_rows(db, "SELECT COUNT(*) FROM stored") == 0
         # restarted under the same client id: the session re-sends every unacknowledged message
         proc = start("store")
-        assert wait_for(lambda: _count(db, "SELECT COUNT(*) FROM stored") >= len(sent), timeout_s=30)
+        assert wait_for(lambda: count_rows(db, "SELECT COUNT(*) FROM stored") >= len(sent), timeout_s=30)
     finally:
         proc.kill()
         proc.wait(10)
