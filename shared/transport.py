@@ -30,57 +30,23 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from shared._mqtt_worker import MAX_BATCH, BatchHandler, Handler, _Route, _Sink, _Worker, _WorkItem
 from shared.endpoints import MqttEndpoint, parse_mqtt_url
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[str, bytes], None]
-BatchHandler = Callable[[list[tuple[str, bytes]]], None]
-
 #: QoS >= 1 messages paho keeps unacknowledged on the wire at once (the rest wait in its queue)
 MAX_INFLIGHT = 32
-#: messages with no handler (yet) kept unacknowledged; beyond this the oldest is acknowledged and dropped
-MAX_PARKED = 10_000
 #: how long subscribe() waits for the broker's SUBACK
 SUBACK_TIMEOUT_S = 10.0
-#: default for the most messages one batch handler call receives
-MAX_BATCH = 256
 COUNT_KEYS = ("published", "acked", "received", "handled", "handler_errors", "dropped", "reconnects",
               "parked")
-
-
-@dataclass(frozen=True)
-class _Sink:
-    """Where a route delivers: ``handler(topic, payload)``, or ``handler([(topic, payload), ...])``."""
-
-    handler: Handler | BatchHandler
-    batch: bool = False
-    max_batch: int = 1
-
-
-@dataclass(frozen=True)
-class _Route:
-    """Work-queue marker: from here on, route ``topic_filter`` to ``sink`` (None: stop routing)."""
-
-    topic_filter: str
-    sink: _Sink | None
-
-
-_WorkItem = tuple[int, paho.MQTTMessage] | _Route | None
-
-
-class _Empty:
-    """The worker's 'nothing drained ahead' marker (None already means 'stop')."""
-
-
-_EMPTY = _Empty()
 
 
 @dataclass
@@ -129,7 +95,7 @@ def _check_filter(topic_filter: str) -> None:
             raise ValueError(f"invalid topic filter {topic_filter!r}: '+' must fill a level, '#' come last")
 
 
-class MqttClient:
+class MqttClient(_Worker):
     """A paho client with a bounded outgoing queue, ordered off-thread handlers and acks after handling."""
 
     def __init__(self, cfg: MqttConfig):
@@ -440,121 +406,6 @@ class MqttClient:
             self._counts["received"] += 1
             generation = self._generation
         self._work.put((generation, msg))
-
-    # ------------------------------------------------------------------ worker thread
-    def _work_loop(self) -> None:
-        pending: _WorkItem | _Empty = _EMPTY  # an item drained ahead that did not fit the batch
-        while True:
-            if isinstance(pending, _Empty):
-                item = self._work.get()
-            else:
-                item, pending = pending, _EMPTY
-            if item is None:
-                return
-            if isinstance(item, _Route):
-                self._add_route(item)
-                continue
-            generation, msg = item
-            filters = self._matching(msg.topic)
-            if not filters:
-                self._park(generation, msg)
-                continue
-            batch = [(generation, msg)]
-            limit = min(self._routes[f].max_batch if self._routes[f].batch else 1 for f in filters)
-            while len(batch) < limit:  # drain what is already queued for the same route, without waiting
-                try:
-                    nxt = self._work.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None or isinstance(nxt, _Route) or self._matching(nxt[1].topic) != filters:
-                    pending = nxt
-                    break
-                batch.append(nxt)
-            self._dispatch(batch, [self._routes[f] for f in filters])
-
-    def _matching(self, topic: str) -> tuple[str, ...]:
-        return tuple(f for f in self._routes if paho.topic_matches_sub(f, topic))
-
-    def _add_route(self, route: _Route) -> None:
-        """Register (or drop) a route, then deliver parked messages it matches, in arrival order."""
-        if route.sink is None:
-            self._routes.pop(route.topic_filter, None)
-            return
-        self._routes[route.topic_filter] = route.sink
-        still: collections.deque[tuple[int, paho.MQTTMessage]] = collections.deque()
-        matched: list[tuple[int, paho.MQTTMessage]] = []
-        while self._parked:
-            generation, msg = self._parked.popleft()
-            if paho.topic_matches_sub(route.topic_filter, msg.topic):
-                matched.append((generation, msg))
-            else:
-                still.append((generation, msg))
-        self._parked = still
-        with self._cond:
-            self._counts["parked"] -= len(matched)
-        step = route.sink.max_batch if route.sink.batch else 1
-        for i in range(0, len(matched), step):
-            self._dispatch(matched[i:i + step], [route.sink])
-
-    def _park(self, generation: int, msg: paho.MQTTMessage) -> None:
-        """Hold a message no handler matches yet, unacknowledged.
-
-        A persistent session delivers what it kept right after CONNACK, before the application had a
-        chance to call subscribe(); those messages wait here for their handler. (amqtt also replays
-        retained messages of other clients' filters on reconnect; those are QoS 0 and never matched.)
-        """
-        with self._cond:
-            self._counts["parked"] += 1
-        self._parked.append((generation, msg))
-        if len(self._parked) > MAX_PARKED:
-            old_generation, old = self._parked.popleft()
-            log.warning("MQTT %s: no handler for %s; dropped", self.cfg.client_id, old.topic)
-            self._ack(old_generation, old)
-
-    def _dispatch(self, batch: list[tuple[int, paho.MQTTMessage]], sinks: list[_Sink]) -> None:
-        """Run every sink on the batch (in order), count, then PUBACK each message."""
-        failed = [False] * len(batch)
-        for sink in sinks:
-            if sink.batch:
-                self._run_batch(sink.handler, batch, failed)  # type: ignore[arg-type]
-                continue
-            for i, (_, msg) in enumerate(batch):
-                try:
-                    sink.handler(msg.topic, msg.payload)  # type: ignore[call-arg]
-                except Exception:
-                    failed[i] = True
-                    log.exception("MQTT handler for %s raised; message acknowledged and skipped", msg.topic)
-        with self._cond:
-            self._counts["handler_errors"] += sum(failed)
-            self._counts["handled"] += len(batch) - sum(failed)
-        for generation, msg in batch:
-            self._ack(generation, msg)
-
-    @staticmethod
-    def _run_batch(handler: BatchHandler, batch: list[tuple[int, paho.MQTTMessage]], failed: list[bool]) -> None:
-        try:
-            handler([(msg.topic, msg.payload) for _, msg in batch])
-            return
-        except Exception:
-            if len(batch) == 1:
-                failed[0] = True
-                log.exception("MQTT batch handler for %s raised; message acknowledged and skipped",
-                              batch[0][1].topic)
-                return
-            log.exception("MQTT batch handler raised on %d messages; retrying them one by one", len(batch))
-        for i, (_, msg) in enumerate(batch):
-            try:
-                handler([(msg.topic, msg.payload)])
-            except Exception:
-                failed[i] = True
-                log.exception("MQTT batch handler for %s raised; message acknowledged and skipped", msg.topic)
-
-    def _ack(self, generation: int, msg: paho.MQTTMessage) -> None:
-        """PUBACK now, unless the connection that delivered it is gone (the session re-sends it)."""
-        with self._cond:
-            current = generation == self._generation and self._connected
-        if msg.qos > 0 and current:
-            self._paho.ack(msg.mid, msg.qos)
 
     def _stop_worker(self) -> None:
         self._work.put(None)
