@@ -19,14 +19,7 @@
 extern "C" {
 #endif
 
-#ifndef HC_FS_HZ
-#define HC_FS_HZ 25
-#endif
-#ifndef HC_WINDOW_S
-#define HC_WINDOW_S 30
-#endif
 #define HC_N_LABELS 6
-#define HC_WINDOW_SAMPLES (HC_FS_HZ * HC_WINDOW_S)
 #define HC_JSON_MAX 1024
 
 extern const char *const hc_labels[HC_N_LABELS];

@@ -16,6 +16,15 @@ extern "C" {
 /* scratch floats needed for a window of n samples */
 #define HC_SCRATCH_FLOATS(n) (5 * (n))
 
+/* The window the device samples (healthcare.signals.CohortConfig: 25 Hz, 30 s); -D to change. */
+#ifndef HC_FS_HZ
+#define HC_FS_HZ 25
+#endif
+#ifndef HC_WINDOW_S
+#define HC_WINDOW_S 30
+#endif
+#define HC_WINDOW_SAMPLES (HC_FS_HZ * HC_WINDOW_S)
+
 /* Same order as healthcare.features.FEATURE_NAMES. NaN where not measurable. */
 typedef struct {
   float hr_bpm, hrv_rmssd_ms, hrv_sdnn_ms, spo2_pct, rr_bpm, temp_c, motion_g, quality;

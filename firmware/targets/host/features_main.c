@@ -9,13 +9,7 @@
 #include "tl_json.h"
 #include "tl_sensor_text.h"
 
-#ifndef HC_FS_HZ
-#define HC_FS_HZ 25
-#endif
-#ifndef HC_WINDOW_S
-#define HC_WINDOW_S 30
-#endif
-#define N (HC_FS_HZ * HC_WINDOW_S)
+#define N HC_WINDOW_SAMPLES
 
 static const tl_channel channels[6] = {
     {"ppg_red", "counts", (float)HC_FS_HZ, 1.0f}, {"ppg_ir", "counts", (float)HC_FS_HZ, 1.0f},
