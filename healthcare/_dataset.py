@@ -71,9 +71,7 @@ def cohort_key(cfg: CohortConfig) -> str:
 
 def _clock_offset_s(p: Patient) -> float:
     """Seconds past midnight at t = 0 of the patient's stay (the simulator's circadian clock)."""
-    if callable(getattr(p, "clock_h", None)):
-        return float(p.clock_h(0.0)) * 3600.0
-    return float(p._m.clock0_h) * 3600.0  # noqa: SLF001 - until signals exposes Patient.clock_h
+    return p.clock_h(0.0) * 3600.0
 
 
 def _patient_rows(p: Patient) -> dict[str, np.ndarray]:

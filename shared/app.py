@@ -8,6 +8,7 @@ right TLS settings and last will, and publishes schema-checked messages.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,13 +65,10 @@ class Endpoints:
 
 @contextmanager
 def endpoints(args: argparse.Namespace, default_store: str | None = None) -> Iterator[Endpoints]:
-    """Resolve ``--mqtt`` / ``--store`` (or env); start the embedded broker when no broker is given."""
-    flag_store = getattr(args, "store", None)
-    store = store_url(flag_store) if (flag_store or default_store is None) else None
-    if store is None:
-        import os
-
-        store = os.environ.get("TINYLARGE_STORE") or default_store
+    """Resolve ``--mqtt`` / ``--store`` (flag, then env, then ``default_store``, then the project default);
+    start the embedded broker when no broker is given."""
+    store = store_url(getattr(args, "store", None)) if default_store is None else (
+        getattr(args, "store", None) or os.environ.get("TINYLARGE_STORE") or default_store)
     with broker_for(mqtt_url(getattr(args, "mqtt", None))) as url:
         yield Endpoints(url, store)
 
