@@ -1,0 +1,1 @@
+"""How the large model and the tiny one teach each other (distillation, transfer, federated, split)."""

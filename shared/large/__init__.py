@@ -1,0 +1,1 @@
+"""The cloud model: transformer configuration, modelling, training loop and metrics."""

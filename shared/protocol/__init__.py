@@ -1,0 +1,1 @@
+"""Envelope, message validation, endpoints (URLs) and topic names."""

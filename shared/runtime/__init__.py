@@ -1,0 +1,1 @@
+"""What every domain's service, fleets, demo, training run and report do alike."""

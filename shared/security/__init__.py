@@ -1,0 +1,1 @@
+"""PKI, broker configuration (TLS, passwords, ACLs) and signed model updates."""

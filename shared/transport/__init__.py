@@ -1,0 +1,1 @@
+"""MQTT client and worker, embedded broker, consumer and publisher."""
