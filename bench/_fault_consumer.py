@@ -2,10 +2,10 @@
 
     python -m bench._fault_consumer --mqtt URL --store URL --client-id ID [--domain healthcare]
 
-It runs :class:`shared.consumer.Consumer` for the ``inference`` stream on an
-:class:`shared.transport.MqttClient` with a persistent session (``--client-id`` fixed, so a restarted
+It runs :class:`shared.transport.consumer.Consumer` for the ``inference`` stream on an
+:class:`shared.transport.mqtt.MqttClient` with a persistent session (``--client-id`` fixed, so a restarted
 process receives what it missed), and writes every accepted message as one
-:class:`shared.storage.Point` (measurement ``inference``, the message's vitals as fields) to the store.
+:class:`shared.storage.base.Point` (measurement ``inference``, the message's vitals as fields) to the store.
 The handler returns (and the message is acknowledged) only after ``Store.write`` returned.
 
 Output on stdout, one JSON object per line: ``{"event": "ready", ...}`` once subscribed, and on SIGTERM
@@ -25,11 +25,11 @@ import sys
 import threading
 import time
 
-from shared import messages
-from shared.consumer import Consumer, status_will
-from shared.messages import Topic
-from shared.storage import Point, Store, open_store
-from shared.transport import MqttClient, MqttConfig
+from shared.protocol import messages
+from shared.protocol.messages import Topic
+from shared.storage.base import Point, Store, open_store
+from shared.transport.consumer import Consumer, status_will
+from shared.transport.mqtt import MqttClient, MqttConfig
 
 MEASUREMENT = "inference"
 STATUS_MODEL = "fault-consumer@1"
@@ -76,7 +76,7 @@ def run(argv: list[str] | None = None) -> int:
                     help="store URL, sqlite:///path.db or influx+http://host:port/bucket")
     ap.add_argument("--client-id", required=True,
                     help="fixed MQTT client id (also the status topic's device id)")
-    ap.add_argument("--domain", default="healthcare", choices=messages.DOMAINS)
+    ap.add_argument("--domain", default="healthcare", choices=messages.domains())
     ap.add_argument("--status-every-s", type=float, default=1.0, help="retained status period (0: off)")
     ap.add_argument("--reconnect-max-s", type=float, default=1.0, help="longest wait between reconnect tries")
     args = ap.parse_args(argv)

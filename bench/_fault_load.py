@@ -1,9 +1,9 @@
 """Load generator for the fault scenarios: many device ids over a few MQTT connections, QoS 1.
 
-Each of ``publishers`` :class:`shared.transport.MqttClient` connections (persistent session, bounded
+Each of ``publishers`` :class:`shared.transport.mqtt.MqttClient` connections (persistent session, bounded
 queue, reconnect with backoff) carries ``devices / publishers`` device ids; messages are valid
 healthcare ``inference`` messages built by :func:`healthcare.device.inference_message` and encoded
-(validated) by :func:`shared.messages.encode`. Messages go out round-robin over the devices at
+(validated) by :func:`shared.protocol.messages.encode`. Messages go out round-robin over the devices at
 ``rate_hz`` in all, so every device's ``seq`` counts 0, 1, 2, ... in order.
 
 What was published is recorded exactly: :attr:`LoadGenerator.published` maps (device, seq) to the
@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 
 from healthcare.device import inference_message
-from shared import messages
-from shared.transport import MqttClient, MqttConfig
+from shared.protocol import messages
+from shared.transport.mqtt import MqttClient, MqttConfig
 
 DOMAIN = "healthcare"
 STREAM = "inference"

@@ -2,7 +2,7 @@
 
 For every model (models/*/tiny.tflite when trained, the healthcare stand-in otherwise, plus the
 compiler's test models of tests/firmware/_models.py when importable) it compiles the model with
-shared.compiler, builds it with the runtime for the Cortex-M4 and measures:
+shared.tiny.compiler, builds it with the runtime for the Cortex-M4 and measures:
 
 * flash_bytes: text + data of the model and runtime objects linked alone with --gc-sections from
   NAME_invoke (arm-none-eabi-size: what a firmware image keeps, libc/libgcc helpers included);
@@ -46,7 +46,7 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.firmware_tools import (
+from shared.tiny.firmware import (
     FIRMWARE_DIR,
     REPO,
     FirmwareError,

@@ -38,7 +38,7 @@ DOMAIN = "healthcare"
 
 
 def _payloads(device: str, n: int, t0_ms: int, rng: np.random.Generator) -> list[bytes]:
-    from shared import messages
+    from shared.protocol import messages
 
     out = []
     for seq in range(n):
@@ -57,7 +57,7 @@ def _load(url: str, devices: int, per_device: int, stamps: mp.Queue, go: mp.Even
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from shared.endpoints import parse_mqtt_url
+    from shared.protocol.endpoints import parse_mqtt_url
 
     ep = parse_mqtt_url(url)
     rng = np.random.default_rng(1)
@@ -101,7 +101,7 @@ def _broker(url: str | None) -> Iterator[tuple[str, str]]:
         return
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     if exe is None:
-        from shared.broker import EmbeddedBroker
+        from shared.transport.broker import EmbeddedBroker
 
         with EmbeddedBroker() as b:
             yield b.url, "embedded amqtt"
@@ -137,7 +137,7 @@ def raw_phase(url: str, devices: int, per_device: int) -> dict:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from shared.endpoints import parse_mqtt_url
+    from shared.protocol.endpoints import parse_mqtt_url
 
     total = devices * per_device
     done = threading.Event()

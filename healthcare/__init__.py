@@ -1,4 +1,41 @@
 """TinyLarge healthcare: wrist-worn vitals (PPG, accelerometer, temperature) -> deterioration risk.
 
-Modules: `signals` (cohort simulator, WFDB loader), `features` (on-device DSP), `news2` (NEWS2 score).
+Modules: `signals` (cohort simulator, WFDB loader), `features` (on-device DSP), `tiny` (the wearable's
+int8 classifier), `large` (the risk transformer), `news2` (the NEWS2 score it is reported beside),
+`service`, `device`, `demo`, `train`; `schemas/` holds the domain's message schemas.
 """
+
+from shared.domain import Channel, Domain, Stream
+
+_FS_HZ = 25.0
+_WINDOW_S = 30.0
+
+DOMAIN = Domain(
+    name="healthcare",
+    title="wearable vitals -> deterioration risk beside NEWS2",
+    package="healthcare",
+    channels=(Channel("ppg_red", "counts", _FS_HZ), Channel("ppg_ir", "counts", _FS_HZ),
+              Channel("acc_x", "g", _FS_HZ), Channel("acc_y", "g", _FS_HZ), Channel("acc_z", "g", _FS_HZ),
+              Channel("temp", "degC", 1.0 / _WINDOW_S)),
+    window_s=_WINDOW_S,
+    window_every_s=300.0,
+    labels=("normal", "tachycardia", "bradycardia", "desaturation", "irregular", "unreliable"),
+    feature_names=("hr_bpm", "hrv_rmssd_ms", "hrv_sdnn_ms", "spo2_pct", "rr_bpm", "temp_c", "motion_g", "quality"),
+    streams={
+        "inference": Stream("up", "device", "one 30 s window: vitals and the tiny model's class (QoS 1)"),
+        "chart": Stream("up", "ehr", "nurse observations from the ward EHR (blood pressure, consciousness, O2)"),
+        "risk": Stream("down", "cloud", "the transformer's deterioration risk beside NEWS2 (QoS 1)"),
+    },
+    result_stream="risk",
+    tiny_model="healthcare-tiny",
+    large_model="hc-risk",
+    baseline="NEWS2",
+    subject="patient",
+    refs={
+        "demo": "healthcare.demo:main", "train": "healthcare.train:main", "serve": "healthcare.service:main",
+        "device": "healthcare.device:main", "simulate": "healthcare.signals:simulate_cohort",
+        "extract": "healthcare.features:extract_window", "to_vector": "healthcare.features:to_vector",
+        "window_channels": "healthcare.device:window_channels", "baseline": "healthcare.news2:score",
+        "ensure_trained": "healthcare.train:ensure_trained", "quick_demo": "healthcare.demo:quick_argv",
+    },
+)

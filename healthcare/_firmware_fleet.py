@@ -1,12 +1,12 @@
 """Wearables that run the REAL C firmware, beside the simulated ones (``healthcare.device.Fleet``).
 
 Each patient gets one firmware process built from the trained int8 model (``models_dir/tiny.tflite``,
-compiled by :mod:`shared.compiler`, built by :func:`shared.firmware_tools.build`):
+compiled by :mod:`shared.tiny.compiler`, built by :func:`shared.tiny.firmware.build`):
 
 * ``host`` devices: the host build, publishing straight to the broker with the firmware's own MQTT 3.1.1
   client (QoS 1 inferences, retained status, last will ``offline``);
 * ``cortex-m4`` devices (the last ``qemu`` patients): the Arm image under ``qemu-system-arm``, whose framed
-  serial output the firmware gateway (:mod:`shared._fw_gateway`) validates and publishes.
+  serial output the firmware gateway (:mod:`shared.tiny.gateway`) validates and publishes.
 
 The sensor windows are the simulator's (``Patient.window``) at the simulated Fleet's times,
 ``t_end = window_s + k * window_every_s``, stamped ``admission_epoch_ms(patient, day0_ms) + t_end * 1000``.
@@ -42,7 +42,7 @@ import numpy as np
 
 from healthcare.device import admission_epoch_ms, chart_message
 from healthcare.signals import CohortConfig, Patient
-from shared._fw_frames import healthcare_window_channels, write_sensor_window
+from shared.tiny.frames import healthcare_window_channels, write_sensor_window
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class FirmwareFleet:
         self._charts = _Charts(sorted(((c.t_s, p.id, c) for p in self.patients for c in p.charts()),
                                       key=lambda x: x[0]), self.start_ms) if charts else None
         self.model_id = ""
-        self.builds: dict[str, Any] = {}  # target -> shared.firmware_tools.BuildResult
+        self.builds: dict[str, Any] = {}  # target -> shared.tiny.firmware.BuildResult
         self.published = 0
         self._started = False
 
@@ -162,7 +162,7 @@ class FirmwareFleet:
     def build(self) -> dict[str, Any]:
         """Compile models_dir/tiny.tflite and build the targets in use (into workdir/build)."""
         from healthcare.tiny import TinyModel
-        from shared.firmware_tools import BuildConfig, build
+        from shared.tiny.firmware import BuildConfig, build
 
         tflite = self.models_dir / "tiny.tflite"
         if not tflite.exists():
@@ -186,8 +186,8 @@ class FirmwareFleet:
             for d in self.devices:
                 self._start_host(d) if d.target == "host" else self._start_qemu(d)
             if self._charts is not None:
-                from shared.app import client_config, publisher
-                from shared.transport import MqttClient
+                from shared.runtime.app import client_config, publisher
+                from shared.transport.mqtt import MqttClient
 
                 self._charts.client = MqttClient(client_config(self.args, self.mqtt_url, "tinylarge-hc-ehr-fw"))
                 self._charts.client.start()
@@ -206,8 +206,8 @@ class FirmwareFleet:
         d.feed = _Feeder(d.device, io.TextIOWrapper(d.proc.stdin, encoding="ascii"))
 
     def _start_qemu(self, d: FirmwareDevice) -> None:
-        from shared._fw_gateway import GatewayConfig, run
-        from shared.firmware_tools import qemu_command
+        from shared.tiny.firmware import qemu_command
+        from shared.tiny.gateway import GatewayConfig, run
 
         fifo = self.workdir / f"{d.device}.fifo"
         fifo.unlink(missing_ok=True)
@@ -221,8 +221,8 @@ class FirmwareFleet:
                             model_dir=self.workdir / "slots" if keys else None, devices=(d.device,) if keys else ())
 
         def bridge(dev: FirmwareDevice = d) -> None:
-            from shared.app import client_config
-            from shared.transport import MqttClient
+            from shared.runtime.app import client_config
+            from shared.transport.mqtt import MqttClient
 
             assert dev.proc is not None and dev.proc.stdout is not None
             client = MqttClient(client_config(self.args, cfg.mqtt, cfg.client_id, clean_session=True))

@@ -148,7 +148,7 @@ def plot_patient(cohort: Sequence, risks: Sequence[dict], out: Path, start_ms: d
 
 
 def _measured_vitals(db: Path, device: str, start_epoch_ms: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from shared.storage import open_store
+    from shared.storage.base import open_store
 
     store = open_store(f"sqlite:///{db}")
     try:

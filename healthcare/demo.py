@@ -82,9 +82,9 @@ def run(args: argparse.Namespace) -> dict:
     from healthcare.signals import CohortConfig, simulate_cohort
     from healthcare.tiny import TinyModel
     from healthcare.train import ensure_trained
-    from shared.app import endpoints
-    from shared.model_update import generate_keypair
-    from shared.transport import MqttClient, MqttConfig
+    from shared.runtime.app import endpoints
+    from shared.security.model_update import generate_keypair
+    from shared.transport.mqtt import MqttClient, MqttConfig
 
     args.out.mkdir(parents=True, exist_ok=True)
     metrics = ensure_trained(args.models, quick=args.quick_train)
@@ -208,8 +208,8 @@ def _roll_out_update(cloud: Cloud, cohort: Sequence, models: Path, tiny: object,
     One extra copy, sent first to the first wearable, has one base64 character changed on the way: the
     device must reject it (hash and signature no longer match) and keep its model.
     """
-    from shared.app import publisher
-    from shared.model_update import sign_update
+    from shared.runtime.app import publisher
+    from shared.security.model_update import sign_update
 
     publish = publisher(cloud.client, DOMAIN)
     tflite = (models / "tiny.tflite").read_bytes()

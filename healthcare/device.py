@@ -18,7 +18,7 @@ from typing import Any
 
 from healthcare.features import extract_window, to_vector
 from healthcare.signals import ChartObs, Patient, Window
-from shared.messages import SCHEMA_VERSION
+from shared.protocol.messages import SCHEMA_VERSION
 
 DOMAIN = "healthcare"
 EHR_MODEL = "ehr@1"
@@ -51,7 +51,7 @@ def chart_message(device: str, seq: int, ts_ms: int, obs: ChartObs) -> dict:
 class Wearable:
     """One simulated device on one patient.
 
-    With a ``slot`` (a :class:`shared.model_update.ModelSlot` holding the trusted cloud key), the
+    With a ``slot`` (a :class:`shared.security.model_update.ModelSlot` holding the trusted cloud key), the
     wearable accepts signed model updates from its retained ``model`` topic: it verifies signature,
     hash and version before swapping models, keeps the old model otherwise, and reports the active
     model in its retained status.
@@ -62,7 +62,7 @@ class Wearable:
     publish: Callable[[str, str, dict], None]  # (device, stream, message)
     start_epoch_ms: int
     seq: int = 0
-    slot: Any = None  # shared.model_update.ModelSlot
+    slot: Any = None  # shared.security.model_update.ModelSlot
     updates: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "rejected": 0})
     status_seq: int = 0
 
@@ -71,7 +71,7 @@ class Wearable:
         return self.patient.id
 
     def publish_status(self, state: str = "online") -> None:
-        from shared.app import status_message
+        from shared.runtime.app import status_message
 
         self.status_seq += 1
         self.publish(self.device, "status", status_message(
@@ -128,9 +128,9 @@ class Fleet:
     def __init__(self, args: argparse.Namespace | None, mqtt: str, cohort: Sequence[Patient], tiny: Any,
                  day0_ms: int, on_publish: Callable[[str, int], None] | None = None,
                  trusted_key: Path | None = None):
-        from shared.app import client_config, publisher
-        from shared.consumer import status_will
-        from shared.transport import MqttClient
+        from shared.runtime.app import client_config, publisher
+        from shared.transport.consumer import status_will
+        from shared.transport.mqtt import MqttClient
 
         self.cohort = list(cohort)
         self.start_ms = {p.id: admission_epoch_ms(p, day0_ms) for p in self.cohort}
@@ -145,7 +145,7 @@ class Fleet:
             self._clients[p.id] = client
             slot = None
             if trusted_key is not None:
-                from shared.model_update import ModelSlot
+                from shared.security.model_update import ModelSlot
 
                 slot = ModelSlot(DOMAIN, p.id, trusted_key, active_version=int(tiny.version),
                                  active_model_id=tiny.model_id.rpartition("@")[0])
@@ -156,7 +156,7 @@ class Fleet:
         self._chart_seq: dict[str, int] = {}
 
     def start(self) -> None:
-        from shared.messages import topic
+        from shared.protocol.messages import topic
 
         for w in self.wearables:
             client = self._clients[w.device]

@@ -4,7 +4,7 @@ Each 5-min device window becomes one step vector (`step_vector`, used identicall
 the cloud service): the window's vitals (standardised like `features.to_vector`, with a missing-mask),
 the tiny model's class scores, the latest charted observations carried forward (SBP, consciousness,
 oxygen, RR, temperature, hours since charting, or a no-chart flag), the NEWS2 of the window's vitals
-with that chart, and the time of day. A `shared.largeml.RiskTransformer` reads the last `seq_len`
+with that chart, and the time of day. A `shared.large.transformer.RiskTransformer` reads the last `seq_len`
 steps (6 h) and outputs the probability of a deterioration event within the next `horizon_h` hours.
 
 Training (`train_large`) and evaluation use different simulated cohorts (different patients); the
@@ -25,7 +25,7 @@ import torch
 from healthcare import news2
 from healthcare.features import FEATURE_NAMES, VECTOR_CENTER, VECTOR_CLIP, VECTOR_SCALE
 from healthcare.signals import LABELS
-from shared.largeml import (
+from shared.large.transformer import (
     FitConfig,
     RiskConfig,
     RiskTransformer,

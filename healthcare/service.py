@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from healthcare import news2
-from shared.messages import SCHEMA_VERSION, Topic
+from shared.protocol.messages import SCHEMA_VERSION, Topic
 
 log = logging.getLogger("tinylarge.healthcare.service")
 
@@ -112,7 +112,7 @@ class HealthcareService:
         return p
 
     def on_chart(self, topic: Topic, msg: dict) -> None:
-        from shared.storage import Point
+        from shared.storage.base import Point
 
         fields = {k: msg.get(k) for k in ("sbp_mmhg", "consciousness", "on_oxygen", "rr_bpm", "temp_c")}
         fields["spo2_scale"] = msg.get("spo2_scale", 1)
@@ -156,7 +156,7 @@ class HealthcareService:
 
     @staticmethod
     def _inference_points(msg: dict) -> list:
-        from shared.storage import Point
+        from shared.storage.base import Point
 
         device, seq, ts = msg["device"], msg["seq"], msg["ts"]
         tags = {"domain": DOMAIN, "model": msg["model"]}
@@ -248,7 +248,7 @@ class HealthcareService:
         if not jobs:
             return 0
         risks = self.predictor.predict_batch([j[3] for j in jobs])
-        from shared.storage import Point
+        from shared.storage.base import Point
 
         points, messages = [], []
         with self._lock:
@@ -321,10 +321,10 @@ def run_cloud(args: argparse.Namespace, mqtt: str, store_url: str, models_dir: P
               client_id: str = "tinylarge-healthcare-service") -> Iterator[Cloud]:
     """Store + transformer + MQTT consumer, started; stopped in order (scoring drained first)."""
     from healthcare.large import RiskPredictor
-    from shared.app import StatusReporter, client_config, publisher
-    from shared.consumer import Consumer, status_will
-    from shared.storage import open_store
-    from shared.transport import MqttClient
+    from shared.runtime.app import StatusReporter, client_config, publisher
+    from shared.storage.base import open_store
+    from shared.transport.consumer import Consumer, status_will
+    from shared.transport.mqtt import MqttClient
 
     cfg = ServiceConfig()
     predictor = RiskPredictor.load(models_dir / "large", threads=cfg.torch_threads)
@@ -372,8 +372,8 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``tinylarge serve healthcare``: run the cloud service until interrupted."""
     from healthcare.train import ensure_trained
-    from shared.app import endpoints
     from shared.cli import add_endpoint_args
+    from shared.runtime.app import endpoints
 
     ap = argparse.ArgumentParser(prog="tinylarge serve healthcare", description=__doc__.splitlines()[0])
     add_endpoint_args(ap)

@@ -6,7 +6,7 @@ firmware computes. Training (`train_tiny`):
 1. a float TEACHER (a wider MLP) is trained on the hard labels;
 2. the tiny STUDENT (a small MLP, logits) is distilled from it: loss = alpha * CE(labels, student)
    + (1 - alpha) * T^2 * CE(softmax(teacher / T), softmax(student / T))  (Hinton et al. 2015);
-3. the student with a softmax on top is converted to full int8 (`shared.tinyml.to_int8_tflite`,
+3. the student with a softmax on top is converted to full int8 (`shared.tiny.int8.to_int8_tflite`,
    calibrated on training windows) and checked against the budget (<= 32 KB weights, <= 16 KB arena)
    and the firmware's operator set (FULLY_CONNECTED, SOFTMAX).
 
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from healthcare.signals import LABELS
-from shared.tinyml import Int8Runner, budget_check, to_int8_tflite
+from shared.tiny.int8 import Int8Runner, budget_check, to_int8_tflite
 
 MODEL_NAME = "hc-tiny"
 N_FEATURES = 8

@@ -7,9 +7,9 @@
     tinylarge broker config ...
     tinylarge ei profile|deploy ...
 
-Domain commands are implemented by each domain package (``<domain>.demo``, ``<domain>.service``,
-``<domain>.device``, ``<domain>.train``); the heavy imports (TensorFlow, torch) happen only once a
-command needs them, so ``--help`` stays fast.
+The domains come from the registry (:mod:`shared.domain`, entry point group ``tinylarge.domains``);
+each names the ``main(argv)`` of its four verbs in ``Domain.refs``. The heavy imports (TensorFlow,
+torch) happen only once a command needs them, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from shared.messages import DOMAINS
-
-#: domains whose packages are implemented in this checkout
-IMPLEMENTED = ("healthcare",)
+from shared import domain as domains
 
 _DOMAIN_COMMANDS = {
     "demo": "run the domain end to end: devices -> MQTT -> cloud model -> store; summary table, JSON and plot",
@@ -31,16 +28,13 @@ _DOMAIN_COMMANDS = {
     "device": "run simulated devices that publish int8-model inferences",
 }
 
-#: which module of a domain package implements each command (its ``main(argv)``)
-_DOMAIN_MODULES = {"demo": "demo", "train": "train", "serve": "service", "device": "device"}
-
 #: pass-through subcommands: name -> (module, function taking argv, help)
 _TOOLS: dict[str, tuple[str, str, str]] = {
-    "compile": ("shared.compiler", "main_compile", "compile a full-int8 .tflite model to dependency-free C"),
-    "firmware": ("shared.firmware_tools", "firmware_main", "build, run and bridge the C firmware"),
-    "pki": ("shared.pki", "pki_main", "create a CA and certificates for the broker, cloud and devices"),
+    "compile": ("shared.tiny.compiler", "main_compile", "compile a full-int8 .tflite model to dependency-free C"),
+    "firmware": ("shared.tiny.firmware", "firmware_main", "build, run and bridge the C firmware"),
+    "pki": ("shared.security.pki", "pki_main", "create a CA and certificates for the broker, cloud and devices"),
     "broker": ("shared.cli", "_broker_main", "broker config: write a secured Mosquitto configuration"),
-    "ei": ("shared.edge_impulse", "ei_main", "Edge Impulse interop: export, profile, deploy"),
+    "ei": ("shared.tiny.edge_impulse", "ei_main", "Edge Impulse interop: export, profile, deploy"),
 }
 
 
@@ -56,8 +50,7 @@ def add_endpoint_args(p: argparse.ArgumentParser) -> None:
 
 
 def _domain_entry(domain: str, command: str) -> Callable[[Sequence[str]], int]:
-    module = importlib.import_module(f"{domain}.{_DOMAIN_MODULES[command]}")
-    return module.main
+    return domains.get(domain).ref(command)
 
 
 def _tool_entry(name: str) -> Callable[[Sequence[str]], int]:
@@ -78,7 +71,7 @@ def _broker_main(argv: Sequence[str]) -> int:
     if argv[0] != "config":
         print(f"tinylarge broker: unknown verb {argv[0]!r}; expected 'config'", file=sys.stderr)
         return 2
-    from shared.brokerconf import broker_config_main
+    from shared.security.brokerconf import broker_config_main
 
     return broker_config_main(argv[1:])
 
@@ -91,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command, text in _DOMAIN_COMMANDS.items():
         p = sub.add_parser(command, help=text, description=text, add_help=False)
-        p.add_argument("domain", choices=DOMAINS, help="the application domain")
+        p.add_argument("domain", choices=domains.names(), help="the application domain")
         p.add_argument("-h", "--help", action="store_true", help="show help (for DOMAIN's options too)")
     for name, (_, _, text) in _TOOLS.items():
         p = sub.add_parser(name, help=text, description=text, add_help=False)
@@ -114,17 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rest or rest[0].startswith("-"):
         if rest and rest[0] in ("-h", "--help"):
             sub_help = argparse.ArgumentParser(prog=f"tinylarge {command}", description=_DOMAIN_COMMANDS[command])
-            sub_help.add_argument("domain", choices=DOMAINS, help="then DOMAIN --help for its options")
+            sub_help.add_argument("domain", choices=domains.names(), help="then DOMAIN --help for its options")
             sub_help.print_help()
             return 0
-        parser.error(f"tinylarge {command}: give a DOMAIN, one of {', '.join(DOMAINS)}")
+        parser.error(f"tinylarge {command}: give a DOMAIN, one of {', '.join(domains.names())}")
     domain = rest[0]
-    if domain not in DOMAINS:
-        parser.error(f"unknown domain {domain!r}; choose from {', '.join(DOMAINS)}")
-    if domain not in IMPLEMENTED:
-        print(f"tinylarge {command} {domain}: this domain is not implemented yet in this build "
-              f"(implemented: {', '.join(IMPLEMENTED)})", file=sys.stderr)
-        return 2
+    if domain not in domains.names():
+        parser.error(f"unknown domain {domain!r}; registered: {', '.join(domains.names())}")
     return int(_domain_entry(domain, command)(rest[1:]) or 0)
 
 

@@ -1,5 +1,5 @@
 /*
- * TinyLarge runtime: int8 kernels for models compiled by shared.compiler.
+ * TinyLarge runtime: int8 kernels for models compiled by shared.tiny.compiler.
  *
  * C99, no heap, no global state. Every kernel takes a const parameter block
  * (precomputed by the compiler and stored in flash) plus input/output pointers

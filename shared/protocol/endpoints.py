@@ -1,7 +1,7 @@
 """Endpoints by URL, from command-line flags or the environment.
 
 ``--mqtt mqtt://[user:pass@]host:port`` (``mqtts://`` for TLS), env ``TINYLARGE_MQTT``; with none
-given the caller starts the embedded broker (see :mod:`shared.broker`).
+given the caller starts the embedded broker (see :mod:`shared.transport.broker`).
 ``--store URL``, env ``TINYLARGE_STORE``, default a SQLite file under ``out/``; the storage module
 parses store URLs, this module only resolves which string applies.
 """

@@ -1,10 +1,11 @@
 """Message envelope, topics and JSON Schema validation, used on both sides of every link.
 
 Every TinyLarge message is a JSON object with the envelope ``v``, ``device``, ``seq``, ``ts``,
-``model`` plus domain fields. Schemas live in ``shared/schemas/<domain>.<stream>.json`` (or
-``<stream>.json`` for streams every domain shares, such as ``status``); docs/messages.md explains
-them. :func:`encode` validates before publishing and :func:`decode` validates on receipt; both raise
-:class:`MessageError` whose ``reason`` is short, stable and safe to put in a dead-letter message.
+``model`` plus domain fields. The schemas of streams every domain shares (``status``, ``model``) and the
+envelope live in ``shared/protocol/schemas/``; each domain keeps its own streams' schemas in
+``<domain package>/schemas/<stream>.json`` (found through the domain registry, ``shared.domain``);
+docs/messages.md explains them. :func:`encode` validates before publishing and :func:`decode` validates
+on receipt; both raise :class:`MessageError` whose ``reason`` is short, stable and safe to put in a dead-letter message.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ SCHEMA_VERSION = 1
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 TOPIC_ROOT = "tinylarge"
 DEADLETTER_ROOT = f"{TOPIC_ROOT}/_deadletter"
-DOMAINS = ("healthcare", "vehicles", "industrial_iot", "metaverse_eeg")
 #: streams whose schema is shared by every domain
 COMMON_STREAMS = ("status", "model")
 #: payloads above this many bytes are refused before parsing (per stream overrides below)
@@ -64,10 +64,24 @@ def check_id(value: str, what: str = "device") -> str:
     return value
 
 
+def domains() -> tuple[str, ...]:
+    """The registered domains' names (shared.domain's registry)."""
+    from shared.domain import names
+
+    return names()
+
+
+def check_domain(domain: str) -> str:
+    """Return ``domain`` if it is registered, else raise MessageError naming the registered ones."""
+    known = domains()
+    if domain not in known:
+        raise MessageError(f"unknown domain {domain!r}; expected one of {', '.join(known)}")
+    return domain
+
+
 def topic(domain: str, device: str, stream: str) -> str:
     """``tinylarge/<domain>/<device>/<stream>``, refusing ids that would inject topic levels or wildcards."""
-    if domain not in DOMAINS:
-        raise MessageError(f"unknown domain {domain!r}; expected one of {', '.join(DOMAINS)}")
+    check_domain(domain)
     check_id(device)
     if not _STREAM_RE.match(stream):
         raise MessageError(f"invalid stream name {stream!r}")
@@ -88,14 +102,21 @@ def deadletter_topic(domain: str) -> str:
     return f"{DEADLETTER_ROOT}/{domain}"
 
 
-def _schema_name(domain: str, stream: str) -> str:
-    return f"{stream}.json" if stream in COMMON_STREAMS else f"{domain}.{stream}.json"
+@cache
+def _schema_files() -> tuple[Path, ...]:
+    """Every schema file: the common ones, then each registered domain's."""
+    from shared.domain import registry
+
+    files = sorted(SCHEMA_DIR.glob("*.json"))
+    for d in registry().values():
+        files += sorted(d.schema_dir.glob("*.json"))
+    return tuple(files)
 
 
 @cache
 def _registry() -> Registry:
     resources = []
-    for path in sorted(SCHEMA_DIR.glob("*.json")):
+    for path in _schema_files():
         contents = json.loads(path.read_text())
         resources.append((contents["$id"], Resource.from_contents(contents)))
     return Registry().with_resources(resources)
@@ -103,7 +124,7 @@ def _registry() -> Registry:
 
 @cache
 def _validator(domain: str, stream: str) -> jsonschema.protocols.Validator:
-    path = SCHEMA_DIR / _schema_name(domain, stream)
+    path = schema_path(domain, stream)
     if not path.exists():
         raise MessageError(f"no schema for stream {stream!r} of domain {domain!r} ({path.name})")
     schema = json.loads(path.read_text())
@@ -120,7 +141,7 @@ def _fast_validator(domain: str, stream: str) -> Callable[[Any], Any]:
     tests/shared/test_messages.py holds it to the same verdicts as jsonschema.
     """
     _validator(domain, stream)  # the schema exists and is itself valid
-    by_id = {json.loads(p.read_text())["$id"]: p for p in SCHEMA_DIR.glob("*.json")}
+    by_id = {json.loads(p.read_text())["$id"]: p for p in _schema_files()}
 
     def local(uri: str) -> dict:
         if uri not in by_id:
@@ -132,7 +153,15 @@ def _fast_validator(domain: str, stream: str) -> Callable[[Any], Any]:
 
 
 def schema_path(domain: str, stream: str) -> Path:
-    return SCHEMA_DIR / _schema_name(domain, stream)
+    """Where the schema of ``stream`` lives: shared/protocol/schemas for common streams, else the domain's."""
+    if stream in COMMON_STREAMS:
+        return SCHEMA_DIR / f"{stream}.json"
+    from shared.domain import DomainError, get
+
+    try:
+        return get(domain).schema_dir / f"{stream}.json"
+    except DomainError as exc:
+        raise MessageError(str(exc)) from None
 
 
 def _depth(obj: Any, level: int = 1) -> int:

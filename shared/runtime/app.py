@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from shared import messages
-from shared.broker import broker_for
-from shared.consumer import Publisher
-from shared.endpoints import mqtt_url, store_url
-from shared.transport import MqttClient, MqttConfig
+from shared.protocol import messages
+from shared.protocol.endpoints import mqtt_url, store_url
+from shared.transport.broker import broker_for
+from shared.transport.consumer import Publisher
+from shared.transport.mqtt import MqttClient, MqttConfig
 
 Publish = Callable[[str, str, dict], None]
 

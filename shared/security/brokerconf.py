@@ -8,8 +8,10 @@
 - ``passwd``: Mosquitto's PBKDF2-SHA512 hashes (``user:$7$<iterations>$<salt b64>$<hash b64>``),
   computed here so that no password ever appears on a command line (``mosquitto_passwd -b`` would);
 - ``acl``: devices write only ``tinylarge/+/<own id>/{inference,status}`` and read only
-  ``tinylarge/+/<own id>/model``; the cloud user reads inference/status/chart and writes
-  risk/action/model/deadletter; application users read risk/action/status;
+  ``tinylarge/+/<own id>/model``; the cloud user reads every registered domain's upward streams
+  (inference, chart, ...) and status, and writes the downward ones (risk, action, ...), model and
+  deadletter; application users read the downward streams and status; site users (``--ehr-user``)
+  write the streams their role publishes (healthcare ``chart``);
 - ``secrets.env`` (mode 0600): ``TINYLARGE_MQTT_PASSWORD_<USER>=...`` for every user. A password comes
   from that environment variable when set, else from an existing ``secrets.env`` (so re-running keeps
   it), else it is generated. Passwords are never printed.
@@ -28,8 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.messages import DEADLETTER_ROOT, TOPIC_ROOT, MessageError, check_id
-from shared.pki import CA_CERT
+from shared.protocol.messages import DEADLETTER_ROOT, TOPIC_ROOT, MessageError, check_id
+from shared.security.pki import CA_CERT
 
 PASSWORD_ENV_PREFIX = "TINYLARGE_MQTT_PASSWORD_"
 #: PBKDF2 iterations written into ``passwd`` (Mosquitto 2.0 reads the count from each line)
@@ -197,20 +199,40 @@ def acl_text(cfg: BrokerConfig) -> str:
         "",
         "# Cloud service: consumes device streams, publishes results, models and dead letters.",
         f"user {cfg.cloud_user}",
-        f"topic read {root}/+/+/inference",
         f"topic readwrite {root}/+/+/status",
-        f"topic read {root}/+/+/chart",
-        f"topic write {root}/+/+/risk",
-        f"topic write {root}/+/+/action",
         f"topic readwrite {root}/+/+/model",
         f"topic write {DEADLETTER_ROOT}/#",
     ]
+    up, down = _streams_by_direction()
+    lines += [f"topic read {root}/+/+/{stream}" for stream in up]
+    lines += [f"topic write {root}/+/+/{stream}" for stream in down]
     for user in cfg.app_users:
-        lines += ["", f"user {user}", f"topic read {root}/+/+/risk", f"topic read {root}/+/+/action",
+        lines += ["", f"user {user}", *[f"topic read {root}/+/+/{stream}" for stream in down],
                   f"topic read {root}/+/+/status"]
     for user in cfg.ehr_users:
-        lines += ["", f"user {user}", f"topic write {root}/healthcare/+/chart"]
+        lines += ["", f"user {user}", *[f"topic write {root}/{d}/+/{stream}" for d, stream in _site_streams("ehr")]]
     return "\n".join(lines) + "\n"
+
+
+def _streams_by_direction() -> tuple[list[str], list[str]]:
+    """(streams into the cloud, streams out of it) over every registered domain, each name once."""
+    from shared.domain import registry
+
+    up: list[str] = []
+    down: list[str] = []
+    for d in registry().values():
+        for name, st in d.streams.items():
+            target = up if st.direction == "up" else down
+            if name not in target:
+                target.append(name)
+    return up, down
+
+
+def _site_streams(role: str) -> list[tuple[str, str]]:
+    """(domain, stream) pairs that a site role (``ehr``: a ward's health record system) publishes."""
+    from shared.domain import registry
+
+    return [(d.name, s) for d in registry().values() for s in d.writers(role)]
 
 
 def conf_text(cfg: BrokerConfig, out: Path) -> str:

@@ -40,7 +40,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared.messages import SCHEMA_VERSION, MessageError, check_id, decode, topic, validate
+from shared.protocol.messages import SCHEMA_VERSION, MessageError, check_id, decode, topic, validate
 
 CANONICAL_TAG = "tinylarge-model-update-v1"
 PRIVATE_NAME, PUBLIC_NAME = "model_signing.key", "model_signing.pub"

@@ -1,6 +1,6 @@
 """Line protocol encoding and the two read paths (VictoriaMetrics export, InfluxDB 2 Flux).
 
-Mapping of a :class:`~shared.storage.Point` to line protocol::
+Mapping of a :class:`~shared.storage.base.Point` to line protocol::
 
     <measurement>,device=<device>[,<tag>=<value>...][,str_<field>=<text>...] \
         <field>=<float>|true|false[,...],seq=<seq>i <ts_ms>
@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Iterable
 from datetime import datetime
 
-from shared.storage import Point
+from shared.storage.base import Point
 
 STR_TAG_PREFIX = "str_"
 SEQ_FIELD = "seq"

@@ -13,7 +13,7 @@ Influx URL query parameters (all optional): ``flavor=auto|vm|influxdb`` (server 
 ``spool_max_bytes=N`` (spool bound, default 64 MiB), ``batch_size=N`` (default 500),
 ``flush_interval_ms=N`` (default 200). Organization and token come from the environment
 (``INFLUX_ORG``, ``INFLUX_TOKEN``); both are required for InfluxDB 2 and may be unset for
-VictoriaMetrics. See :mod:`shared._influx_store` for the mapping of points to series.
+VictoriaMetrics. See :mod:`shared.storage.influx` for the mapping of points to series.
 
 Idempotency: a point is identified by ``(measurement, device, seq)``; writing it again (an MQTT
 redelivery) stores it once. SQLite enforces this with its primary key; InfluxDB overwrites an
@@ -269,11 +269,11 @@ def open_store(url: str, **options: object) -> Store:
     """Open the store a URL names; ``options`` go to the backend's constructor (e.g. ``spool_dir``)."""
     parsed = parse_store_url(url)
     if isinstance(parsed, SqliteURL):
-        from shared._sqlite_store import SqliteStore
+        from shared.storage.sqlite import SqliteStore
 
         if parsed.path != ":memory:":
             Path(parsed.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         return SqliteStore(parsed.path, **options)  # type: ignore[arg-type]
-    from shared._influx_store import InfluxStore
+    from shared.storage.influx import InfluxStore
 
     return InfluxStore.from_url(parsed, **options)  # type: ignore[arg-type]

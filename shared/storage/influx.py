@@ -1,7 +1,7 @@
-"""InfluxDB 2 / VictoriaMetrics backend of :mod:`shared.storage`, with an on-disk write-ahead spool.
+"""InfluxDB 2 / VictoriaMetrics backend of :mod:`shared.storage.base`, with an on-disk write-ahead spool.
 
-Writing (write-ahead): ``write()`` encodes points as line protocol (see :mod:`shared._influx_io`
-for the mapping), appends them to the spool file (:class:`shared._spool.Spool`) and syncs it to
+Writing (write-ahead): ``write()`` encodes points as line protocol (see :mod:`shared.storage._influx_io`
+for the mapping), appends them to the spool file (:class:`shared.storage._spool.Spool`) and syncs it to
 disk before it returns, so a caller that acknowledges a message after ``write()`` returned (the
 MQTT consumers do) never acknowledges a point that a killed process or a power loss could lose.
 Concurrent ``write()`` calls share one ``fdatasync`` (group commit); ``durability="os"`` skips the
@@ -61,9 +61,9 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from shared._influx_io import FluxReader, VmReader, detect_flavor, encode_line
-from shared._spool import Spool
-from shared.storage import InfluxURL, Point, Store
+from shared.storage._influx_io import FluxReader, VmReader, detect_flavor, encode_line
+from shared.storage._spool import Spool
+from shared.storage.base import InfluxURL, Point, Store
 
 log = logging.getLogger(__name__)
 

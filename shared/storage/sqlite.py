@@ -1,4 +1,4 @@
-"""Embedded SQLite backend of :mod:`shared.storage` (the default store).
+"""Embedded SQLite backend of :mod:`shared.storage.base` (the default store).
 
 One table ``points`` keyed by ``(measurement, device, seq)``; fields and tags are JSON text.
 ``INSERT OR IGNORE`` makes writes idempotent, and each ``write()`` call is one transaction, so a
@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.storage import Point, Store
+from shared.storage.base import Point, Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (

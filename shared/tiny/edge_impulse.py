@@ -108,7 +108,7 @@ def export_healthcare_windows(windows: Iterable[object], out_dir: str | Path, hm
                               device_type: str = "TINYLARGE_WRIST", label: str | None = None) -> list[Path]:
     """Write each healthcare.signals.Window as ``<label>.<device>_<t_end ms>.json``; returns the paths.
     The label prefix is how the Edge Impulse uploader infers a sample's label from its file name."""
-    from shared._fw_frames import healthcare_window_channels
+    from shared.tiny.frames import healthcare_window_channels
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

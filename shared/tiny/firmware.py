@@ -1,6 +1,6 @@
 """Build, run and bridge the C firmware: ``tinylarge firmware build|run|gateway|report``.
 
-* :func:`build` compiles a full-int8 TFLite model with :mod:`shared.compiler` and runs
+* :func:`build` compiles a full-int8 TFLite model with :mod:`shared.tiny.compiler` and runs
   ``firmware/Makefile`` for a target: ``host`` (gcc, talks MQTT itself), ``cortex-m4`` (Arm MPS2 AN386
   under ``qemu-system-arm``, frames on its serial line) or ``cortex-m0plus`` (size only).
 * :func:`qemu_command` / :func:`run_qemu` start the Cortex-M4 image with semihosting (the sensor file
@@ -8,13 +8,13 @@
 * Target ``cortex-m4-parity`` (``firmware/targets/cortex-m4/parity.mk``) builds ``parity.elf``: the model
   and runtime with the app's Cortex-M4 flags and a main that maps int8 input vectors to outputs;
   :func:`run_parity` feeds it a whole batch in one QEMU process (files over semihosting).
-* :func:`gateway_main` (in :mod:`shared._fw_gateway`) decodes frames from a serial port, a pipe or QEMU,
-  validates each message with :func:`shared.messages.decode` and publishes it to MQTT. With
+* :func:`gateway_main` (in :mod:`shared.tiny.gateway`) decodes frames from a serial port, a pipe or QEMU,
+  validates each message with :func:`shared.protocol.messages.decode` and publishes it to MQTT. With
   ``--trusted-key`` and ``--model-dir`` it also verifies signed model updates for the devices it bridges
   and keeps the accepted one in ``<model-dir>/<device>/``; :func:`slot_model` (``build --slot``) builds
   the next image from there. Flashing that image is the board's own procedure (no bootloader here).
 
-The serial framing and the sensor text format live in :mod:`shared._fw_frames`.
+The serial framing and the sensor text format live in :mod:`shared.tiny.frames`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared._fw_frames import (  # noqa: F401  (re-exported API)
+from shared.tiny.frames import (  # noqa: F401  (re-exported API)
     FrameDecoder,
     crc16,
     encode_frame,
@@ -38,7 +38,7 @@ from shared._fw_frames import (  # noqa: F401  (re-exported API)
     write_sensor_window,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = REPO / "firmware"
 TARGETS = ("host", "cortex-m4", "cortex-m0plus", "cortex-m4-parity")
 #: targets whose rules live beside the target instead of in firmware/Makefile (they include it)
@@ -88,11 +88,11 @@ def model_id_for(tflite: Path, prefix: str = "healthcare-tiny") -> str:
 
 def slot_model(slot_dir: Path) -> tuple[Path, str]:
     """(model file, ``id@version``) of the model a gateway installed in ``slot_dir`` (a
-    :class:`shared.model_update.ModelSlot` folder: ``model.tflite`` + ``model.tflite.json``), checked
+    :class:`shared.security.model_update.ModelSlot` folder: ``model.tflite`` + ``model.tflite.json``), checked
     against the SHA-256 recorded when its signature was verified; FirmwareError if missing or altered."""
     import json
 
-    from shared._fw_gateway import SLOT_FILE
+    from shared.tiny.gateway import SLOT_FILE
 
     model = Path(slot_dir) / SLOT_FILE
     meta_path = model.with_name(SLOT_FILE + ".json")
@@ -110,8 +110,8 @@ def slot_model(slot_dir: Path) -> tuple[Path, str]:
 
 
 def compile_model(tflite: Path, name: str, out_dir: Path) -> Path:
-    """shared.compiler: tflite -> out_dir/name.{h,c}; returns out_dir."""
-    from shared.compiler import compile_tflite
+    """shared.tiny.compiler: tflite -> out_dir/name.{h,c}; returns out_dir."""
+    from shared.tiny.compiler import compile_tflite
 
     compile_tflite(Path(tflite), name, out_dir)
     return Path(out_dir)
@@ -156,7 +156,7 @@ def standin_healthcare_tflite(path: Path, seed: int = 0) -> Path:
     import numpy as np
     import tensorflow as tf
 
-    from shared.tinyml import to_int8_tflite
+    from shared.tiny.int8 import to_int8_tflite
 
     tf.keras.utils.set_random_seed(seed)
     x = tf.keras.Input((8,))
@@ -307,8 +307,8 @@ def firmware_main(argv: Sequence[str] | None = None) -> int:
 
 
 def gateway_main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge firmware gateway``: see :mod:`shared._fw_gateway`."""
-    from shared._fw_gateway import main
+    """``tinylarge firmware gateway``: see :mod:`shared.tiny.gateway`."""
+    from shared.tiny.gateway import main
 
     return main(list(sys.argv[1:] if argv is None else argv))
 

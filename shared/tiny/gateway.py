@@ -1,14 +1,14 @@
 """The firmware gateway: framed messages from a serial line, a pipe or QEMU -> validated -> MQTT.
 
-A device without a network stack writes frames (see :mod:`shared._fw_frames`) on its serial line. The
-gateway decodes them, validates every message with :func:`shared.messages.decode` and publishes it to
+A device without a network stack writes frames (see :mod:`shared.tiny.frames`) on its serial line. The
+gateway decodes them, validates every message with :func:`shared.protocol.messages.decode` and publishes it to
 ``tinylarge/<domain>/<device>/<stream>`` at QoS 1 (``status`` retained). Invalid messages are counted,
 reported and sent to the dead-letter topic, never forwarded. When the source ends, devices whose last
 status was ``online`` get a retained ``offline`` status, as their last will would.
 
 Signed model updates (``--trusted-key`` and ``--model-dir``): for every device it bridges (seen on the
 line, or named with ``--device``) the gateway subscribes to ``tinylarge/<domain>/<device>/model`` and
-passes each update through a :class:`shared.model_update.ModelSlot` (schema, device, trusted key,
+passes each update through a :class:`shared.security.model_update.ModelSlot` (schema, device, trusted key,
 Ed25519 signature, strictly higher version, size, SHA-256). An accepted model is written atomically to
 ``<model-dir>/<device>/model.tflite`` (metadata in ``model.tflite.json``); a refused one leaves the old
 model in place and goes to the dead-letter topic with its reason. The device's retained status then
@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from shared import messages
-from shared._fw_frames import KIND_LOG, KIND_MESSAGE, Frame, FrameDecoder
+from shared.protocol import messages
+from shared.tiny.frames import KIND_LOG, KIND_MESSAGE, Frame, FrameDecoder
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class GatewayConfig:
     """Where messages go. Defaults suit one device on a local broker."""
 
     mqtt: str  #: mqtt://[user:pass@]host:port
-    domain: str = "healthcare"  #: domain of the device's messages (schema and topic)
+    domain: str  #: domain of the device's messages (schema and topic), a registered one
     client_id: str = "tinylarge-fw-gateway"
     max_seconds: float = 0.0  #: stop after this long (0 = when the source ends)
     trusted_keys: tuple[Path, ...] = ()  #: Ed25519 public keys (PEM) for model updates; () = no updates
@@ -63,8 +63,8 @@ class GatewayConfig:
     devices: tuple[str, ...] = ()  #: devices to watch for model updates before they first speak
 
     def __post_init__(self) -> None:
-        if self.domain not in messages.DOMAINS:
-            raise ValueError(f"domain: expected one of {', '.join(messages.DOMAINS)}, got {self.domain!r}")
+        if self.domain not in messages.domains():
+            raise ValueError(f"domain: expected one of {', '.join(messages.domains())}, got {self.domain!r}")
         if self.max_seconds < 0:
             raise ValueError(f"max_seconds: must be >= 0, got {self.max_seconds}")
         self.trusted_keys = tuple(Path(k) for k in self.trusted_keys)
@@ -92,7 +92,7 @@ class ModelAgent:
 
     def __init__(self, domain: str, trusted_keys: Sequence[Path], model_dir: Path, publish: Publish,
                  subscribe: Subscribe | None = None):
-        from shared.model_update import load_public_key
+        from shared.security.model_update import load_public_key
 
         self.domain = domain
         self.keys = [load_public_key(k) for k in trusted_keys]  # fails early on a bad key file
@@ -101,7 +101,7 @@ class ModelAgent:
         self.model_dir = Path(model_dir)
         self.publish = publish
         self.subscribe = subscribe
-        self.slots: dict[str, Any] = {}  # device -> shared.model_update.ModelSlot
+        self.slots: dict[str, Any] = {}  # device -> shared.security.model_update.ModelSlot
         self.updates: dict[str, Counter[str]] = {}  # device -> accepted / rejected
         self.counts: Counter[str] = Counter()
         self.last_reason: dict[str, str] = {}
@@ -123,13 +123,13 @@ class ModelAgent:
             if device in self._subscribed or self.subscribe is None:
                 return
             self._subscribed.add(device)
-        from shared.model_update import model_topic
+        from shared.security.model_update import model_topic
 
         self.subscribe(model_topic(self.domain, device), self.on_model)  # blocks for the SUBACK: no lock held
 
     def see(self, msg: dict) -> None:
         """A valid message from a device: first sight creates its slot and subscribes to its model topic."""
-        from shared.model_update import ModelSlot
+        from shared.security.model_update import ModelSlot
 
         device = msg["device"]
         with self._lock:
@@ -311,7 +311,7 @@ def pump(gw: Gateway, stream: BinaryIO, max_seconds: float = 0.0, chunk: int = 4
 
 
 def _mqtt_publisher(cfg: GatewayConfig):
-    from shared.transport import MqttClient, MqttConfig
+    from shared.transport.mqtt import MqttClient, MqttConfig
 
     client = MqttClient(MqttConfig(url=cfg.mqtt, client_id=cfg.client_id, clean_session=True))
     client.start()
@@ -352,7 +352,7 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--baud", type=int, default=115200, help="serial baud rate")
     ap.add_argument("--qemu-args", default="", help="firmware arguments, e.g. '--input sensors.txt --device w1'")
     ap.add_argument("--mqtt", default=os.environ.get("TINYLARGE_MQTT"), help="mqtt://host:port (env TINYLARGE_MQTT)")
-    ap.add_argument("--domain", default="healthcare", choices=messages.DOMAINS)
+    ap.add_argument("--domain", required=True, choices=messages.domains(), help="the domain of the bridged devices")
     ap.add_argument("--client-id", default="tinylarge-fw-gateway")
     ap.add_argument("--max-seconds", type=float, default=0.0, help="stop after this long (0 = at end of source)")
     ap.add_argument("--trusted-key", type=Path, action="append", default=[],
@@ -379,7 +379,7 @@ def main(argv: Sequence[str]) -> int:
         source: BinaryIO = serial.Serial(a.serial, a.baud, timeout=0.2)
     else:
         if a.qemu:
-            from shared.firmware_tools import qemu_command
+            from shared.tiny.firmware import qemu_command
 
             cmd = qemu_command(a.qemu, shlex.split(a.qemu_args))
         else:

@@ -1,4 +1,4 @@
-"""amqtt plugin for the embedded demo broker (private to :mod:`shared.broker`).
+"""amqtt plugin for the embedded demo broker (private to :mod:`shared.transport.broker`).
 
 amqtt 0.12's stock ``AnonymousAuthPlugin`` with ``allow_anonymous`` marks *every* session anonymous,
 and amqtt keeps neither the subscriptions nor the offline QoS 1/2 queue of an anonymous session:

@@ -1,6 +1,6 @@
 """The MQTT client's worker thread: routes, batches, handlers, and acknowledgements after them.
 
-Mixed into :class:`shared.transport.MqttClient`, whose state it uses: ``_work`` (the queue the paho
+Mixed into :class:`shared.transport.mqtt.MqttClient`, whose state it uses: ``_work`` (the queue the paho
 network thread fills), ``_routes``, ``_parked``, ``_cond``, ``_counts``, ``_generation``,
 ``_connected``, ``_paho`` and ``cfg``. Everything here runs on the one worker thread, so handlers see
 messages in arrival order and a PUBACK leaves only after the handler returned.
@@ -17,7 +17,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-log = logging.getLogger("shared.transport")
+log = logging.getLogger("shared.transport.mqtt")
 
 Handler = Callable[[str, bytes], None]
 BatchHandler = Callable[[list[tuple[str, bytes]]], None]

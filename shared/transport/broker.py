@@ -7,7 +7,7 @@ What amqtt 0.12 does with QoS 1 and persistent sessions (checked by tests/shared
 
 * ``clean_session=False`` sessions persist across disconnects and queue QoS 1 messages published
   while their client is away; they are delivered when it reconnects (subscriptions are kept too).
-  This needs :class:`shared._mqtt_amqtt.LocalDemoAuthPlugin`: amqtt's stock anonymous plugin marks
+  This needs :class:`shared.transport._amqtt.LocalDemoAuthPlugin`: amqtt's stock anonymous plugin marks
   every session anonymous, and anonymous sessions get no offline queue.
 * A QoS 1 message already sent to a client but not yet PUBACKed when the connection drops is
   *forgotten* by amqtt (it stops waiting and drops it from the session), so a consumer killed
@@ -16,7 +16,7 @@ What amqtt 0.12 does with QoS 1 and persistent sessions (checked by tests/shared
   delivered messages loses the other 225 (Mosquitto, window 20, re-sends them and all 400 of that
   scenario are stored). Use Mosquitto where exactly-once storage after crashes matters.
 * Queued messages are re-sent with the retain flag set, and on reconnect amqtt also replays retained
-  messages matching any filter known to the broker (at QoS 0); :class:`shared.transport.MqttClient`
+  messages matching any filter known to the broker (at QoS 0); :class:`shared.transport.mqtt.MqttClient`
   parks messages no handler matches instead of dispatching them.
 * Sessions and retained messages live in memory only: they are gone when the broker stops.
 """
@@ -86,7 +86,7 @@ class EmbeddedBroker:
         return {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
             "session_expiry_interval": self.session_expiry_s,
-            "plugins": {"shared._mqtt_amqtt.LocalDemoAuthPlugin": {}},
+            "plugins": {"shared.transport._amqtt.LocalDemoAuthPlugin": {}},
         }
 
     async def _astart(self) -> int:

@@ -1,12 +1,12 @@
 """The generic cloud consumer every domain service uses, and the device-side publisher.
 
 :class:`Consumer` subscribes ``tinylarge/<domain>/+/<stream>`` for each stream it has a handler
-for, decodes and validates every message (:func:`shared.messages.decode`), checks that the envelope
+for, decodes and validates every message (:func:`shared.protocol.messages.decode`), checks that the envelope
 ``device`` is the topic's device, and calls the handler. Whatever is refused, and whatever makes a
 handler raise, goes to ``tinylarge/_deadletter/<domain>`` with the reason; the consumer keeps going.
 
 A stream may have a batch handler instead: the transport hands over the messages already queued
-(:meth:`shared.transport.MqttClient.subscribe_batch`), each is decoded and checked as above (the
+(:meth:`shared.transport.mqtt.MqttClient.subscribe_batch`), each is decoded and checked as above (the
 refused ones dead-lettered one by one), and the valid ones go to ``batch_handler([(topic, msg), ...])``
 in one call, in arrival order, so that it can store them in one transaction before any is
 acknowledged. If that call raises, each message is handed over alone, and only those that still make
@@ -22,16 +22,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from shared import messages
-from shared.messages import MessageError, Topic
-from shared.transport import MqttClient
+from shared.protocol import messages
+from shared.protocol.messages import MessageError, Topic
+from shared.transport.mqtt import MqttClient
 
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[Topic, dict], None]
 BatchMessageHandler = Callable[[list[tuple[Topic, dict]]], None]
 
-#: reason prefixes (from shared.messages and this module) -> short keys for the per-reason counts
+#: reason prefixes (from shared.protocol.messages and this module) -> short keys for the per-reason counts
 _REASON_KEYS = (
     ("bad JSON", "bad_json"),
     ("schema", "schema"),
@@ -65,8 +65,8 @@ class Consumer:
                  batch_handlers: dict[str, BatchMessageHandler] | None = None, max_batch: int = 256):
         """``handlers``: stream -> ``handler(topic, msg)``; ``batch_handlers``: stream ->
         ``handler([(topic, msg), ...])``, which takes over that stream from ``handlers``."""
-        if domain not in messages.DOMAINS:
-            raise ValueError(f"unknown domain {domain!r}; expected one of {', '.join(messages.DOMAINS)}")
+        if domain not in messages.domains():
+            raise ValueError(f"unknown domain {domain!r}; expected one of {', '.join(messages.domains())}")
         if not handlers and not batch_handlers:
             raise ValueError("handlers is empty: give at least one stream -> handler")
         if max_batch < 1:
@@ -211,7 +211,7 @@ class Publisher:
     def status_will(domain: str, device: str, model: str, seq: int = 0) -> tuple[str, bytes]:
         """(topic, payload) of the retained last will: a ``status`` message with state ``offline``.
 
-        Put them in :class:`shared.transport.MqttConfig` (``will_topic``, ``will_payload``). The will is
+        Put them in :class:`shared.transport.mqtt.MqttConfig` (``will_topic``, ``will_payload``). The will is
         fixed when the client connects, so ``ts`` is the connect time.
         """
         return status_will(domain, device, model, seq)

@@ -36,8 +36,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from shared._mqtt_worker import MAX_BATCH, BatchHandler, Handler, _Route, _Sink, _Worker, _WorkItem
-from shared.endpoints import MqttEndpoint, parse_mqtt_url
+from shared.protocol.endpoints import MqttEndpoint, parse_mqtt_url
+from shared.transport._worker import MAX_BATCH, BatchHandler, Handler, _Route, _Sink, _Worker, _WorkItem
 
 log = logging.getLogger(__name__)
 

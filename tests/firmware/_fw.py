@@ -30,7 +30,7 @@ def workdir() -> Path:
 
 @functools.cache
 def model() -> Path:
-    from shared.firmware_tools import healthcare_tflite
+    from shared.tiny.firmware import healthcare_tflite
 
     return healthcare_tflite(workdir())
 
@@ -44,7 +44,7 @@ def built(target: str):
 
 @functools.cache
 def _built(target: str):
-    from shared.firmware_tools import BuildConfig, build
+    from shared.tiny.firmware import BuildConfig, build
 
     return build(BuildConfig(target, model(), "hc_tiny", MODEL_ID, workdir()))
 
@@ -71,7 +71,7 @@ def windows() -> tuple:
 
 @functools.cache
 def sensor_file() -> Path:
-    from shared.firmware_tools import write_healthcare_windows
+    from shared.tiny.firmware import write_healthcare_windows
 
     path = workdir() / "sensors.txt"
     write_healthcare_windows(path, windows(), START_MS)

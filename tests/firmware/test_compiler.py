@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from shared.compiler import (
+from shared.tiny.compiler import (
     SUPPORTED_OPS,
     Buffer,
     CompileError,
@@ -17,7 +17,7 @@ from shared.compiler import (
     main_compile,
     plan_buffers,
 )
-from shared.compiler._quant import quantize_multiplier
+from shared.tiny.compiler._quant import quantize_multiplier
 from tests.firmware.conftest import RUNTIME, STRICT_CFLAGS
 
 
@@ -88,7 +88,7 @@ def test_float_model_is_refused(tmp_path):
 def test_unsupported_op_names_op_and_index(int8_models, tmp_path):
     buf = bytearray(int8_models["dense_mlp"])
     # patch the SOFTMAX operator code (25) into HARD_SWISH (117): builtin_code is an int32 field
-    from shared.compiler._flatbuf import _Reader, _Table
+    from shared.tiny.compiler._flatbuf import _Reader, _Table
 
     r = _Reader(bytes(buf))
     model = _Table(r, r.u32(0, "root"), "model")

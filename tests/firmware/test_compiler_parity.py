@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pytest
 
-from shared.compiler import compile_tflite
+from shared.tiny.compiler import compile_tflite
 from tests.firmware import _models
 from tests.firmware.conftest import build_harness, run_harness
 

@@ -1,5 +1,5 @@
 """Parity for the domain model: the trained healthcare tiny model (quick config), compiled with
-shared.compiler, gives the LiteRT interpreter's outputs bit for bit on the host (gcc + ASan/UBSan) and
+shared.tiny.compiler, gives the LiteRT interpreter's outputs bit for bit on the host (gcc + ASan/UBSan) and
 on the Cortex-M4 under QEMU, on >= 1000 inputs: quantized feature vectors of a simulated cohort (the
 inputs the device really sees) plus random int8 vectors covering the whole input range."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.compiler import compile_tflite
+from shared.tiny.compiler import compile_tflite
 from tests._tools import require_tool
 from tests.firmware.conftest import build_harness, run_harness
 from tests.firmware.test_compiler_parity import _interpret
@@ -30,7 +30,7 @@ def real_inputs(model) -> np.ndarray:
     the model's input scale and zero point, as the simulated and the C device do."""
     from healthcare.features import extract_window, to_vector
     from healthcare.signals import CohortConfig, simulate_cohort
-    from shared.tinyml import Int8Runner
+    from shared.tiny.int8 import Int8Runner
 
     cohort = simulate_cohort(CohortConfig(**COHORT))
     x = np.stack([to_vector(extract_window(w)) for p in cohort for w in p.windows()])
@@ -84,7 +84,7 @@ def host_outputs(compiled, inputs, gcc, tmp_path_factory) -> np.ndarray:
 def m4_outputs(quick_models, inputs, tmp_path_factory) -> np.ndarray:
     for tool in ("make", "arm-none-eabi-gcc", "qemu-system-arm"):
         require_tool(tool)
-    from shared.firmware_tools import BuildConfig, build, run_parity
+    from shared.tiny.firmware import BuildConfig, build, run_parity
 
     work = tmp_path_factory.mktemp("hc-m4")
     res = build(BuildConfig("cortex-m4-parity", quick_models / "tiny.tflite", NAME, "healthcare-tiny@test", work))

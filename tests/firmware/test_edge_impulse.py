@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from shared import edge_impulse as ei
+from shared.tiny import edge_impulse as ei
 from tests.firmware import _fw
 
 

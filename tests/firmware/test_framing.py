@@ -1,4 +1,4 @@
-"""Serial framing: the Python codec (shared._fw_frames) and the C codec (firmware/net/tl_frame.c)
+"""Serial framing: the Python codec (shared.tiny.frames) and the C codec (firmware/net/tl_frame.c)
 agree byte for byte, and both resynchronise after noise and corruption."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from shared._fw_frames import FLAG, KIND_LOG, FrameDecoder, crc16, encode_frame, encode_message
+from shared.tiny.frames import FLAG, KIND_LOG, FrameDecoder, crc16, encode_frame, encode_message
 from tests._tools import require_tool
 from tests.firmware import _fw
 

@@ -1,4 +1,4 @@
-"""The gateway: frames from QEMU (or any pipe) -> shared.messages.decode -> MQTT at QoS 1.
+"""The gateway: frames from QEMU (or any pipe) -> shared.protocol.messages.decode -> MQTT at QoS 1.
 Invalid messages are counted and dead-lettered, never forwarded to the device topic."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from shared import messages
-from shared._fw_frames import encode_message
-from shared._fw_gateway import Gateway, GatewayConfig, run
+from shared.protocol import messages
+from shared.tiny.frames import encode_message
+from shared.tiny.gateway import Gateway, GatewayConfig, run
 from tests._tools import require_tool
 from tests.firmware import _fw
 
@@ -62,7 +62,7 @@ def test_qemu_to_gateway_to_mosquitto(mosquitto):
     require_tool("qemu-system-arm")
     import subprocess
 
-    from shared.firmware_tools import qemu_command
+    from shared.tiny.firmware import qemu_command
 
     elf = _fw.built("cortex-m4").artifacts["app.elf"]
     got: list = []

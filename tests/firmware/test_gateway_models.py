@@ -22,10 +22,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from shared import messages
-from shared._fw_frames import FrameDecoder, encode_message
-from shared._fw_gateway import SLOT_FILE, Gateway, GatewayConfig, ModelAgent, run
-from shared.model_update import generate_keypair, model_topic, sign_update
+from shared.protocol import messages
+from shared.security.model_update import generate_keypair, model_topic, sign_update
+from shared.tiny.frames import FrameDecoder, encode_message
+from shared.tiny.gateway import SLOT_FILE, Gateway, GatewayConfig, ModelAgent, run
 from tests._tools import require_tool
 from tests.firmware import _fw
 from tests.fixtures.mqtt import wait_for
@@ -170,8 +170,8 @@ def test_valid_update_accepted_tampered_and_forged_rejected_old_kept(mosquitto, 
 
 @pytest.mark.broker
 def test_update_waiting_for_the_device_then_the_next_build_runs_it(mosquitto, keys, tflite, tmp_path):
-    from shared.firmware_tools import BuildConfig, build, slot_model
-    from shared.transport import MqttClient, MqttConfig
+    from shared.tiny.firmware import BuildConfig, build, slot_model
+    from shared.transport.mqtt import MqttClient, MqttConfig
 
     (private, public), _ = keys
     device, slots = _device(), tmp_path / "slots"
@@ -216,7 +216,7 @@ def test_update_waiting_for_the_device_then_the_next_build_runs_it(mosquitto, ke
 
 
 def test_slot_model_refuses_an_altered_file(keys, tflite, tmp_path):
-    from shared.firmware_tools import FirmwareError, slot_model
+    from shared.tiny.firmware import FirmwareError, slot_model
 
     (private, public), _ = keys
     device = _device()
@@ -244,11 +244,11 @@ def test_device_line_cannot_publish_cloud_streams():
 
 
 def test_gateway_cli_needs_key_and_model_dir_together(keys, tmp_path, capsys):
-    from shared._fw_gateway import main
+    from shared.tiny.gateway import main
 
     (_, public), _ = keys
     with pytest.raises(SystemExit) as exc:
         main(["--pipe", "true", "--mqtt", "mqtt://127.0.0.1:1", "--trusted-key", str(public)])
     assert exc.value.code == 2 and "--model-dir" in capsys.readouterr().err
     with pytest.raises(ValueError, match="trusted_keys: .* is not a file"):
-        GatewayConfig("mqtt://127.0.0.1:1", trusted_keys=(tmp_path / "missing.pub",), model_dir=tmp_path)
+        GatewayConfig("mqtt://127.0.0.1:1", "healthcare", trusted_keys=(tmp_path / "missing.pub",), model_dir=tmp_path)

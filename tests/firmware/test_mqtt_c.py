@@ -1,6 +1,6 @@
 """The firmware's MQTT 3.1.1 client (firmware/net/tl_mqtt.c), driven by the host app.
 
-1. Against a real Mosquitto: every message a paho subscriber receives passes shared.messages.decode;
+1. Against a real Mosquitto: every message a paho subscriber receives passes shared.protocol.messages.decode;
    the status is retained; killing the device makes the broker publish its last will (offline).
 2. Against a scripted broker on a socket, the exchange top to bottom:
      device --CONNECT(client id, keepalive 1 s, will retained QoS 1 status offline)--> broker
@@ -29,7 +29,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from shared import messages
+from shared.protocol import messages
 from tests._tools import require_tool
 from tests.firmware import _fw
 

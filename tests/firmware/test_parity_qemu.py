@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from shared.compiler import compile_tflite
+from shared.tiny.compiler import compile_tflite
 from tests._tools import require_tool
 from tests.firmware import _models
 from tests.firmware.conftest import build_harness, run_harness
@@ -31,7 +31,7 @@ def m4_run(int8_models, tmp_path_factory):
     """name -> (inputs, outputs of parity.elf under QEMU, BuildResult); built and run once per model."""
     for tool in ("make", "arm-none-eabi-gcc", "qemu-system-arm"):
         require_tool(tool)
-    from shared.firmware_tools import BuildConfig, build, run_parity
+    from shared.tiny.firmware import BuildConfig, build, run_parity
 
     work = tmp_path_factory.mktemp("m4-parity")
     cache: dict[str, tuple] = {}
@@ -77,7 +77,7 @@ def test_m4_bit_identical_with_host_build(name, m4_run, gcc, tmp_path):
 
 def test_parity_elf_rejects_a_partial_vector(m4_run, tmp_path):
     """A truncated input file is an error, not a silently shorter run; so is an empty batch."""
-    from shared.firmware_tools import run_parity, run_qemu
+    from shared.tiny.firmware import run_parity, run_qemu
 
     xs, _, res = m4_run(PARITY_MODELS[0])
     fin = tmp_path / "partial.bin"

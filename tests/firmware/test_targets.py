@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from shared import messages
-from shared.firmware_tools import FrameDecoder, run_qemu
+from shared.protocol import messages
+from shared.tiny.firmware import FrameDecoder, run_qemu
 from tests._tools import require_tool
 from tests.firmware import _fw
 
@@ -32,7 +32,7 @@ def test_host_build_is_warning_free_under_werror():
     # the Makefile compiles with -Wall -Wextra -Werror -Wshadow: rebuilding from scratch must print nothing
     app = res.artifacts["app"]
     app.unlink()
-    from shared.firmware_tools import make
+    from shared.tiny.firmware import make
 
     make("host", res.model_dir, "hc_tiny", res.out_dir, res.model_id)
     assert app.exists()

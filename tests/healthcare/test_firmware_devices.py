@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from healthcare._firmware_fleet import FirmwareFleet, ticks
 from healthcare.signals import CohortConfig, simulate_cohort
-from shared import messages
+from shared.protocol import messages
 from tests._tools import require_tool
 from tests.firmware.test_app_features import TOLERANCES  # the C DSP port's stated tolerances
 

@@ -1,4 +1,4 @@
-"""healthcare.large and shared.largeml: step vectors, the risk transformer, batching, metrics, training."""
+"""healthcare.large and shared.large.transformer: step vectors, the risk transformer, batching, metrics, training."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from healthcare.large import INPUT_NAMES, N_INPUTS, LargeConfig, RiskPredictor, step_vector
 from healthcare.signals import LABELS
-from shared.largeml import (
+from shared.large.transformer import (
     FitConfig,
     RiskConfig,
     RiskTransformer,

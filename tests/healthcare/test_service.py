@@ -19,8 +19,8 @@ import pytest
 from healthcare.device import chart_message, inference_message
 from healthcare.service import HealthcareService, ServiceConfig
 from healthcare.signals import LABELS, ChartObs
-from shared.messages import parse_topic, topic
-from shared.storage import open_store
+from shared.protocol.messages import parse_topic, topic
+from shared.storage.base import open_store
 
 T0_MS = 1_763_700_000_000
 
@@ -118,8 +118,8 @@ def test_a_restarted_service_rebuilds_history_from_the_store(tmp_path, predictor
 def test_service_killed_mid_stream_and_restarted_loses_nothing_and_stores_nothing_twice(
         tmp_path, quick_models, mosquitto_factory):
     """SIGKILL the real `tinylarge serve healthcare` process while devices publish; restart it."""
-    from shared.app import publisher
-    from shared.transport import MqttClient, MqttConfig
+    from shared.runtime.app import publisher
+    from shared.transport.mqtt import MqttClient, MqttConfig
 
     broker = mosquitto_factory(persistence=True)
     db = tmp_path / "kill.db"
@@ -179,8 +179,8 @@ def test_the_service_reports_its_counts_on_its_retained_status(tmp_path, quick_m
     import threading
 
     from healthcare.service import run_cloud
-    from shared.app import publisher
-    from shared.transport import MqttClient, MqttConfig
+    from shared.runtime.app import publisher
+    from shared.transport.mqtt import MqttClient, MqttConfig
 
     seen: list[dict] = []
     got_offline = threading.Event()

@@ -11,7 +11,7 @@ import pytest
 from healthcare._dataset import load_table, subject_split
 from healthcare.signals import LABELS, CohortConfig
 from healthcare.tiny import TinyConfig, TinyData, TinyModel, classification_metrics, save_tiny, train_tiny
-from shared.tinyml import SUPPORTED_OPS, Int8Runner, model_budget
+from shared.tiny.int8 import SUPPORTED_OPS, Int8Runner, model_budget
 
 TRAIN = CohortConfig(n_patients=6, duration_h=8.0, deteriorating_fraction=0.5, seed=21)
 TEST = CohortConfig(n_patients=3, duration_h=8.0, deteriorating_fraction=0.5, seed=22)

@@ -1,4 +1,4 @@
-"""shared.broker: the embedded amqtt broker, and what it does with QoS 1 persistent sessions."""
+"""shared.transport.broker: the embedded amqtt broker, and what it does with QoS 1 persistent sessions."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-import shared.broker as broker_mod
-from shared.broker import EmbeddedBroker, broker_for
-from shared.endpoints import parse_mqtt_url
-from shared.transport import MqttClient, MqttConfig
+import shared.transport.broker as broker_mod
+from shared.protocol.endpoints import parse_mqtt_url
+from shared.transport.broker import EmbeddedBroker, broker_for
+from shared.transport.mqtt import MqttClient, MqttConfig
 from tests.fixtures.mqtt import wait_for
 
 
@@ -37,7 +37,7 @@ def test_start_picks_a_free_port_and_stop_frees_it():
 
 def test_notice_is_logged_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
     monkeypatch.setattr(broker_mod, "_notice_shown", False)
-    with caplog.at_level(logging.WARNING, logger="shared.broker"):
+    with caplog.at_level(logging.WARNING, logger="shared.transport.broker"):
         with EmbeddedBroker(), EmbeddedBroker():
             pass
     notices = [r for r in caplog.records if "local demos only" in r.getMessage()]

@@ -1,4 +1,4 @@
-"""shared.brokerconf: the files written, their modes, the password hashes and the ACL rules."""
+"""shared.security.brokerconf: the files written, their modes, the password hashes and the ACL rules."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.brokerconf import (
+from shared.security.brokerconf import (
     BrokerConfig,
     BrokerConfigError,
     broker_config_main,
@@ -18,7 +18,7 @@ from shared.brokerconf import (
     read_secrets,
     write_broker_config,
 )
-from shared.pki import create_ca, issue
+from shared.security.pki import create_ca, issue
 from tests._tools import require_tool
 
 

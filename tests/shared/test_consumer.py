@@ -1,4 +1,4 @@
-"""shared.consumer: validation and dead-letters, persistent sessions, and a consumer killed mid-stream."""
+"""shared.transport.consumer: validation and dead-letters, persistent sessions, and a consumer killed mid-stream."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from shared import messages
-from shared.consumer import Consumer, Publisher, reason_key, status_will
-from shared.messages import MessageError, Topic
-from shared.transport import MqttClient, MqttConfig
+from shared.protocol import messages
+from shared.protocol.messages import MessageError, Topic
+from shared.transport.consumer import Consumer, Publisher, reason_key, status_will
+from shared.transport.mqtt import MqttClient, MqttConfig
 from tests.fixtures.mqtt import wait_for
 from tests.shared._support import count_rows, inference, uid
 
@@ -131,8 +131,8 @@ def test_restarted_consumer_gets_what_was_published_meanwhile(mosquitto):
 
 CONSUMER_SCRIPT = textwrap.dedent("""
     import sqlite3, sys, time
-    from shared.consumer import Consumer
-    from shared.transport import MqttClient, MqttConfig
+    from shared.transport.consumer import Consumer
+    from shared.transport.mqtt import MqttClient, MqttConfig
 
     url, db, client_id = sys.argv[1:4]
     con = sqlite3.connect(db, isolation_level=None, check_same_thread=False)

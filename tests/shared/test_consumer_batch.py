@@ -1,4 +1,4 @@
-"""shared.consumer batch handlers: refused messages inside a batch are dead-lettered one by one,
+"""shared.transport.consumer batch handlers: refused messages inside a batch are dead-lettered one by one,
 the valid rest reach the batch handler in one call, in order, and land in the store."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from shared import messages
-from shared.consumer import Consumer, reason_key
-from shared.messages import Topic
-from shared.storage import Point, open_store
-from shared.transport import MqttClient, MqttConfig
+from shared.protocol import messages
+from shared.protocol.messages import Topic
+from shared.storage.base import Point, open_store
+from shared.transport.consumer import Consumer, reason_key
+from shared.transport.mqtt import MqttClient, MqttConfig
 from tests.fixtures.mqtt import wait_for
 from tests.shared._support import inference, uid
 

@@ -1,4 +1,4 @@
-"""shared.endpoints: broker and store URLs from flags or the environment."""
+"""shared.protocol.endpoints: broker and store URLs from flags or the environment."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from shared.endpoints import DEFAULT_STORE_URL, MqttEndpoint, mqtt_url, parse_mqtt_url, store_url
+from shared.protocol.endpoints import DEFAULT_STORE_URL, MqttEndpoint, mqtt_url, parse_mqtt_url, store_url
 
 
 def test_plain_url_with_credentials():
@@ -130,7 +130,9 @@ def test_no_error_message_ever_contains_the_password(scheme, user, secret, host,
     except ValueError as exc:
         assert password not in str(exc), str(exc)
         return
-    assert ep.password is not None and ep.password.endswith(unquote(password)[-5:])
+    assert ep.password is not None
+    if "@" not in rest:  # else the userinfo legitimately runs to the last '@' and the password absorbs it
+        assert ep.password.endswith(unquote(password)[-5:])
     assert ep.password not in str(ep) and ep.password not in repr(ep)
 
 

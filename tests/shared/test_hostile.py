@@ -1,6 +1,6 @@
 """Hostile input: what an attacker (or a broken device) can send never stops the cloud consumer.
 
-Part 1 goes through a real Mosquitto to a running :class:`shared.consumer.Consumer`: a raw paho
+Part 1 goes through a real Mosquitto to a running :class:`shared.transport.consumer.Consumer`: a raw paho
 client publishes oversized, deeply nested, non-UTF-8, non-finite and schema-breaking payloads and
 topic-injection attempts; each must come back on ``tinylarge/_deadletter/healthcare`` with a reason,
 in order, and a valid message sent after all of them must still be handled. Part 2 is property tests
@@ -25,12 +25,12 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench._fault_load import make_payload
-from shared import messages
-from shared._fw_frames import FrameDecoder, encode_message
-from shared.consumer import Consumer, reason_key
-from shared.endpoints import parse_mqtt_url
-from shared.messages import MessageError, Topic
-from shared.transport import MqttClient, MqttConfig
+from shared.protocol import messages
+from shared.protocol.endpoints import parse_mqtt_url
+from shared.protocol.messages import MessageError, Topic
+from shared.tiny.frames import FrameDecoder, encode_message
+from shared.transport.consumer import Consumer, reason_key
+from shared.transport.mqtt import MqttClient, MqttConfig
 from tests.fixtures.mqtt import wait_for
 
 DOMAIN = "healthcare"
@@ -202,7 +202,7 @@ def test_parse_topic_of_any_text_raises_only_message_error(name: str) -> None:
         assert exc.reason
         return
     assert str(where) == name  # what it accepts is exactly a well-formed device topic
-    assert not any(c in where.device for c in "+#/") and where.domain in messages.DOMAINS
+    assert not any(c in where.device for c in "+#/") and where.domain in messages.domains()
 
 
 @given(st.text(max_size=120))

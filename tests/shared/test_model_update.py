@@ -1,4 +1,4 @@
-"""shared.model_update: what a device accepts, what it refuses (and why), and that the old model stays."""
+"""shared.security.model_update: what a device accepts, what it refuses (and why), and that the old model stays."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from shared.messages import decode, encode
-from shared.model_update import (
+from shared.protocol.messages import decode, encode
+from shared.security.model_update import (
     ModelSlot,
     ModelUpdateError,
     canonical_bytes,

@@ -1,4 +1,4 @@
-"""shared.pki: a CA, server and client certificates that verify, with the right names, usages and modes."""
+"""shared.security.pki: a CA, server and client certificates that verify, with the right names, usages and modes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from shared.pki import PkiError, create_ca, issue, pki_main
+from shared.security.pki import PkiError, create_ca, issue, pki_main
 
 
 def _cert(path: Path) -> x509.Certificate:

@@ -8,7 +8,7 @@ import fastjsonschema
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import messages as m
+from shared.protocol import messages as m
 
 VALID = {
     ("healthcare", "inference"): {

@@ -23,10 +23,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from shared.brokerconf import BrokerConfig, BrokerFiles, write_broker_config
-from shared.messages import encode
-from shared.model_update import ModelSlot, generate_keypair, model_topic, sign_update
-from shared.pki import create_ca, issue
+from shared.protocol.messages import encode
+from shared.security.brokerconf import BrokerConfig, BrokerFiles, write_broker_config
+from shared.security.model_update import ModelSlot, generate_keypair, model_topic, sign_update
+from shared.security.pki import create_ca, issue
 from tests._tools import require_tool
 
 pytestmark = pytest.mark.broker

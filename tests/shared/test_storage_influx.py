@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from shared._influx_store import InfluxStore
-from shared._spool import DATA_NAME
-from shared.storage import Point, Store, open_store
+from shared.storage._spool import DATA_NAME
+from shared.storage.base import Point, Store, open_store
+from shared.storage.influx import InfluxStore
 from tests.fixtures.influx import VictoriaMetrics
 
 pytestmark = pytest.mark.influx
@@ -135,7 +135,7 @@ def test_full_spool_counts_dropped_and_warns(
     victoria_metrics: VictoriaMetrics, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     victoria_metrics.stop()
-    caplog.set_level(logging.WARNING, logger="shared._influx_store")
+    caplog.set_level(logging.WARNING, logger="shared.storage.influx")
     with open_vm_store(victoria_metrics, tmp_path / "spool", spool_max_bytes=2000, batch_size=20) as store:
         store.write([vitals("d", s) for s in range(100)])
         store.flush()
@@ -163,7 +163,7 @@ def test_reserved_names_are_refused(victoria_metrics: VictoriaMetrics, tmp_path:
 # A writer process that prints each seq once write() returned for it, as the MQTT consumer acknowledges.
 _WRITER = """
 import sys
-from shared.storage import Point, open_store
+from shared.storage.base import Point, open_store
 store = open_store(sys.argv[1], spool_dir=sys.argv[2], batch_size=50, flush_interval_ms=60_000)
 for seq in range(100_000):
     store.write([Point("vitals", "k", seq, 1_700_000_000_000 + 1000 * seq, {"hr": 60.0})])

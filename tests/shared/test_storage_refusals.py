@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.storage import Point, open_store
+from shared.storage.base import Point, open_store
 
 FAST = {"retry_interval_ms": 10, "max_retries": 2, "drain_interval_ms": 5000}
 

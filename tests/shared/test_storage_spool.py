@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared._spool import DATA_NAME, OFFSET_NAME, Spool, SpoolBusyError
+from shared.storage._spool import DATA_NAME, OFFSET_NAME, Spool, SpoolBusyError
 
 
 def records(n: int, start: int = 0) -> list[bytes]:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.storage import (
+from shared.storage.base import (
     DEFAULT_STORE_URL,
     STORE_ENV,
     InfluxURL,

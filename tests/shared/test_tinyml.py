@@ -1,11 +1,11 @@
-"""shared.tinyml: full-int8 conversion, the LiteRT runner's (de)quantization, budget numbers."""
+"""shared.tiny.int8: full-int8 conversion, the LiteRT runner's (de)quantization, budget numbers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from shared.tinyml import SUPPORTED_OPS, BudgetError, Int8Runner, budget_check, model_budget, to_int8_tflite
+from shared.tiny.int8 import SUPPORTED_OPS, BudgetError, Int8Runner, budget_check, model_budget, to_int8_tflite
 
 N_IN, HIDDEN, N_OUT = 6, 12, 4
 

@@ -1,4 +1,4 @@
-"""shared.transport.MqttClient against real brokers: the embedded amqtt one and Mosquitto.
+"""shared.transport.mqtt.MqttClient against real brokers: the embedded amqtt one and Mosquitto.
 
 Each test narrates the exchange: who connects, who publishes what at which QoS, what the broker
 does, what arrives.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.consumer import Publisher
-from shared.transport import MqttClient, MqttConfig
+from shared.transport.consumer import Publisher
+from shared.transport.mqtt import MqttClient, MqttConfig
 from tests.fixtures.mqtt import MosquittoServer, free_port, wait_for
 from tests.shared._support import uid
 

@@ -1,4 +1,4 @@
-"""shared.transport batch subscriptions: what is queued is handed over at once, in order, acked after.
+"""shared.transport.mqtt batch subscriptions: what is queued is handed over at once, in order, acked after.
 
 The exchange: the broker sends N x PUBLISH qos1; the worker takes the first, drains those already
 queued behind it (up to max_batch) and calls the batch handler once; only after it returned does the
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.transport import MqttClient, MqttConfig
+from shared.transport.mqtt import MqttClient, MqttConfig
 from tests.fixtures.mqtt import wait_for
 from tests.shared._support import count_rows, uid
 
@@ -103,7 +103,7 @@ def test_subscribe_batch_refuses_a_bad_max_batch():
 
 BATCH_SCRIPT = textwrap.dedent("""
     import sqlite3, sys, time
-    from shared.transport import MqttClient, MqttConfig
+    from shared.transport.mqtt import MqttClient, MqttConfig
 
     url, db, client_id, topic, mode = sys.argv[1:6]
     con = sqlite3.connect(db, isolation_level=None, check_same_thread=False)

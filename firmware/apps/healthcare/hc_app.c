@@ -20,7 +20,7 @@
 #define MODEL_OUTPUT_ZERO_POINT TL_CAT(TL_MODEL_UPPER, _OUTPUT_ZERO_POINT)
 #define MODEL_INVOKE TL_CAT(TL_MODEL_NAME, _invoke)
 #else
-#error "define TL_MODEL_HEADER, TL_MODEL_NAME and TL_MODEL_UPPER (a model compiled by shared.compiler)"
+#error "define TL_MODEL_HEADER, TL_MODEL_NAME and TL_MODEL_UPPER (a model compiled by shared.tiny.compiler)"
 #endif
 
 #ifndef TL_MODEL_ID
@@ -157,7 +157,7 @@ static long to_long(const char *s) {
 }
 
 static int8_t quantize(float x, float scale, int zp) {
-  long r = (long)nearbyintf(x / scale) + zp; /* half to even, as numpy's round in shared.tinyml */
+  long r = (long)nearbyintf(x / scale) + zp; /* half to even, as numpy's round in shared.tiny.int8 */
   return (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
 }
 

@@ -1,7 +1,7 @@
 /*
  * The healthcare firmware app: sensors -> DSP (hc_features) -> int8 model -> JSON -> MQTT or serial.
  *
- * Builds against any model compiled by shared.compiler: compile with
+ * Builds against any model compiled by shared.tiny.compiler: compile with
  *   -DTL_MODEL_HEADER='"name.h"' -DTL_MODEL_NAME=name -DTL_MODEL_UPPER=NAME
  *   -DTL_MODEL_ID='"healthcare-tiny@1"'
  * The model takes the HC_N_FEATURES-vector of hc_to_vector and outputs one score per label of

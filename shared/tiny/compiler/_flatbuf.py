@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.compiler.errors import CompileError
+from shared.tiny.compiler.errors import CompileError
 
 # TensorType enum of schema.fbs
 TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.compiler import _quant as q
-from shared.compiler._flatbuf import Graph, Operator, Tensor
-from shared.compiler.errors import CompileError
+from shared.tiny.compiler import _quant as q
+from shared.tiny.compiler._flatbuf import Graph, Operator, Tensor
+from shared.tiny.compiler.errors import CompileError
 
 OP_NAMES = {0: "ADD", 1: "AVERAGE_POOL_2D", 2: "CONCATENATION", 3: "CONV_2D", 4: "DEPTHWISE_CONV_2D",
             6: "DEQUANTIZE", 9: "FULLY_CONNECTED", 14: "LOGISTIC", 17: "MAX_POOL_2D", 18: "MUL",

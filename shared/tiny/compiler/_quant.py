@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from shared.compiler.errors import CompileError
+from shared.tiny.compiler.errors import CompileError
 
 F32 = np.float32
 
