@@ -25,15 +25,14 @@ import torch
 from healthcare import news2
 from healthcare.features import FEATURE_NAMES, VECTOR_CENTER, VECTOR_CLIP, VECTOR_SCALE
 from healthcare.signals import LABELS
+from shared.runtime.alerts import AlertRule
+from shared.runtime.metrics import auroc, median_or_none, threshold_at_fpr
 from shared.large.transformer import (
     FitConfig,
     RiskConfig,
     RiskTransformer,
-    auroc,
-    first_alert_lead_s,
     fit_binary,
     predict_histories,
-    threshold_at_fpr,
 )
 
 MODEL_NAME = "hc-risk"
@@ -240,8 +239,7 @@ def _lead_times(seqs: list[PatientSteps], scores: list[np.ndarray], thr: float, 
     for s, sc in zip(seqs, scores, strict=True):
         if math.isnan(s.event_s):
             continue
-        alerts = np.nan_to_num(sc, nan=-np.inf) >= thr
-        lead = first_alert_lead_s(s.t_s, alerts, s.event_s, horizon_s)
+        lead = AlertRule(thr, windows=1).lead_s(s.t_s, sc, s.event_s, span_s=horizon_s)
         leads.append(None if lead is None else lead / 60.0)
     return leads
 
@@ -281,10 +279,6 @@ def train_large(cfg: LargeConfig, train: list[PatientSteps], test: list[PatientS
     risk_leads = _lead_times(test, te_risk, thr, horizon_s)
     n2_leads = _lead_times(test, [s.news2 for s in test], NEWS2_ALERT, horizon_s)
 
-    def median(leads: list) -> float | None:
-        got = [v for v in leads if v is not None]
-        return float(np.median(got)) if got else None
-
     metrics = {
         "model_id": f"{MODEL_NAME}@{cfg.version}",
         "risk_auroc": auroc(y[has_n2], risk[has_n2]), "news2_auroc": auroc(y[has_n2], n2[has_n2]),
@@ -294,7 +288,7 @@ def train_large(cfg: LargeConfig, train: list[PatientSteps], test: list[PatientS
         "news2_fpr_test": float((n2[neg & has_n2] >= NEWS2_ALERT).mean()),
         "risk_sensitivity_test": float((risk[~neg] >= thr).mean()),
         "news2_sensitivity_test": float((n2[~neg & has_n2] >= NEWS2_ALERT).mean()),
-        "lead_time_min": median(risk_leads), "news2_lead_time_min": median(n2_leads),
+        "lead_time_min": median_or_none(risk_leads), "news2_lead_time_min": median_or_none(n2_leads),
         "risk_detected": sum(v is not None for v in risk_leads), "news2_detected": sum(v is not None for v in n2_leads),
         "events_test": len(risk_leads), "horizon_h": cfg.horizon_h, "news2_alert": NEWS2_ALERT,
         "n_test_steps": len(y), "n_test_steps_with_news2": int(has_n2.sum()), "test_positive_rate": float(y.mean()),

@@ -1,0 +1,93 @@
+"""What every domain's training run does alike: stamps, cached tables, splits by subject.
+
+* :func:`ensure_trained` retrains only when ``stamp.json`` is missing, its key differs from the
+  config's, or an output is missing (``make demo-<domain>`` never retrains needlessly);
+* :func:`cached_arrays` keeps an expensive table (simulate + DSP over thousands of windows) as one
+  ``.npz`` named by a key that hashes the config and the sources it depends on;
+* :func:`source_hash` is that hash of source files;
+* :func:`subject_split` splits ROWS by subject (patient, machine, vehicle, user), never by window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STAMP_NAME = "stamp.json"
+METRICS_NAME = "metrics.json"
+
+
+def source_hash(paths: Iterable[Path]) -> str:
+    """First 12 hex of the SHA-256 over the files' bytes (a missing file counts as empty)."""
+    h = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        h.update(path.read_bytes() if path.exists() else b"")
+    return h.hexdigest()[:12]
+
+
+def config_key(blob: Any) -> str:
+    """A stable 16-hex key of any JSON-able description (dataclasses: pass ``asdict(cfg)``)."""
+    text = json.dumps(blob, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_stamp(models_dir: Path, key: str, metrics: dict[str, Any], quick: bool) -> None:
+    """Write ``metrics.json`` then ``stamp.json`` (the stamp last: a crash in between retrains)."""
+    models_dir = Path(models_dir)
+    (models_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=1, default=float) + "\n")
+    (models_dir / STAMP_NAME).write_text(json.dumps({"key": key, "quick": quick}) + "\n")
+
+
+def ensure_trained(models_dir: Path, key: str, train: Callable[[], dict[str, Any]], outputs: Sequence[str],
+                   also_accept: Iterable[str] = ()) -> dict[str, Any]:
+    """The metrics of the models in ``models_dir``, calling ``train()`` first if they are stale.
+
+    Fresh means: ``stamp.json`` holds ``key`` (or one of ``also_accept``, e.g. a quick run accepts
+    fully trained models) and every file in ``outputs`` exists. ``train`` must write the models, the
+    metrics and the stamp (:func:`write_stamp`) and return the metrics.
+    """
+    models_dir = Path(models_dir)
+    accepted = {key, *also_accept}
+    stamp = models_dir / STAMP_NAME
+    if stamp.exists() and all((models_dir / f).exists() for f in (*outputs, METRICS_NAME)):
+        try:
+            if json.loads(stamp.read_text()).get("key") in accepted:
+                return json.loads((models_dir / METRICS_NAME).read_text())
+        except (json.JSONDecodeError, OSError):
+            pass
+    return train()
+
+
+def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``build()``'s arrays, cached in ``path`` (.npz, written atomically; no pickles)."""
+    path = Path(path)
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    arrays = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+    return arrays
+
+
+def subject_split(subjects: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ROWS by subject id: (train_mask, test_mask); no subject is on both sides (asserted)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction: must be in (0, 1), got {test_fraction!r}")
+    ids = np.unique(subjects)
+    if len(ids) < 2:
+        raise ValueError(f"subject_split needs at least 2 subjects, got {len(ids)}")
+    n_test = min(len(ids) - 1, max(1, int(round(test_fraction * len(ids)))))
+    test_ids = set(np.random.default_rng(seed).permutation(ids)[:n_test].tolist())
+    test = np.array([p in test_ids for p in subjects.tolist()], dtype=bool)
+    train = ~test
+    assert not set(np.unique(subjects[train])) & set(np.unique(subjects[test])), "subject on both sides"
+    return train, test
