@@ -105,7 +105,7 @@ def test_a_restarted_service_rebuilds_history_from_the_store(tmp_path, predictor
     svc2 = _service(tmp_path, predictor, again)
     assert svc2.rebuild() == 7
     p = svc2.patients["p004"]
-    assert p.last_seq == 6 and p.chart is not None and p.chart["sbp_mmhg"] == 120.0
+    assert p.last_seq == 6 and p.extra["chart"]["sbp_mmhg"] == 120.0
     np.testing.assert_allclose(np.stack(list(p.steps)), before, atol=1e-6)
     _deliver(svc2, "inference", _inference("p004", 6))  # the unacknowledged last one, redelivered
     assert svc2.counts["duplicates"] == 1 and svc2.idle

@@ -1,0 +1,121 @@
+"""Start and stop a domain's cloud side the same way everywhere: store, model, MQTT consumer, status.
+
+:func:`run_cloud` is a context manager: it opens the store, builds the domain's service (a
+:class:`shared.runtime.service.SubjectService`), rebuilds history from the store, subscribes, and
+publishes the service's counts on its retained ``status``; on exit it drains the scoring queue, then
+stops the client and closes the store, in that order. :func:`serve_main` is ``tinylarge serve
+DOMAIN`` for any domain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("tinylarge.runtime.cloud")
+
+
+@dataclass
+class Cloud:
+    url: str
+    client: Any
+    store: Any
+    service: Any
+    consumer: Any
+
+
+#: build_service(store, publish, on_result) -> SubjectService
+ServiceFactory = Callable[[Any, Callable[[str, str, dict], None], Callable[[dict], None] | None], Any]
+
+
+@contextmanager
+def run_cloud(domain: str, args: argparse.Namespace | None, mqtt: str, store_url: str,
+              build_service: ServiceFactory, model_id: str, on_result: Callable[[dict], None] | None = None,
+              client_id: str | None = None) -> Iterator[Cloud]:
+    """Store + service + MQTT consumer, started; stopped in order (scoring drained first)."""
+    from shared.runtime.app import StatusReporter, client_config, publisher
+    from shared.storage.base import open_store
+    from shared.transport.consumer import Consumer, status_will
+    from shared.transport.mqtt import MqttClient
+
+    client = MqttClient(client_config(args, mqtt, client_id or f"tinylarge-{domain}-service",
+                                      will=status_will(domain, "cloud", model_id)))
+    store = open_store(store_url)
+    try:
+        service = build_service(store, publisher(client, domain), on_result)
+    except Exception:
+        store.close()
+        raise
+    loaded = service.rebuild()
+    if loaded:
+        log.info("rebuilt %d history steps from the store", loaded)
+    service.start()
+    consumer = Consumer(client, domain, service.handlers(), service.batch_handlers())
+
+    def counts() -> dict[str, int]:
+        c, st, tr = consumer.counts, store.counts, client.counts
+        return {"received": c.get("received", 0), "accepted": c.get("accepted", 0),
+                "deadletters": c.get("deadletters", 0), "stored_points": st.get("written", 0),
+                "duplicates": st.get("duplicates", 0), "dropped": st.get("dropped", 0) + tr.get("dropped", 0),
+                "spooled": st.get("spooled", 0), "scored": service.counts["scored"],
+                "alerts": service.counts["alerts"], "superseded": service.counts["superseded"]}
+
+    status = StatusReporter(publisher(client, domain), "cloud", service.model_id, counts,
+                            every_s=service.cfg.status_every_s)
+    try:
+        client.start()
+        consumer.start()
+        status.start()
+        yield Cloud(mqtt, client, store, service, consumer)
+    finally:
+        service.stop()
+        if client.connected:
+            status.stop()
+        client.stop()
+        store.close()
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds run_cloud: scoring drained, client and store closed
+
+
+def serve_main(domain: str, argv: Sequence[str] | None, description: str,
+               cloud: Callable[[argparse.Namespace, str, str, Path], Any],
+               ensure_trained: Callable[..., Any]) -> int:
+    """``tinylarge serve DOMAIN``: run the cloud service until interrupted (or ``--duration-s``).
+
+    ``cloud(args, mqtt_url, store_url, models_dir)`` is the domain's run_cloud context manager.
+    """
+    from shared.cli import add_endpoint_args
+    from shared.domain import get
+    from shared.runtime.app import endpoints
+
+    d = get(domain)
+    ap = argparse.ArgumentParser(prog=f"tinylarge serve {domain}", description=description)
+    add_endpoint_args(ap)
+    ap.add_argument("--models", type=Path, default=d.models_dir, help="trained models folder (%(default)s)")
+    ap.add_argument("--client-id", default=f"tinylarge-{domain}-service", help="MQTT client id (persistent "
+                    "session: keep it stable so a restart receives what it missed)")
+    ap.add_argument("--duration-s", type=float, default=0.0, help="stop after this many seconds (0 = run forever)")
+    ap.add_argument("--quick-train", action="store_true", help="if models are missing, train small ones fast")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    ensure_trained(args.models, quick=args.quick_train)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    with endpoints(args) as ep, cloud(args, ep.mqtt, ep.store, args.models) as svc:
+        print(f"serving {domain} on {svc.url}, storing to {ep.store}; Ctrl-C to stop", flush=True)
+        try:
+            deadline = time.monotonic() + args.duration_s if args.duration_s > 0 else math.inf
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0

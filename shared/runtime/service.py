@@ -1,0 +1,276 @@
+"""The cloud service every domain runs: consume per subject, keep history, score in batches, alert, publish.
+
+Data flow for every accepted ``inference`` message (QoS 1, acknowledged only after the handler returned):
+
+1. store the message's points (:meth:`SubjectService.inference_points`, the domain's measurements);
+2. append one step (:meth:`SubjectService.step`) to the subject's history (a bounded deque);
+3. queue the window for scoring with a snapshot of the history up to it and the baseline's verdict
+   (:meth:`SubjectService.baseline`: NEWS2, the ISO 10816 zone, ...) from the same moment.
+
+A scoring thread takes every queued window (of all subjects) at once and runs the large model over
+their histories in one batch (``predictor.predict_batch``), so every window gets exactly one result.
+When more than ``max_batch`` windows wait, the service is overloaded: only each subject's newest
+window is scored and the others are counted as ``superseded``. The one alert rule
+(:class:`shared.runtime.alerts.AlertRule`) runs per subject on the scores; the domain turns each
+score into its result message (:meth:`SubjectService.result`: ``risk`` or ``action``), which is
+stored and published on ``tinylarge/<domain>/<device>/<result stream>``. On start
+:meth:`SubjectService.rebuild` reloads each subject's recent history from the store, so a restarted
+service goes on where it stopped.
+
+A domain subclasses :class:`SubjectService` and implements the four hooks; everything else is here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shared.protocol.messages import Topic
+from shared.runtime.alerts import AlertRule, AlertState
+
+log = logging.getLogger("tinylarge.runtime.service")
+
+
+@dataclass
+class ServiceConfig:
+    """Cloud service settings (the trained model's metrics.json may override the alert threshold)."""
+
+    history_steps: int = 72  #: steps of history given to the large model
+    alert_threshold: float = 0.5  #: score at which a window counts toward an alert
+    alert_windows: int = 3  #: consecutive windows at or above the threshold before an alert
+    max_batch: int = 256  #: most subjects scored in one batch
+    batch_wait_s: float = 0.02  #: how long the scorer waits to gather more windows into one batch
+    status_every_s: float = 10.0  #: how often the service publishes its counts on its retained status
+    torch_threads: int = 1  #: CPU threads for the large model; the rest stay free for the MQTT consumer
+
+
+@dataclass
+class Subject:
+    """One subject's state: history steps, the last message, alert state and domain extras."""
+
+    device: str
+    steps: deque = field(default_factory=deque)
+    last_seq: int = -1
+    last_ts: int = 0
+    alert: AlertState = field(default_factory=AlertState)
+    extra: dict[str, Any] = field(default_factory=dict)  #: whatever the domain keeps (charts, last vitals, ...)
+
+
+@dataclass
+class Job:
+    """One window waiting for its score: the history snapshot and the baseline at that moment."""
+
+    subject: Subject
+    msg: dict
+    history: np.ndarray
+    baseline: Any
+
+
+class SubjectService:
+    """Consumer callbacks + batched scoring; transport, store and model are injected.
+
+    Subclasses implement :meth:`inference_points`, :meth:`step`, :meth:`baseline` and :meth:`result`,
+    and may add handlers for their other upward streams (:meth:`extra_handlers`) and override
+    :meth:`rebuild_subject` to reload their history from the store.
+    """
+
+    domain: str = ""
+    counts_extra: tuple[str, ...] = ()
+
+    def __init__(self, store: Any, predictor: Any, publish: Callable[[str, str, dict], None],
+                 cfg: ServiceConfig | None = None, model_id: str = "large@1", result_stream: str = "risk",
+                 on_result: Callable[[dict], None] | None = None):
+        self.cfg = cfg or ServiceConfig()
+        self.rule = AlertRule(self.cfg.alert_threshold, self.cfg.alert_windows)
+        self.store = store
+        self.predictor = predictor
+        self.publish = publish
+        self.model_id = model_id
+        self.result_stream = result_stream
+        self.on_result = on_result
+        self.subjects: dict[str, Subject] = {}
+        self.counts = {"inferences": 0, "scored": 0, "alerts": 0, "batches": 0, "duplicates": 0, "superseded": 0,
+                       **{k: 0 for k in self.counts_extra}}
+        self._due: deque[Job] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the domain's hooks ------------------------------------------------------------------------
+    def inference_points(self, msg: dict) -> list:
+        """The store points of one inference message (measurements of the domain)."""
+        raise NotImplementedError
+
+    def step(self, s: Subject, msg: dict) -> np.ndarray:
+        """One history step for the large model from this message (called with the lock held)."""
+        raise NotImplementedError
+
+    def baseline(self, s: Subject, msg: dict) -> Any:
+        """The baseline's verdict for this window (None where it cannot be computed)."""
+        return None
+
+    def result(self, s: Subject, job: Job, output: Any, alert: bool) -> tuple[dict, list]:
+        """(result message, store points) for one scored window. ``output`` is the predictor's."""
+        raise NotImplementedError
+
+    def score_of(self, output: Any) -> float:
+        """The number the alert rule watches, from one predictor output (default: the output itself)."""
+        return float(output)
+
+    def extra_handlers(self) -> dict[str, Callable[[Topic, dict], None]]:
+        """Handlers for the domain's other upward streams (e.g. healthcare's ``chart``)."""
+        return {}
+
+    def rebuild_subject(self, device: str) -> int:
+        """Reload one subject's recent history from the store; returns the steps loaded."""
+        return 0
+
+    # -- consumer handlers (run on the transport's worker thread) ---------------------------------
+    def handlers(self) -> dict[str, Callable[[Topic, dict], None]]:
+        return {"inference": self.on_inference, **self.extra_handlers()}
+
+    def batch_handlers(self) -> dict[str, Callable[[list[tuple[Topic, dict]]], None]]:
+        """Streams the consumer may deliver in batches (one store transaction per batch)."""
+        return {"inference": self.on_inference_batch}
+
+    def subject(self, device: str) -> Subject:
+        s = self.subjects.get(device)
+        if s is None:
+            s = self.subjects[device] = Subject(device, deque(maxlen=self.cfg.history_steps))
+        return s
+
+    def on_inference(self, topic: Topic, msg: dict) -> None:
+        new = self.store.write(self.inference_points(msg))
+        with self._lock:
+            self._take(msg, new)
+            self._wake.notify()
+
+    def on_inference_batch(self, items: list[tuple[Topic, dict]]) -> None:
+        """Many ``inference`` messages (in arrival order): stored in one transaction, then as on_inference.
+
+        When every message is newer than its subject's history (and the batch's seqs rise per subject),
+        whether a point was new cannot change the outcome, so one write serves all. Otherwise (a
+        redelivery or a late message) each message goes through on_inference on its own.
+        """
+        with self._lock:  # only this (the worker) thread moves last_seq, so the answer holds after the write
+            last = {d: s.last_seq for d, s in self.subjects.items()}
+            ahead = True
+            for _, msg in items:
+                if msg["seq"] <= last.get(msg["device"], -1):
+                    ahead = False
+                    break
+                last[msg["device"]] = msg["seq"]
+        if not ahead:
+            for topic, msg in items:
+                self.on_inference(topic, msg)
+            return
+        self.store.write([pt for _, msg in items for pt in self.inference_points(msg)])
+        with self._lock:
+            for _, msg in items:
+                self._take(msg, new=1)  # ahead of its history: not a duplicate, whatever the write found
+            self._wake.notify()
+
+    def _take(self, msg: dict, new: int) -> None:
+        """With the lock held, after the write (``new`` points were new): history, then queue for scoring."""
+        s = self.subject(msg["device"])
+        if new == 0 and msg["seq"] <= s.last_seq:
+            self.counts["duplicates"] += 1  # redelivered after a restart: already in history
+            return
+        self.append(s, msg)
+        self.counts["inferences"] += 1
+        self._due.append(Job(s, msg, np.stack(list(s.steps)), self.baseline(s, msg)))
+
+    def append(self, s: Subject, msg: dict) -> None:
+        """Append this message's step to the subject's history and move its clock."""
+        s.steps.append(self.step(s, msg))
+        s.last_seq, s.last_ts = msg["seq"], msg["ts"]
+
+    @property
+    def idle(self) -> bool:
+        """True when no window is waiting to be scored."""
+        with self._lock:
+            return not self._due
+
+    # -- batched scoring -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._score_loop, name=f"{self.domain}-scorer", daemon=True)
+        self._thread.start()
+
+    def stop(self, drain_timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + drain_timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._due:
+                    break
+            time.sleep(0.01)
+        self._stop.set()
+        with self._lock:
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _score_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                while not self._due and not self._stop.is_set():
+                    self._wake.wait(timeout=0.5)
+            if self._stop.is_set():
+                return
+            time.sleep(self.cfg.batch_wait_s)
+            try:
+                self.score_due()
+            except Exception:  # noqa: BLE001 - a scoring failure must not stop the service
+                log.exception("%s scoring failed", self.domain)
+
+    def score_due(self) -> int:
+        """Score the waiting windows (all subjects, up to max_batch) in one batch; returns how many."""
+        with self._lock:
+            if len(self._due) > self.cfg.max_batch:  # overloaded: a subject's older windows are superseded
+                latest = {job.subject.device: job for job in self._due}
+                self.counts["superseded"] += len(self._due) - len(latest)
+                self._due = deque(latest.values())
+            jobs = [self._due.popleft() for _ in range(min(self.cfg.max_batch, len(self._due)))]
+        if not jobs:
+            return 0
+        outputs = self.predictor.predict_batch([j.history for j in jobs])
+        points, messages = [], []
+        with self._lock:
+            self.counts["batches"] += 1
+            for job, output in zip(jobs, _rows(outputs, len(jobs)), strict=True):
+                score = self.score_of(output)
+                alert = self.rule.update(job.subject.alert, score if math.isfinite(score) else 0.0)
+                self.counts["alerts"] += alert
+                msg, pts = self.result(job.subject, job, output, alert)
+                messages.append(msg)
+                points += pts
+            self.counts["scored"] += len(jobs)
+        self.store.write(points)
+        for msg in messages:
+            self.publish(msg["device"], self.result_stream, msg)
+            if self.on_result is not None:
+                self.on_result(msg)
+        return len(jobs)
+
+    def rebuild(self) -> int:
+        """Reload each subject's recent history from the store (after a restart); returns steps loaded."""
+        try:
+            devices = self.store.devices("inference")
+        except NotImplementedError:
+            return 0
+        return sum(self.rebuild_subject(device) for device in devices)
+
+
+def _rows(outputs: Any, n: int) -> list:
+    """One output per job, whether the predictor returns an array or a tuple of arrays (risk, rul, ...)."""
+    if isinstance(outputs, tuple):
+        return list(zip(*outputs, strict=True))
+    return list(np.asarray(outputs).reshape(n, -1)[:, 0]) if np.ndim(outputs) > 1 else list(outputs)
