@@ -37,5 +37,6 @@ DOMAIN = Domain(
         "extract": "healthcare.features:extract_window", "to_vector": "healthcare.features:to_vector",
         "window_channels": "healthcare.device:window_channels", "baseline": "healthcare.news2:score",
         "ensure_trained": "healthcare.train:ensure_trained", "quick_demo": "healthcare.demo:quick_argv",
+        "sample_messages": "healthcare.device:sample_messages",
     },
 )

@@ -12,11 +12,9 @@ LEAD_SPAN_H = 12.0  #: an alert counts as a warning of an event if it comes at m
 
 
 def _auroc(y: np.ndarray, s: np.ndarray) -> float | None:
-    if len(np.unique(y)) < 2:
-        return None
-    from sklearn.metrics import roc_auc_score
+    from shared.runtime.metrics import auroc_or_none
 
-    return round(float(roc_auc_score(y, s)), 4)
+    return auroc_or_none(y, s)
 
 
 def evaluate(cohort: Sequence, risks: Sequence[dict], start_ms: dict[str, int], horizon_h: float,
@@ -62,19 +60,18 @@ def evaluate(cohort: Sequence, risks: Sequence[dict], start_ms: dict[str, int], 
 
 
 def _alert_rule(rows: Sequence[tuple], above: object, cohort: Sequence, k: int) -> dict:
-    """Sustained-alert rule over each patient's windows: lead times before events, false-alert patients."""
+    """The platform's alert rule (k consecutive windows) over each patient's windows: lead times before
+    events (within LEAD_SPAN_H), false-alert patients."""
+    from shared.runtime.alerts import AlertRule
+
+    rule = AlertRule(threshold=0.5, windows=k)
     leads: list[float] = []
     false_alert_patients = 0
     n_events = 0
     for p in cohort:
-        run = 0
-        first: float | None = None
-        for r in sorted((r for r in rows if r[0] == p.id), key=lambda r: r[1]):
-            run = run + 1 if above(r) else 0  # type: ignore[operator]
-            in_span = p.event_time_s is None or p.event_time_s - r[1] <= LEAD_SPAN_H * 3600
-            if run >= k and in_span:
-                first = r[1]
-                break
+        mine = sorted((r for r in rows if r[0] == p.id), key=lambda r: r[1])
+        first = rule.first_alert_s([r[1] for r in mine], [bool(above(r)) for r in mine],  # type: ignore[operator]
+                                   p.event_time_s, LEAD_SPAN_H * 3600)
         if p.event_time_s is None:
             false_alert_patients += first is not None
         else:
@@ -86,21 +83,14 @@ def _alert_rule(rows: Sequence[tuple], above: object, cohort: Sequence, k: int) 
 
 
 def print_table(summary: dict) -> None:
-    keys = ["devices", "published", "received", "stored", "charts", "deadletters", "alerts",
-            "model_updates_accepted", "model_updates_rejected",
-            "tiny_float_acc", "tiny_int8_acc", "risk_auroc", "news2_auroc", "events", "events_warned",
-            "lead_time_min", "false_alert_patients", "news2_events_warned", "news2_lead_time_min",
-            "news2_false_alert_patients", "stable_patients",
-            "p50_ms", "p99_ms", "wall_s"]
-    width = max(len(k) for k in keys)
-    print("\n" + "-" * (width + 16))
-    print(f"{'healthcare demo':<{width}}  {'value':>12}")
-    print("-" * (width + 16))
-    for k in keys:
-        v = summary.get(k)
-        text = "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
-        print(f"{k:<{width}}  {text:>12}")
-    print("-" * (width + 16), flush=True)
+    from shared.runtime.demo import print_table as table
+
+    table("healthcare demo", summary, [
+        "devices", "published", "received", "stored", "charts", "deadletters", "alerts",
+        "model_updates_accepted", "model_updates_rejected",
+        "tiny_float_acc", "tiny_int8_acc", "risk_auroc", "news2_auroc", "events", "events_warned",
+        "lead_time_min", "false_alert_patients", "news2_events_warned", "news2_lead_time_min",
+        "news2_false_alert_patients", "stable_patients", "p50_ms", "p99_ms", "wall_s"])
 
 
 def plot_patient(cohort: Sequence, risks: Sequence[dict], out: Path, start_ms: dict[str, int],

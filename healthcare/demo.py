@@ -24,6 +24,7 @@ import numpy as np
 
 from healthcare._report import evaluate, plot_patient, print_table
 from healthcare.service import Cloud
+from shared.runtime.demo import percentiles_ms, wait_stored
 
 DOMAIN = "healthcare"
 BAD_PAYLOADS: tuple[tuple[str, bytes], ...] = (
@@ -32,6 +33,11 @@ BAD_PAYLOADS: tuple[tuple[str, bytes], ...] = (
      b'{"v":1,"device":"p999","seq":0,"ts":1,"model":"hc-tiny@1","window_s":30,"vitals":{"hr_bpm":900}}'),
     ("tinylarge/healthcare/p999/inference", b'{"v":7,"device":"p999","seq":1,"ts":1,"model":"x@1"}'),
 )
+
+
+def quick_argv() -> list[str]:
+    """A small run of the demo (CI, the contract tests): quick models, 4 wearables, 6 hours."""
+    return ["--patients", "4", "--hours", "6", "--seconds", "4", "--quick-train"]
 
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -56,24 +62,9 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _firmware_counts(firmware: str, qemu: str, patients: int) -> tuple[int, int]:
-    """Resolve --firmware/--qemu ('auto' or a number) against the installed toolchains."""
-    import shutil
+    from shared.runtime.demo import firmware_counts
 
-    def number(name: str, value: str, auto: int) -> int:
-        if value == "auto":
-            return auto
-        if not value.isdigit():
-            raise SystemExit(f"tinylarge demo healthcare: --{name} must be 'auto' or a number, got {value!r}")
-        return int(value)
-
-    has_arm = bool(shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"))
-    n_fw = number("firmware", firmware, 2 if shutil.which("cc") or shutil.which("gcc") else 0)
-    n_qemu = number("qemu", qemu, 1 if has_arm and n_fw > 0 else 0)
-    if n_qemu > n_fw:
-        raise SystemExit(f"tinylarge demo healthcare: --qemu {n_qemu} exceeds --firmware {n_fw}")
-    if n_fw >= patients:
-        raise SystemExit(f"tinylarge demo healthcare: --firmware {n_fw} leaves no simulated wearable of {patients}")
-    return n_fw, n_qemu
+    return firmware_counts("tinylarge demo healthcare", firmware, qemu, patients)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -120,12 +111,14 @@ def run(args: argparse.Namespace) -> dict:
         fleet.start()
         firmware = None
         if args.firmware:
-            from healthcare._firmware_fleet import FirmwareFleet
+            from healthcare.device import admission_epoch_ms, chart_feed
+            from shared.runtime.firmware_fleet import FirmwareFleet
 
             print(f"building the firmware: {args.firmware - args.qemu} host wearable(s), {args.qemu} Cortex-M4 "
                   "under QEMU", flush=True)
-            firmware = FirmwareFleet(ep.mqtt, cohort[:args.firmware], args.models, day0_ms, args.out / "firmware",
-                                     qemu=args.qemu, on_publish=on_publish, trusted_key=public_key, args=args)
+            firmware = FirmwareFleet("healthcare", ep.mqtt, cohort[:args.firmware], args.models, day0_ms,
+                                     args.out / "firmware", qemu=args.qemu, start_ms=admission_epoch_ms,
+                                     site=chart_feed, on_publish=on_publish, trusted_key=public_key, args=args)
             firmware.build()
             firmware.start()
         faulty = MqttClient(MqttConfig(url=ep.mqtt, client_id="tinylarge-hc-faulty", clean_session=True))
@@ -149,8 +142,8 @@ def run(args: argparse.Namespace) -> dict:
         faulty.stop()
         fw_published = firmware.stop() if firmware is not None else 0
         published = fleet.published + fw_published
-        charts = fleet.charts_published + (firmware.charts_published if firmware is not None else 0)
-        stored = _wait_stored(cloud, published, len(BAD_PAYLOADS))
+        charts = fleet.charts_published + (firmware.site_published if firmware is not None else 0)
+        stored = wait_stored(cloud, published, len(BAD_PAYLOADS))
         wall_s = time.monotonic() - t0
         consumer_counts = dict(cloud.consumer.counts)
         alert_threshold = cloud.service.cfg.alert_threshold
@@ -158,7 +151,6 @@ def run(args: argparse.Namespace) -> dict:
         service_counts = dict(cloud.service.counts)
         store_points = {m: cloud.store.count(m) for m in ("vitals", "inference", "risk", "chart")}
 
-    latencies_ms = [1000 * (risk_at[k] - sent_at[k]) for k in risk_at if k in sent_at]
     start_ms = {**fleet.start_ms, **(firmware.start_ms if firmware is not None else {})}
     evaluation = evaluate(cohort, risks, start_ms, horizon_h=float(metrics.get("horizon_h", 6.0)),
                           alert_threshold=alert_threshold, alert_windows=alert_windows)
@@ -188,8 +180,7 @@ def run(args: argparse.Namespace) -> dict:
         **evaluation,
         "train_risk_auroc": metrics.get("risk_auroc"),
         "train_news2_auroc": metrics.get("news2_auroc"),
-        "p50_ms": round(float(np.percentile(latencies_ms, 50)), 1) if latencies_ms else None,
-        "p99_ms": round(float(np.percentile(latencies_ms, 99)), 1) if latencies_ms else None,
+        **percentiles_ms(sent_at, risk_at),
         "broker": "embedded amqtt" if not (args.mqtt or os.environ.get("TINYLARGE_MQTT")) else "external",
         "store": ep.store.split(":", 1)[0],
     }
@@ -203,39 +194,14 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _roll_out_update(cloud: Cloud, cohort: Sequence, models: Path, tiny: object, private_key: Path) -> None:
-    """Cloud -> devices: the distilled int8 model, signed, on each wearable's retained ``model`` topic.
-
-    One extra copy, sent first to the first wearable, has one base64 character changed on the way: the
-    device must reject it (hash and signature no longer match) and keep its model.
-    """
+    """Cloud -> devices: the distilled int8 model, signed, on each wearable's retained ``model`` topic
+    (one tampered copy first, which the first wearable must reject)."""
     from shared.runtime.app import publisher
-    from shared.security.model_update import sign_update
+    from shared.runtime.demo import roll_out_update
 
-    publish = publisher(cloud.client, DOMAIN)
-    tflite = (models / "tiny.tflite").read_bytes()
     model_name, _, version = tiny.model_id.rpartition("@")  # type: ignore[attr-defined]
-    now_ms = int(time.time() * 1000)
-    forged = sign_update(DOMAIN, cohort[0].id, model_name, int(version) + 1, tflite, private_key, 0, now_ms)
-    b64 = forged["tflite_b64"]
-    forged["tflite_b64"] = b64[:40] + ("A" if b64[40] != "A" else "B") + b64[41:]
-    publish(cohort[0].id, "model", forged)
-    for seq, p in enumerate(cohort, start=1):
-        publish(p.id, "model", sign_update(DOMAIN, p.id, model_name, int(version) + 1, tflite, private_key, seq,
-                                           now_ms))
-
-
-def _wait_stored(cloud: Cloud, published: int, bad: int, timeout_s: float = 60.0) -> int:
-    """Wait until the service has stored every published inference and dead-lettered the bad ones."""
-    deadline = time.monotonic() + timeout_s
-    stored = 0
-    while time.monotonic() < deadline:
-        stored = cloud.store.count("inference")
-        dead = cloud.consumer.counts.get("deadletters", 0)
-        if stored >= published and dead >= bad and cloud.service.idle:
-            break
-        time.sleep(0.1)
-    time.sleep(0.3)  # let the last batch's risk messages go out
-    return stored
+    roll_out_update(publisher(cloud.client, DOMAIN), DOMAIN, [p.id for p in cohort], model_name, int(version) + 1,
+                    (models / "tiny.tflite").read_bytes(), private_key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

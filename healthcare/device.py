@@ -231,3 +231,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"published {fleet.published} inferences and {fleet.charts_published} charts "
           f"from {len(fleet.cohort)} wearables", flush=True)
     return 0
+
+
+def window_channels(w: Window) -> dict[str, Any]:
+    """The firmware's sensor table for one window (firmware/apps/healthcare): channel -> samples."""
+    import numpy as np
+
+    acc = np.asarray(w.acc_g)
+    return {"ppg_red": w.ppg_red, "ppg_ir": w.ppg_ir, "acc_x": acc[:, 0], "acc_y": acc[:, 1], "acc_z": acc[:, 2],
+            "temp": float(w.temp_c)}
+
+
+def chart_feed(patients: Sequence[Patient], start_ms: dict[str, int]) -> list[tuple[float, str, str, dict]]:
+    """The ward EHR's nurse charts for ``patients``, in time order: the firmware fleet's ``site`` hook
+    (shared.runtime.firmware_fleet), ``(t_s, device, "chart", message)`` with seq from 0 per patient."""
+    due = sorted(((c.t_s, p.id, c) for p in patients for c in p.charts()), key=lambda x: x[0])
+    seq: dict[str, int] = {}
+    out = []
+    for t_s, device, obs in due:
+        seq[device] = seq.get(device, -1) + 1
+        out.append((t_s, device, "chart", chart_message(device, seq[device], start_ms[device] + int(round(t_s * 1000)),
+                                                        obs)))
+    return out
+
+
+def sample_messages(models_dir: Path) -> dict[str, list[dict]]:
+    """Messages of every upward stream, made the way devices and the EHR make them (the contract suite
+    validates them against the schemas): two patients' first windows and charts."""
+    from healthcare.signals import CohortConfig, simulate_cohort
+    from healthcare.tiny import TinyModel
+
+    tiny = TinyModel.load(models_dir)
+    cohort = simulate_cohort(CohortConfig(n_patients=2, duration_h=1.0, seed=5))
+    out: dict[str, list[dict]] = {"inference": [], "chart": []}
+    for p in cohort:
+        w = Wearable(p, tiny, lambda *_: None, 1_700_000_000_000)
+        out["inference"] += [w.process(p.window(t)) for t in (600.0, 1200.0)]
+        out["chart"] += [chart_message(p.id, k, 1_700_000_000_000 + int(c.t_s * 1000), c)
+                         for k, c in enumerate(p.charts()[:2])]
+    return out

@@ -1,0 +1,115 @@
+"""A simulated vibration sensor node: accelerometer -> on-device DSP -> two int8 models -> one MQTT message.
+
+It does what the C firmware does (firmware/apps/industrial_iot), in Python: every ``window_every_s`` it
+records a 0.8 s window on the bearing housing, extracts the features of ``industrial_iot.features`` for
+the machine's bearing at the speed the drive reports, classifies the condition with the int8 classifier,
+scores how unusual the window is with the int8 autoencoder (reconstruction error) and publishes an
+``inference`` message (QoS 1, schema industrial_iot/schemas/inference.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from industrial_iot.features import extract_window, to_vector
+from industrial_iot.signals import Machine, Window
+from shared.protocol.messages import SCHEMA_VERSION
+from shared.runtime.fleet import DeviceFleet, SimDevice, utc_midnight_ms
+
+DOMAIN = "industrial_iot"
+
+
+def _num(v: float | None, digits: int = 6) -> float | None:
+    if v is None or not np.isfinite(v):
+        return None
+    return float(f"{float(v):.{digits}g}")
+
+
+def inference_message(device: str, seq: int, ts_ms: int, machine: Machine, w: Window, models: Any) -> dict:
+    """DSP + both int8 models on one window; the ``inference`` message (not yet published)."""
+    feats = extract_window(w)
+    vec = to_vector(feats)[None, :]
+    labels, scores = models.classify(vec)
+    anomaly = float(models.anomaly(vec)[0])
+    return {"v": SCHEMA_VERSION, "device": device, "seq": seq, "ts": ts_ms, "model": models.model_id,
+            "window_s": round(len(w.accel_g) / w.fs_hz, 6), "shaft_hz": _num(w.shaft_hz),
+            "iso_group": int(machine.iso_group), "foundation": machine.foundation,
+            "features": {k: _num(v) for k, v in feats.as_dict().items()},
+            "class": labels[0], "scores": {k: round(min(1.0, max(0.0, float(p))), 4) for k, p in scores[0].items()},
+            "anomaly": round(max(0.0, anomaly), 6), "anomaly_model": models.anomaly_model_id}
+
+
+def window_channels(w: Window) -> dict[str, Any]:
+    """The firmware's sensor table for one window (firmware/apps/industrial_iot): channel -> samples."""
+    return {"accel": np.asarray(w.accel_g, dtype=np.float64), "shaft_hz": float(w.shaft_hz)}
+
+
+def fleet(args: argparse.Namespace | None, mqtt: str, machines: Sequence[Machine], models: Any, day0_ms: int,
+          on_publish: Any = None, trusted_key: Path | None = None) -> DeviceFleet:
+    """Simulated sensor nodes on ``machines`` (one MQTT client each); t = 0 is ``day0_ms``."""
+
+    def process(d: SimDevice, t_end_s: float) -> dict:
+        return inference_message(d.id, d.seq, d.ts_ms(t_end_s), d.subject, d.subject.window(t_end_s), d.model)
+
+    def reload(d: SimDevice, tflite: bytes, version: int) -> Any:
+        return d.model.with_classifier(tflite, str(version))
+
+    return DeviceFleet(DOMAIN, args, mqtt, machines, models, {m.id: day0_ms for m in machines}, process,
+                       reload=reload, on_publish=on_publish, trusted_key=trusted_key)
+
+
+def sample_messages(models_dir: Path) -> dict[str, list[dict]]:
+    """Inference messages made the way the sensor nodes make them (the contract suite validates them
+    against the schema): windows of healthy and faulty machines."""
+    from industrial_iot.signals import FleetConfig, simulate_fleet
+    from industrial_iot.tiny import TinyModels
+
+    models = TinyModels.load(models_dir)
+    machines = simulate_fleet(FleetConfig(n_machines=4, duration_h=48.0, seed=5, fault_share=0.5))
+    msgs = [inference_message(m.id, k, 1_700_000_000_000 + int(t * 1000), m, m.window(t), models)
+            for m in machines for k, t in enumerate((3600.0, 40 * 3600.0))]
+    return {"inference": msgs}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``tinylarge device industrial_iot``: run N simulated sensor nodes against a broker."""
+    import os
+
+    from industrial_iot.signals import FleetConfig, simulate_fleet
+    from industrial_iot.tiny import TinyModels
+    from industrial_iot.train import ensure_trained
+    from shared.cli import add_endpoint_args
+
+    ap = argparse.ArgumentParser(prog="tinylarge device industrial_iot", description=__doc__.splitlines()[0])
+    add_endpoint_args(ap)
+    ap.add_argument("--models", type=Path, default=Path("models/industrial_iot"))
+    ap.add_argument("--machines", type=int, default=5, help="number of machines (one sensor node each)")
+    ap.add_argument("--hours", type=float, default=24.0, help="simulated hours to run")
+    ap.add_argument("--speed", type=float, default=3600.0, help="simulated seconds per wall second")
+    ap.add_argument("--seed", type=int, default=7, help="fleet seed")
+    ap.add_argument("--quick-train", action="store_true", help="if models are missing, train small ones fast")
+    args = ap.parse_args(argv)
+    mqtt = args.mqtt or os.environ.get("TINYLARGE_MQTT")
+    if not mqtt:
+        ap.error("--mqtt (or TINYLARGE_MQTT) is required: devices connect to the broker the service uses")
+    if args.machines < 1 or not args.hours > 0:
+        ap.error("--machines must be >= 1 and --hours > 0")
+    ensure_trained(args.models, quick=args.quick_train)
+    cfg = FleetConfig(n_machines=args.machines, duration_h=args.hours, seed=args.seed)
+    nodes = fleet(args, mqtt, simulate_fleet(cfg), TinyModels.load(args.models), utc_midnight_ms())
+    nodes.start()
+    try:
+        t0 = time.monotonic()
+        for t_s in cfg.times_s:
+            nodes.step_all(float(t_s))
+            time.sleep(max(0.0, t0 + float(t_s) / args.speed - time.monotonic()))
+    finally:
+        nodes.stop()
+    print(f"published {nodes.published} inferences from {len(nodes.devices)} machines", flush=True)
+    return 0

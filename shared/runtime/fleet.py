@@ -1,0 +1,128 @@
+"""Simulated devices of any domain: one MQTT client each, retained status with a last will, signed updates.
+
+A domain hands the fleet its subjects (patients, machines, ...) and a ``process(device, t_end_s)``
+that runs the device side on the window ending at ``t_end_s`` (simulate, DSP, int8 model) and returns
+the ``inference`` message; the fleet publishes it at QoS 1 from that device's own client, keeps the
+per-device ``seq`` and publishes the retained ``status``. With a ``trusted_key``, every device accepts
+signed model updates on its retained ``model`` topic (:class:`shared.security.model_update.ModelSlot`):
+verified, swapped through ``reload(device, tflite_bytes, version)``, reported in the status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def utc_midnight_ms(days_ago: int = 1) -> int:
+    """Epoch ms of UTC midnight ``days_ago`` days before today."""
+    day_ms = 86_400_000
+    return (int(time.time() * 1000) // day_ms - days_ago) * day_ms
+
+
+@dataclass
+class SimDevice:
+    """One simulated device: its subject, model(s), counters and model slot."""
+
+    id: str
+    subject: Any
+    model: Any  #: what ``process`` runs (the domain's tiny model holder; has ``model_id``)
+    start_ms: int  #: epoch ms of the subject's t = 0
+    publish: Callable[[str, str, dict], None]
+    seq: int = 0
+    status_seq: int = 0
+    slot: Any = None
+    updates: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "rejected": 0})
+
+    def ts_ms(self, t_s: float) -> int:
+        return self.start_ms + int(round(t_s * 1000))
+
+    def publish_status(self, state: str = "online") -> None:
+        from shared.runtime.app import status_message
+
+        self.status_seq += 1
+        self.publish(self.id, "status", status_message(
+            self.id, self.status_seq, self.model.model_id, state, counts={"published": self.seq, **self.updates},
+            active_model=self.model.model_id))
+
+
+class DeviceFleet:
+    """``start()``, ``step_all(t_end_s)`` per tick, ``stop()``; counts what it published."""
+
+    def __init__(self, domain: str, args: argparse.Namespace | None, mqtt: str, subjects: Sequence[Any],
+                 model: Any, start_ms: dict[str, int], process: Callable[[SimDevice, float], dict],
+                 reload: Callable[[SimDevice, bytes, int], Any] | None = None,
+                 on_publish: Callable[[str, int], None] | None = None, trusted_key: Path | None = None,
+                 client_prefix: str | None = None):
+        from shared.runtime.app import client_config, publisher
+        from shared.transport.consumer import status_will
+        from shared.transport.mqtt import MqttClient
+
+        self.domain = domain
+        self.process = process
+        self.reload = reload
+        self.on_publish = on_publish
+        self.published = 0
+        self.start_ms = dict(start_ms)
+        self._clients: dict[str, Any] = {}
+        self.devices: list[SimDevice] = []
+        prefix = client_prefix or f"tinylarge-{domain}"
+        for subject in subjects:
+            device = subject.id
+            client = MqttClient(client_config(args, mqtt, f"{prefix}-{device}",
+                                              will=status_will(domain, device, model.model_id)))
+            self._clients[device] = client
+            slot = None
+            if trusted_key is not None:
+                from shared.security.model_update import ModelSlot
+
+                name, _, version = model.model_id.rpartition("@")
+                slot = ModelSlot(domain, device, trusted_key, active_version=int(version), active_model_id=name)
+            self.devices.append(SimDevice(device, subject, model, self.start_ms[device], publisher(client, domain),
+                                          slot=slot))
+
+    def start(self) -> None:
+        from shared.protocol.messages import topic
+
+        for d in self.devices:
+            client = self._clients[d.id]
+            client.start()
+            if d.slot is not None:
+                client.subscribe(topic(self.domain, d.id, "model"), lambda _t, payload, d=d: self.offer_update(d,
+                                                                                                             payload))
+            d.publish_status()
+
+    def offer_update(self, d: SimDevice, payload: bytes) -> tuple[bool, str]:
+        """A ``model`` message arrived: verify, swap the model if valid and newer, report in status."""
+        ok, reason = d.slot.offer(payload)
+        if ok and self.reload is not None:
+            d.model = self.reload(d, d.slot.active_bytes, int(d.slot.active_version))
+        d.updates["accepted" if ok else "rejected"] += 1
+        d.publish_status()
+        return ok, reason
+
+    @property
+    def updates(self) -> dict[str, int]:
+        """Model updates accepted and rejected, over all devices."""
+        return {k: sum(d.updates[k] for d in self.devices) for k in ("accepted", "rejected")}
+
+    def step_all(self, t_end_s: float) -> int:
+        """Every device's window ending at ``t_end_s``: processed and published."""
+        for d in self.devices:
+            msg = self.process(d, t_end_s)
+            d.seq += 1
+            d.publish(d.id, "inference", msg)
+            self.published += 1
+            if self.on_publish is not None:
+                self.on_publish(d.id, msg["seq"])
+        return len(self.devices)
+
+    def stop(self, flush_timeout_s: float = 30.0) -> None:
+        for d in self.devices:
+            d.publish_status("offline")
+        for client in self._clients.values():
+            client.stop(flush_timeout_s=flush_timeout_s)
