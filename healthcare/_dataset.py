@@ -55,12 +55,9 @@ class CohortTable:
 
 
 def _source_hash() -> str:
-    h = hashlib.sha256()
-    here = Path(__file__).parent
-    for name in _SOURCES:
-        path = here / name
-        h.update(path.read_bytes() if path.exists() else b"")
-    return h.hexdigest()[:12]
+    from shared.runtime.training import source_hash
+
+    return source_hash(Path(__file__).parent / name for name in _SOURCES)
 
 
 def cohort_key(cfg: CohortConfig) -> str:
@@ -134,28 +131,15 @@ def build_table(cfg: CohortConfig, workers: int = 2, desc: str = "windows") -> C
 
 def load_table(cfg: CohortConfig, cache_dir: Path, workers: int = 2, desc: str = "windows") -> CohortTable:
     """The cohort's table from `cache_dir/cohort-<key>.npz`, built (and cached) when missing."""
-    path = Path(cache_dir) / f"cohort-{cohort_key(cfg)}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            return CohortTable(**{k: z[k] for k in z.files})
-    table = build_table(cfg, workers=workers, desc=desc)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **asdict(table))
-    tmp.replace(path)
-    return table
+    from shared.runtime.training import cached_arrays
+
+    arrays = cached_arrays(Path(cache_dir) / f"cohort-{cohort_key(cfg)}.npz",
+                           lambda: asdict(build_table(cfg, workers=workers, desc=desc)))
+    return CohortTable(**arrays)
 
 
 def subject_split(patients: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split ROWS by patient id: (train_mask, test_mask); no patient is on both sides (asserted)."""
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction: must be in (0, 1), got {test_fraction!r}")
-    ids = np.unique(patients)
-    if len(ids) < 2:
-        raise ValueError(f"subject_split needs at least 2 patients, got {len(ids)}")
-    n_test = min(len(ids) - 1, max(1, int(round(test_fraction * len(ids)))))
-    test_ids = set(np.random.default_rng(seed).permutation(ids)[:n_test].tolist())
-    test = np.array([p in test_ids for p in patients.tolist()], dtype=bool)
-    train = ~test
-    assert not set(np.unique(patients[train])) & set(np.unique(patients[test])), "patient on both sides"
-    return train, test
+    """Split ROWS by patient id (shared.runtime.training.subject_split)."""
+    from shared.runtime.training import subject_split as split
+
+    return split(patients, test_fraction, seed)

@@ -25,8 +25,6 @@ import torch
 from healthcare import news2
 from healthcare.features import FEATURE_NAMES, VECTOR_CENTER, VECTOR_CLIP, VECTOR_SCALE
 from healthcare.signals import LABELS
-from shared.runtime.alerts import AlertRule
-from shared.runtime.metrics import auroc, median_or_none, threshold_at_fpr
 from shared.large.transformer import (
     FitConfig,
     RiskConfig,
@@ -34,6 +32,8 @@ from shared.large.transformer import (
     fit_binary,
     predict_histories,
 )
+from shared.runtime.alerts import AlertRule
+from shared.runtime.metrics import auroc, median_or_none, threshold_at_fpr
 
 MODEL_NAME = "hc-risk"
 CONSCIOUSNESS = ("A", "C", "V", "P", "U")

@@ -128,8 +128,9 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
         "quick": quick or cfg == TrainConfig.quick(),
         "large": lm,
     }
-    (models_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float) + "\n")
-    (models_dir / "stamp.json").write_text(json.dumps({"key": cfg.key(), "quick": metrics["quick"]}) + "\n")
+    from shared.runtime.training import write_stamp
+
+    write_stamp(models_dir, cfg.key(), metrics, quick=metrics["quick"])
     return metrics
 
 
@@ -142,17 +143,11 @@ def ensure_trained(models_dir: Path = DEFAULT_MODELS_DIR, quick: bool = False, c
 
     With `quick`, models trained with the full config are accepted too (never replaced by quick ones).
     """
-    models_dir = Path(models_dir)
+    from shared.runtime.training import ensure_trained as ensure
+
     cfg = cfg or (TrainConfig.quick() if quick else TrainConfig())
-    accepted = {cfg.key()} | ({TrainConfig().key()} if quick else set())
-    stamp = models_dir / "stamp.json"
-    if stamp.exists() and all((models_dir / f).exists() for f in _OUTPUTS):
-        try:
-            if json.loads(stamp.read_text()).get("key") in accepted:
-                return json.loads((models_dir / "metrics.json").read_text())
-        except (json.JSONDecodeError, OSError):
-            pass
-    return train_all(models_dir, cfg, quick=quick)
+    return ensure(Path(models_dir), cfg.key(), lambda: train_all(models_dir, cfg, quick=quick), _OUTPUTS,
+                  also_accept={TrainConfig().key()} if quick else ())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
