@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# the Debian packages the tests use for real: one list, in scripts/system-deps.sh
+SYSTEM_DEPS := scripts/system-deps.sh
+SYSTEM_DEPS_STAMP := $(VENV)/.system-deps
 
 .DEFAULT_GOAL := help
 
@@ -27,10 +30,13 @@ demo-%: $(STAMP) ## run a domain end to end, e.g. make demo-healthcare (trains m
 train-%: $(STAMP) ## train a domain's tiny and large models, e.g. make train-healthcare
 	$(BIN)/tinylarge train $*
 
-test: $(STAMP) ## run the test suite (everything but the `slow` marker)
+system-deps: ## install the Debian packages the tests use if missing (as root or with sudo -n), else name them
+	@$(SYSTEM_DEPS) --stamp $(SYSTEM_DEPS_STAMP) ensure
+
+test: system-deps $(STAMP) ## run the test suite (everything but the `slow` marker); installs what it needs first
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: $(STAMP) ## run every test, the slow ones included
+test-all: system-deps $(STAMP) ## run every test, the slow ones included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff over the whole tree
@@ -51,4 +57,4 @@ clean: ## remove build outputs (keeps .venv and trained models)
 distclean: clean ## remove everything generated, .venv and trained models too
 	rm -rf $(VENV) models
 
-.PHONY: help venv test test-all lint bench bench-faults firmware-report clean distclean
+.PHONY: help venv system-deps test test-all lint bench bench-faults firmware-report clean distclean
