@@ -13,6 +13,7 @@ import numpy as np
 from shared.tiny.compiler._flatbuf import Graph, parse_model
 from shared.tiny.compiler._lower import ALIAS_OPS, OP_NAMES, SUPPORTED_OPS, Lowerer, Step, c_array
 from shared.tiny.compiler.errors import CompileError
+from shared.tiny.compiler.metadata import ModelMetadata, emit_metadata_header
 from shared.tiny.compiler.planner import ArenaPlan, Buffer, plan_buffers
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -38,10 +39,13 @@ class CompiledModel:
     output_zero_point: int
     ops: list[str] = field(default_factory=list)
     labels: list[str] | None = None
+    metadata_path: Path | None = None  #: NAME_metadata.h (model id, labels, window geometry)
+    metadata: ModelMetadata | None = None
 
     def to_json(self) -> str:
         d = asdict(self)
         d["header_path"], d["source_path"] = str(self.header_path), str(self.source_path)
+        d["metadata_path"] = None if self.metadata_path is None else str(self.metadata_path)
         return json.dumps(d, indent=2)
 
 
@@ -193,14 +197,21 @@ def _emit_header(prog: _Program, name: str, labels: list[str] | None) -> str:
 
 
 def compile_tflite(model: str | Path | bytes, name: str, out_dir: str | Path,
-                   labels: list[str] | None = None) -> CompiledModel:
-    """Compile a full-int8 TFLite model to OUT_DIR/NAME.h and OUT_DIR/NAME.c.
+                   labels: list[str] | None = None, metadata: ModelMetadata | None = None) -> CompiledModel:
+    """Compile a full-int8 TFLite model to OUT_DIR/NAME.h, OUT_DIR/NAME.c and OUT_DIR/NAME_metadata.h.
 
     `name` must be a C identifier; macros use it upper-cased (NAME_INPUT_SIZE), functions as given
-    (name_invoke). Raises CompileError for malformed files and unsupported ops, types or shapes.
+    (name_invoke). `metadata` (model id, labels, window geometry; see
+    :mod:`shared.tiny.compiler.metadata`) goes to NAME_metadata.h; without it the header carries the id
+    ``name@1`` and `labels`. Labels given in both places must agree. Raises CompileError for malformed
+    files and unsupported ops, types or shapes.
     """
     if not isinstance(name, str) or not _IDENT.match(name):
         raise CompileError(f"name {name!r} is not a C identifier (letters, digits, underscore; <= 63 chars)")
+    if metadata is not None and metadata.labels is not None:
+        if labels is not None and tuple(str(lb) for lb in labels) != metadata.labels:
+            raise CompileError(f"labels {list(labels)} differ from metadata.labels {list(metadata.labels)}")
+        labels = list(metadata.labels)
     prog = _build(model, name)
     g = prog.graph
     x, y = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
@@ -214,22 +225,35 @@ def compile_tflite(model: str | Path | bytes, name: str, out_dir: str | Path,
     header_path, source_path = out / f"{name}.h", out / f"{name}.c"
     header_path.write_text(_emit_header(prog, name, labels))
     source_path.write_text(src)
+    meta = metadata or ModelMetadata(f"{name}@1", None if labels is None else tuple(labels))
+    metadata_path = out / f"{name}_metadata.h"
+    metadata_path.write_text(emit_metadata_header(name, meta))
     return CompiledModel(name, header_path, source_path, prog.plan.arena_bytes, const_bytes, x.size, y.size,
                          tuple(x.shape), tuple(y.shape), float(np.float32(x.scale)), x.zero_point,
-                         float(np.float32(y.scale)), y.zero_point, prog.ops, labels)
+                         float(np.float32(y.scale)), y.zero_point, prog.ops, labels, metadata_path, meta)
 
 
 def main_compile(argv: list[str] | None = None) -> int:
-    """CLI: compile MODEL.tflite --name NAME --out DIR [--labels a,b,c]; prints a JSON summary."""
-    ap = argparse.ArgumentParser(prog="tinylarge compile", description="Compile a full-int8 TFLite model to C.")
+    """CLI: compile MODEL.tflite --name NAME --out DIR [--labels a,b,c] [--model-id ID] [--domain D]
+    [--fs-hz X] [--window-s S] [--window-samples N]; prints a JSON summary."""
+    ap = argparse.ArgumentParser(prog="tinylarge compile", description="Compile a full-int8 TFLite model to C "
+                                 "(NAME.h, NAME.c) and its metadata (NAME_metadata.h).")
     ap.add_argument("model", help="path of the .tflite file")
     ap.add_argument("--name", required=True, help="C identifier used for symbols and file names")
-    ap.add_argument("--out", required=True, help="output directory for NAME.h and NAME.c")
+    ap.add_argument("--out", required=True, help="output directory for NAME.h, NAME.c and NAME_metadata.h")
     ap.add_argument("--labels", default=None, help="comma-separated class labels (one per output value)")
+    ap.add_argument("--model-id", default=None, help="id@version the firmware puts in its messages (default NAME@1)")
+    ap.add_argument("--domain", default=None, help="the domain the model belongs to (NAME_DOMAIN)")
+    ap.add_argument("--fs-hz", type=float, default=None, help="sampling rate of the window (Hz)")
+    ap.add_argument("--window-s", type=float, default=None, help="window length (s)")
+    ap.add_argument("--window-samples", type=int, default=None,
+                    help="samples per channel per window (default: round(fs_hz * window_s))")
     args = ap.parse_args(argv)
     labels = args.labels.split(",") if args.labels else None
     try:
-        cm = compile_tflite(args.model, args.name, args.out, labels)
+        meta = ModelMetadata(args.model_id or f"{args.name}@1", None if labels is None else tuple(labels),
+                             args.domain, args.fs_hz, args.window_s, args.window_samples)
+        cm = compile_tflite(args.model, args.name, args.out, labels, meta)
     except CompileError as exc:
         print(f"error: {exc}")
         return 2
