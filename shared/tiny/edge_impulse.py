@@ -37,8 +37,6 @@ import numpy as np
 ZERO_SIGNATURE = "0" * 64
 API_KEY_ENV = "EI_API_KEY"
 HMAC_KEY_ENV = "EI_HMAC_KEY"
-HEALTHCARE_UNITS = {"ppg_red": "counts", "ppg_ir": "counts", "acc_x": "g", "acc_y": "g", "acc_z": "g",
-                    "temp": "degC"}
 
 
 @dataclass(frozen=True)
@@ -104,24 +102,61 @@ def verify(data: bytes, hmac_key: str) -> bool:
     return hmac.compare_digest(sig, expected)
 
 
-def export_healthcare_windows(windows: Iterable[object], out_dir: str | Path, hmac_key: str | None = None,
-                              device_type: str = "TINYLARGE_WRIST", label: str | None = None) -> list[Path]:
-    """Write each healthcare.signals.Window as ``<label>.<device>_<t_end ms>.json``; returns the paths.
-    The label prefix is how the Edge Impulse uploader infers a sample's label from its file name."""
-    from shared.tiny.frames import healthcare_window_channels
+def export_windows(domain: str, windows: Iterable[object], out_dir: str | Path, hmac_key: str | None = None,
+                   device_type: str | None = None, label: str | None = None) -> list[Path]:
+    """Write each window of a registered domain as ``<label>.<subject>_<t_end ms>.json``; returns the paths.
 
+    The sensors are the domain's ``window_channels`` (its firmware sensor table), their units its
+    ``Channel`` declarations, the interval that of its fastest channel. The label prefix (``label``, else
+    the window's ``truth.label``) is how the Edge Impulse uploader infers a sample's label from its file
+    name; the subject is the window's ``patient``, ``machine`` or ``subject`` attribute, as the domain names it.
+    """
+    from shared.domain import get
+
+    d = get(domain)
+    channels = d.ref("window_channels")
+    units = {ch.name: ch.unit for ch in d.channels}
+    interval_ms = 1000.0 / max(ch.fs_hz for ch in d.channels)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for w in windows:
-        fs = float(w.fs_hz)  # type: ignore[attr-defined]
+        subject = str(getattr(w, d.subject, None) or getattr(w, "subject", None) or d.subject)
         lab = label or getattr(getattr(w, "truth", None), "label", None) or "window"
-        data = export_window(healthcare_window_channels(w), HEALTHCARE_UNITS, 1000.0 / fs, device_type,
-                             str(w.patient), hmac_key)  # type: ignore[attr-defined]
-        path = out / f"{lab}.{w.patient}_{int(round(float(w.t_end_s) * 1000))}.json"  # type: ignore[attr-defined]
+        data = export_window(channels(w), units, interval_ms, device_type or f"TINYLARGE_{d.name.upper()}",
+                             subject, hmac_key)
+        t_end_ms = int(round(float(getattr(w, "t_end_s", 0.0)) * 1000))
+        path = out / f"{lab}.{subject}_{t_end_ms}.json"
         path.write_bytes(data)
         paths.append(path)
     return paths
+
+
+def simulated_windows(domain: str, subjects: int, hours: float) -> Iterable[object]:
+    """Every window of a domain's simulator (its ``simulate`` reference), subject by subject.
+
+    The simulator is called as ``simulate(n_subjects, duration_h)`` when it takes counts, or with its
+    config class when it declares one (``simulate(config)`` for healthcare's ``simulate_cohort``)."""
+    import inspect
+
+    from shared.domain import get
+
+    simulate = get(domain).ref("simulate")
+    params = list(inspect.signature(simulate).parameters.values())
+    cfg_type = params[0].annotation if params else None
+    if isinstance(cfg_type, str):  # postponed annotations: resolve in the simulator's module
+        cfg_type = getattr(inspect.getmodule(simulate), cfg_type.split("|")[0].strip(), None)
+    if isinstance(cfg_type, type):
+        fields = inspect.signature(cfg_type).parameters
+        count = next((k for k in ("n_subjects", "n_patients", "n_machines", "n_devices") if k in fields), None)
+        kwargs = {"duration_h": hours} if "duration_h" in fields else {}
+        if count:
+            kwargs[count] = subjects
+        sim = simulate(cfg_type(**kwargs))
+    else:
+        sim = simulate(subjects, hours)
+    for subject in sim:
+        yield from subject.windows()
 
 
 # ---- SDK: profile / deploy ------------------------------------------------------------------------
@@ -179,9 +214,10 @@ def ei_main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--out", type=Path, default=Path("out/edge_impulse"))
     d.add_argument("--target", default="zip")
     d.add_argument("--api-key", default=None)
-    e = sub.add_parser("export", help="export simulated healthcare windows in the data acquisition format")
+    e = sub.add_parser("export", help="export a domain's simulated windows in the data acquisition format")
+    e.add_argument("--domain", required=True, help="a registered domain (its simulator and sensor table)")
     e.add_argument("--out", type=Path, default=Path("out/edge_impulse/data"))
-    e.add_argument("--patients", type=int, default=2)
+    e.add_argument("--subjects", "--patients", type=int, default=2, help="simulated subjects (devices)")
     e.add_argument("--hours", type=float, default=1.0)
     a = ap.parse_args(argv)
     try:
@@ -190,13 +226,10 @@ def ei_main(argv: Sequence[str] | None = None) -> int:
         elif a.cmd == "deploy":
             print(deploy(a.model, a.labels.split(","), a.out, a.target, a.api_key))
         else:
-            from healthcare.signals import CohortConfig, simulate_cohort
-
-            cohort = simulate_cohort(CohortConfig(n_patients=a.patients, duration_h=a.hours))
-            paths = export_healthcare_windows((w for p in cohort for w in p.windows()), a.out,
-                                              os.environ.get(HMAC_KEY_ENV) or None)
+            paths = export_windows(a.domain, simulated_windows(a.domain, a.subjects, a.hours), a.out,
+                                   os.environ.get(HMAC_KEY_ENV) or None)
             print(f"wrote {len(paths)} samples to {a.out}")
-    except (EdgeImpulseError, ValueError, FileNotFoundError) as exc:
+    except (EdgeImpulseError, ValueError, FileNotFoundError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

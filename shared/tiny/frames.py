@@ -1,5 +1,7 @@
 """Serial framing and the tlsensor text format, the Python side of firmware/net/tl_frame.h and
-firmware/hal/tl_sensor_text.h.
+firmware/hal/tl_sensor_text.h. Which channels a window has is the domain's business: a registered
+domain's ``window_channels(window) -> {channel: samples}`` (its firmware sensor table) feeds
+:func:`write_sensor_window`.
 
 Frame: ``0x7E | kind (1) | length (2, big endian) | payload | crc16 (2, big endian) | 0x7E`` with
 CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) over kind, length and payload. A message frame (kind 1)
@@ -9,7 +11,7 @@ next 0x7E after anything unexpected and counts what it dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -110,9 +112,6 @@ class FrameDecoder:
 
 # ---- tlsensor text -------------------------------------------------------------------------------
 
-HEALTHCARE_CHANNELS = ("ppg_red", "ppg_ir", "acc_x", "acc_y", "acc_z", "temp")
-
-
 def write_sensor_window(out: TextIO, channels: dict[str, Sequence[float] | np.ndarray | float],
                         end_ts_ms: int | None = None) -> None:
     """One window in the tlsensor text format (see firmware/hal/tl_sensor_text.h)."""
@@ -125,20 +124,22 @@ def write_sensor_window(out: TextIO, channels: dict[str, Sequence[float] | np.nd
         out.write(name + " " + " ".join("nan" if not np.isfinite(v) else f"{v:.9g}" for v in arr) + "\n")
 
 
-def healthcare_window_channels(window: object) -> dict[str, np.ndarray | float]:
-    """The firmware's channel table for a healthcare.signals.Window."""
-    acc = np.asarray(window.acc_g)  # type: ignore[attr-defined]
-    return {"ppg_red": window.ppg_red, "ppg_ir": window.ppg_ir,  # type: ignore[attr-defined]
-            "acc_x": acc[:, 0], "acc_y": acc[:, 1], "acc_z": acc[:, 2],
-            "temp": float(window.temp_c)}  # type: ignore[attr-defined]
+def write_windows(path: str | Path, domain: str, windows: Iterable[object], start_epoch_ms: int = 0,
+                  end_ts_ms: Callable[[object], int | None] | None = None) -> int:
+    """Write a domain's windows as tlsensor text, each through the domain's ``window_channels`` (its
+    firmware sensor table). ``t`` = ``end_ts_ms(window)``, by default ``start_epoch_ms`` + the window's
+    ``t_end_s``. Returns the count."""
+    from shared.domain import get
 
+    channels = get(domain).ref("window_channels")
+    if end_ts_ms is None:
+        def end_ts_ms(w: object) -> int | None:
+            t_end_s = getattr(w, "t_end_s", None)
+            return None if t_end_s is None else start_epoch_ms + int(round(float(t_end_s) * 1000))
 
-def write_healthcare_windows(path: str | Path, windows: Iterable[object], start_epoch_ms: int = 0) -> int:
-    """Write healthcare Windows as tlsensor text; ``t`` = start_epoch_ms + window end. Returns the count."""
     n = 0
     with open(path, "w") as out:
         for w in windows:
-            write_sensor_window(out, healthcare_window_channels(w),
-                                start_epoch_ms + int(round(float(w.t_end_s) * 1000)))  # type: ignore[attr-defined]
+            write_sensor_window(out, channels(w), end_ts_ms(w))
             n += 1
     return n

@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 
 from shared.protocol import messages
 from shared.tiny.frames import KIND_LOG, KIND_MESSAGE, Frame, FrameDecoder
+from shared.tiny.targets import SLOT_FILE, qemu_command
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int, bool], bool]
 #: (topic filter, handler(topic, payload)) -> None; blocks until the broker granted it
 Subscribe = Callable[[str, Callable[[str, bytes], None]], None]
-SLOT_FILE = "model.tflite"
 #: streams only the cloud publishes: never forwarded from a device's line
 CLOUD_STREAMS = ("model", "risk", "action")
 
@@ -379,8 +379,6 @@ def main(argv: Sequence[str]) -> int:
         source: BinaryIO = serial.Serial(a.serial, a.baud, timeout=0.2)
     else:
         if a.qemu:
-            from shared.tiny.firmware import qemu_command
-
             cmd = qemu_command(a.qemu, shlex.split(a.qemu_args))
         else:
             cmd = ["/bin/sh", "-c", a.pipe]

@@ -30,9 +30,9 @@ def workdir() -> Path:
 
 @functools.cache
 def model() -> Path:
-    from shared.tiny.firmware import healthcare_tflite
+    from shared.tiny.firmware import domain_tflite
 
-    return healthcare_tflite(workdir())
+    return domain_tflite("healthcare", workdir())
 
 
 def built(target: str):
@@ -44,9 +44,9 @@ def built(target: str):
 
 @functools.cache
 def _built(target: str):
-    from shared.tiny.firmware import BuildConfig, build
+    from shared.tiny.firmware import BuildConfig, FirmwareModel, build
 
-    return build(BuildConfig(target, model(), "hc_tiny", MODEL_ID, workdir()))
+    return build(BuildConfig("healthcare", target, [FirmwareModel(model(), "hc_tiny", MODEL_ID)], workdir()))
 
 
 def synthetic_off_wrist(w):
@@ -71,8 +71,8 @@ def windows() -> tuple:
 
 @functools.cache
 def sensor_file() -> Path:
-    from shared.tiny.firmware import write_healthcare_windows
+    from shared.tiny.firmware import write_windows
 
     path = workdir() / "sensors.txt"
-    write_healthcare_windows(path, windows(), START_MS)
+    write_windows(path, "healthcare", windows(), START_MS)
     return path

@@ -32,7 +32,7 @@ def c_features(tmp_path_factory) -> list[dict]:
     gcc = require_tool("gcc")
     exe = tmp_path_factory.mktemp("feat") / "features"
     cmd = [gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{FW}/hal", f"-I{FW}/net",
-           f"-I{FW}/apps/healthcare", f"{FW}/targets/host/features_main.c", f"{FW}/apps/healthcare/hc_features.c",
+           f"-I{FW}/apps/healthcare", f"{FW}/tools/hc_features_main.c", f"{FW}/apps/healthcare/hc_features.c",
            f"{FW}/hal/tl_sensor_text.c", f"{FW}/net/tl_json.c", "-lm", "-o", str(exe)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0 and not res.stderr, res.stderr

@@ -84,10 +84,11 @@ def host_outputs(compiled, inputs, gcc, tmp_path_factory) -> np.ndarray:
 def m4_outputs(quick_models, inputs, tmp_path_factory) -> np.ndarray:
     for tool in ("make", "arm-none-eabi-gcc", "qemu-system-arm"):
         require_tool(tool)
-    from shared.tiny.firmware import BuildConfig, build, run_parity
+    from shared.tiny.firmware import BuildConfig, FirmwareModel, build, run_parity
 
     work = tmp_path_factory.mktemp("hc-m4")
-    res = build(BuildConfig("cortex-m4-parity", quick_models / "tiny.tflite", NAME, "healthcare-tiny@test", work))
+    res = build(BuildConfig("healthcare", "cortex-m4-parity",
+                            [FirmwareModel(quick_models / "tiny.tflite", NAME, "healthcare-tiny@test")], work))
     return run_parity(res.artifacts["parity.elf"], inputs, work, timeout_s=120)
 
 

@@ -54,7 +54,7 @@ def test_unsigned_export_and_bad_input():
 
 def test_healthcare_windows_export(tmp_path):
     ws = _fw.windows()[:2]
-    paths = ei.export_healthcare_windows(ws, tmp_path, hmac_key="k")
+    paths = ei.export_windows("healthcare", ws, tmp_path, hmac_key="k")
     assert len(paths) == 2 and all(ei.verify(p.read_bytes(), "k") for p in paths)
     doc = json.loads(paths[0].read_bytes())
     assert doc["payload"]["interval_ms"] == pytest.approx(1000 / ws[0].fs_hz)

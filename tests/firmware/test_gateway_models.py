@@ -170,7 +170,7 @@ def test_valid_update_accepted_tampered_and_forged_rejected_old_kept(mosquitto, 
 
 @pytest.mark.broker
 def test_update_waiting_for_the_device_then_the_next_build_runs_it(mosquitto, keys, tflite, tmp_path):
-    from shared.tiny.firmware import BuildConfig, build, slot_model
+    from shared.tiny.firmware import BuildConfig, FirmwareModel, build, slot_model
     from shared.transport.mqtt import MqttClient, MqttConfig
 
     (private, public), _ = keys
@@ -207,7 +207,7 @@ def test_update_waiting_for_the_device_then_the_next_build_runs_it(mosquitto, ke
     assert model_id == "hc-tiny@3"
     require_tool("make")
     require_tool("gcc")
-    res = build(BuildConfig("host", model, "hc_tiny", model_id, tmp_path / "fw"))
+    res = build(BuildConfig(DOMAIN, "host", [FirmwareModel(model, "hc_tiny", model_id)], tmp_path / "fw"))
     out = subprocess.run([str(res.artifacts["app"]), "--input", str(_fw.sensor_file()), "--device", device],
                          capture_output=True, timeout=60, check=True).stdout
     msgs = [messages.decode(DOMAIN, *f.message()) for f in FrameDecoder().feed(out)]

@@ -31,7 +31,7 @@ def m4_run(int8_models, tmp_path_factory):
     """name -> (inputs, outputs of parity.elf under QEMU, BuildResult); built and run once per model."""
     for tool in ("make", "arm-none-eabi-gcc", "qemu-system-arm"):
         require_tool(tool)
-    from shared.tiny.firmware import BuildConfig, build, run_parity
+    from shared.tiny.firmware import BuildConfig, FirmwareModel, build, run_parity
 
     work = tmp_path_factory.mktemp("m4-parity")
     cache: dict[str, tuple] = {}
@@ -41,7 +41,7 @@ def m4_run(int8_models, tmp_path_factory):
             tflite = work / f"{name}.tflite"
             tflite.write_bytes(int8_models[name])
             xs = _inputs(name, compile_tflite(tflite, name, work / "sizes").input_size)
-            res = build(BuildConfig("cortex-m4-parity", tflite, name, "parity@test", work))
+            res = build(BuildConfig(None, "cortex-m4-parity", [FirmwareModel(tflite, name, "parity@test")], work))
             cache[name] = (xs, run_parity(res.artifacts["parity.elf"], xs, work, timeout_s=120), res)
         return cache[name]
 

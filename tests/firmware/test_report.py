@@ -1,5 +1,5 @@
-"""bench.firmware_report on the healthcare model (trained one, or the stand-in): every figure is
-measured (flash from arm-none-eabi-size, stack high-water and instructions under QEMU, TFLM arena)."""
+"""shared.tiny.report (tinylarge firmware report) on the healthcare model (trained one, or the stand-in):
+every figure is measured (flash from arm-none-eabi-size, stack high-water and instructions under QEMU, TFLM arena)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def test_report_row_for_the_healthcare_model(tmp_path):
     for tool in ("make", "arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"):
         require_tool(tool)
     pytest.importorskip("tflite_micro")
-    from bench.firmware_report import measure, table
+    from shared.tiny.report import measure, table
 
     row = measure("healthcare", _fw.model(), tmp_path)
     assert "error" not in row, row.get("error")
@@ -35,7 +35,7 @@ def test_report_parity_entry_for_the_healthcare_model(tmp_path):
     LiteRT interpreter, counted in int8 output values over PARITY_INPUTS random inputs."""
     for tool in ("make", "gcc", "arm-none-eabi-gcc", "qemu-system-arm"):
         require_tool(tool)
-    from bench.firmware_report import PARITY_INPUTS, parity, table
+    from shared.tiny.report import PARITY_INPUTS, parity, table
 
     p = parity("healthcare", _fw.model(), tmp_path)
     assert "error" not in p, p.get("error")

@@ -34,7 +34,7 @@ def test_host_build_is_warning_free_under_werror():
     app.unlink()
     from shared.tiny.firmware import make
 
-    make("host", res.model_dir, "hc_tiny", res.out_dir, res.model_id)
+    make("host", res.model_dir, res.models, res.out_dir, "healthcare")
     assert app.exists()
 
 

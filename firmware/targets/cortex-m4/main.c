@@ -1,4 +1,5 @@
-/* Cortex-M4 entry point: startup.c calls main with the semihosting command line. */
-#include "hc_app.h"
+/* Cortex-M4 entry point: startup.c calls main with the semihosting command line; the generic app
+ * loop (app/tl_app.h) runs the domain's spec (make APP=<domain>). */
+#include "tl_app.h"
 
-int main(int argc, char **argv) { return hc_app_main(argc, argv); }
+int main(int argc, char **argv) { return tl_app_main(argc, argv); }

@@ -2,8 +2,8 @@
 # app's flags (M4_CFLAGS: -O2, -mcpu=cortex-m4 -mfloat-abi=hard -mfpu=fpv4-sp-d16), reading and
 # writing int8 vectors over semihosting. Kept beside the target so that firmware/Makefile stays as is:
 #
-#   make -C firmware -f targets/cortex-m4/parity.mk cortex-m4-parity MODEL_DIR=... MODEL_NAME=... OUT=...
-#        -> $(OUT)/parity.elf         (shared.firmware_tools.build_parity drives it)
+#   make -C firmware -f targets/cortex-m4/parity.mk cortex-m4-parity MODEL_DIR=... MODELS=NAME OUT=...
+#        -> $(OUT)/parity.elf         (shared.tiny.targets.build drives it: target cortex-m4-parity)
 
 include $(dir $(lastword $(MAKEFILE_LIST)))../../Makefile
 
@@ -14,4 +14,4 @@ comma := ,
 PARITY_LDFLAGS := $(filter-out -Wl$(comma)-Map=%,$(M4_LDFLAGS)) -Wl,-Map=$(OUT)/parity.map
 $(OUT)/parity.elf: $(FW)/targets/cortex-m4/parity_main.c $(M4_START) $(RUNTIME_SRC) $(MODEL_SRC)
 	@mkdir -p $(OUT)
-	$(ARM_CC) $(M4_CFLAGS) $(PARITY_LDFLAGS) -o $@ $^ -lm -lrdimon
+	$(ARM_CC) $(M4_CFLAGS) $(ONE_MODEL_DEFS) $(PARITY_LDFLAGS) -o $@ $^ -lm -lrdimon

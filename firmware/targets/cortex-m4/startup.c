@@ -20,12 +20,20 @@ void SysTick_Handler(void);
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 
-__attribute__((section(".vectors"), used)) static void (*const vectors[16])(void) = {
-    (void (*)(void))(&_estack), /* initial SP */
-    Reset_Handler, Default_Handler, Default_Handler, /* NMI, HardFault */
-    Default_Handler, Default_Handler, Default_Handler, 0, 0, 0, 0, /* MemManage, BusFault, UsageFault */
-    Default_Handler, Default_Handler, 0, Default_Handler, /* SVC, DebugMon, -, PendSV */
-    SysTick_Handler,
+/* Entry 0 is the initial stack pointer, the others handlers: a union keeps both ISO C (-pedantic). */
+typedef union {
+  uint32_t *sp;
+  void (*handler)(void);
+} vector_entry;
+
+__attribute__((section(".vectors"), used)) static const vector_entry vectors[16] = {
+    {.sp = &_estack}, /* initial SP */
+    {.handler = Reset_Handler}, {.handler = Default_Handler}, {.handler = Default_Handler}, /* NMI, HardFault */
+    {.handler = Default_Handler}, {.handler = Default_Handler}, /* MemManage, BusFault */
+    {.handler = Default_Handler}, {0}, {0}, {0}, {0},           /* UsageFault, reserved x 4 */
+    {.handler = Default_Handler}, {.handler = Default_Handler}, /* SVC, DebugMon */
+    {0}, {.handler = Default_Handler},                          /* reserved, PendSV */
+    {.handler = SysTick_Handler},
 };
 
 /* ---- semihosting ------------------------------------------------------ */

@@ -1,4 +1,5 @@
-/* Host entry point: the app does everything through the HAL (tl_hal_host.c). */
-#include "hc_app.h"
+/* Host entry point: the generic app loop (app/tl_app.h) runs the domain's spec through the HAL
+ * (tl_hal_host.c); which domain is the build's choice (make APP=<domain>). */
+#include "tl_app.h"
 
-int main(int argc, char **argv) { return hc_app_main(argc, argv); }
+int main(int argc, char **argv) { return tl_app_main(argc, argv); }

@@ -1,0 +1,262 @@
+"""Firmware footprint report: ``tinylarge firmware report`` (``make firmware-report``) -> out/firmware/report.json
+and a table.
+
+For every model (each registered domain's ``<models_dir>/tiny.tflite`` when trained, its untrained
+stand-in otherwise, plus the compiler's test models of tests/firmware/_models.py when run from a
+checkout) it compiles the model with
+shared.tiny.compiler, builds it with the runtime for the Cortex-M4 and measures:
+
+* flash_bytes: text + data of the model and runtime objects linked alone with --gc-sections from
+  NAME_invoke (arm-none-eabi-size: what a firmware image keeps, libc/libgcc helpers included);
+  flash_objects_bytes: the same objects unlinked (every runtime kernel, used or not);
+* ram_bytes: data + bss of those objects (the tensor arena lives in the model's bss) + the stack
+  high-water of one inference, measured under QEMU by painting the stack;
+* insns_per_inference: instructions per inference on the Cortex-M4 under ``qemu-system-arm -icount
+  shift=0`` (1 ns of virtual time per instruction), read with SysTick on the 25 MHz core clock and
+  calibrated against a loop of known length (QEMU does not emulate the DWT cycle counter; an
+  instruction count is not a cycle count);
+* tflm_arena_bytes: the arena TensorFlow Lite Micro's recording allocator reports for the same model
+  (tflite-micro Python package; on the 64-bit host, so pointers are 8 bytes there, 4 on the M4),
+  and the ratio ram_bytes / tflm_arena_bytes (goal <= 0.75);
+* tflite_bytes: the flatbuffer TFLM keeps in flash; flash_vs_tflm = flash_bytes / (tflite_bytes +
+  TFLM_CORE_FLASH_BYTES), the latter TFLM's documented core runtime size ("fits in just 16 KB on an
+  Arm Cortex M3", https://ai.google.dev/edge/litert/microcontrollers/overview; kernels come on top, so
+  the ratio favours TFLM); flash_vs_tflite compares against the flatbuffer alone;
+* parity: the compiled C against ``ai_edge_litert.interpreter.Interpreter(model)`` (builtin kernels with
+  the XNNPACK delegate, what users get) on PARITY_INPUTS random int8 vectors per model (seed crc32 of
+  the name), on the host (gcc -O2, firmware/tools/tl_harness.c) and on the Cortex-M4 under QEMU
+  (target cortex-m4-parity, one QEMU process): ``{"inputs", "host_mismatches", "qemu_mismatches"}``,
+  counted in int8 output values. The tests (tests/firmware/test_*parity*.py) hold these to zero, except
+  the known gap test_dense_tanh_head (firmware/README.md).
+
+A domain's model is the row ``<domain>_tiny`` once it is trained (``tinylarge train <domain>``); before
+that its untrained stand-in (the domain's feature vector -> one softmax score per label) is measured as
+``<domain>_standin``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from shared.tiny.targets import (
+    FIRMWARE_DIR,
+    REPO,
+    FirmwareError,
+    compile_model,
+    domain_tflite,
+    make,
+    models_dir,
+    run_parity,
+    run_qemu,
+)
+
+OUT_DEFAULT = REPO / "out" / "firmware"
+TFLM_CORE_FLASH_BYTES = 16 * 1024
+PARITY_INPUTS = 1000
+_TFLM_PROBE = ("import sys\nfrom tflite_micro.python.tflite_micro import runtime\n"
+               "runtime.Interpreter.from_bytes(open(sys.argv[1], 'rb').read()).print_allocations()\n")
+
+
+def collect_models(work: Path, test_models: bool = True) -> dict[str, Path]:
+    """name -> .tflite path."""
+    from shared.domain import names
+
+    models: dict[str, Path] = {}
+    for domain in names():
+        trained = models_dir(domain) / "tiny.tflite"
+        models[f"{domain}_tiny" if trained.exists() else f"{domain}_standin"] = domain_tflite(domain, work)
+    if test_models:
+        try:
+            sys.path.insert(0, str(REPO))
+            from tests.firmware import _models
+        except ImportError as exc:  # the compiler's test models are optional here
+            print(f"note: test models not importable ({exc})", file=sys.stderr)
+        else:
+            for name, buf in _models.build_all().items():
+                path = work / f"test_{name}.tflite"
+                path.write_bytes(buf)
+                models[f"test_{name}"] = path
+    return models
+
+
+def tflm_arena_bytes(tflite: Path) -> int | None:
+    """Arena total reported by TFLM's RecordingMicroAllocator (printed from C++, so run apart)."""
+    res = subprocess.run([sys.executable, "-c", _TFLM_PROBE, str(tflite)], capture_output=True, text=True,
+                         timeout=120)
+    m = re.search(r"Arena allocation total (\d+) bytes", res.stdout + res.stderr)
+    return int(m.group(1)) if m else None
+
+
+def _size_totals(path: Path) -> tuple[int, int, int, int, int]:
+    """(objects text, data, bss, linked text, linked data) from the Makefile's model_runtime.size."""
+    txt = path.read_text()
+    m = re.search(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+\d+\s+\w+\s+\(TOTALS\)", txt, re.M)
+    linked = re.search(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+\d+\s+\w+\s+\S*_linked\.elf", txt, re.M)
+    if not m or not linked:
+        raise FirmwareError(f"unexpected size output in {path}:\n{txt}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)), int(linked.group(1)), int(linked.group(2))
+
+
+def measure(name: str, tflite: Path, work: Path) -> dict:
+    cname = re.sub(r"\W", "_", name).lower()
+    row: dict = {"model": name, "tflite": str(tflite), "tflite_bytes": tflite.stat().st_size}
+    try:
+        model_dir = compile_model(tflite, cname, work / "model" / cname)
+        out = work / "m4" / cname
+        make("cortex-m4", model_dir, [cname], out, goal="cortex-m4-bench")
+        text, data, bss, linked_text, linked_data = _size_totals(out / "model_runtime.size")
+        run = run_qemu(out / "bench.elf", icount=True, timeout_s=300)
+        m = re.search(r"TLBENCH (.*)", run.serial.decode(errors="replace") + run.stderr)
+        if run.returncode != 0 or not m:
+            raise FirmwareError(f"bench run failed ({run.returncode}): {run.stderr[-500:]}")
+        kv = dict(item.split("=", 1) for item in m.group(1).split())
+        insns_per_tick = int(kv["cal_insns"]) / int(kv["cal_ticks"])
+        stack = int(kv["stack_bytes"])
+        row.update(flash_bytes=linked_text + linked_data, flash_objects_bytes=text + data, bss_bytes=bss,
+                   arena_bytes=int(kv["arena"]), stack_bytes=stack, ram_bytes=data + bss + stack,
+                   insns_per_inference=round(int(kv["ticks"]) / int(kv["runs"]) * insns_per_tick),
+                   insns_per_tick=insns_per_tick)
+    except Exception as exc:  # a model the compiler refuses is reported, not fatal
+        row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+    arena = tflm_arena_bytes(tflite)
+    row["tflm_arena_bytes"] = arena
+    if arena and "ram_bytes" in row:
+        row["ram_vs_tflm_arena"] = round(row["ram_bytes"] / arena, 3)
+        row["flash_vs_tflite"] = round(row["flash_bytes"] / row["tflite_bytes"], 3)
+        row["flash_vs_tflm"] = round(row["flash_bytes"] / (row["tflite_bytes"] + TFLM_CORE_FLASH_BYTES), 3)
+    return row
+
+
+def _host_harness(model_dir: Path, cname: str, exe: Path) -> Path:
+    """gcc -O2: the compiled model + runtime + firmware/tools/tl_harness.c (inputs file -> outputs file)."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise FirmwareError("gcc not found on PATH (needed for the host parity run)")
+    runtime = FIRMWARE_DIR / "runtime"
+    cmd = [gcc, "-std=c99", "-O2", f"-I{runtime}", f"-I{model_dir}", f"-DTL_MODEL={cname}",
+           f"-DTL_MODEL_UPPER={cname.upper()}", f'-DTL_MODEL_HEADER="{cname}.h"',
+           str(FIRMWARE_DIR / "tools" / "tl_harness.c"), str(model_dir / f"{cname}.c"),
+           *sorted(str(p) for p in runtime.glob("*.c")), "-o", str(exe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise FirmwareError(f"host harness build failed:\n{proc.stderr[-800:]}")
+    return exe
+
+
+def parity(name: str, tflite: Path, work: Path, n_inputs: int = PARITY_INPUTS) -> dict:
+    """Mismatching int8 output values of the compiled C against the LiteRT interpreter, on the host and
+    on the Cortex-M4 under QEMU, over `n_inputs` random int8 vectors; {"error": ...} if a step fails."""
+    import numpy as np
+
+    cname = re.sub(r"\W", "_", name).lower()
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        buf = tflite.read_bytes()
+        it = Interpreter(model_content=buf)  # the default: builtin kernels + XNNPACK, what users get
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0], it.get_output_details()[0]
+        rng = np.random.default_rng(zlib.crc32(name.encode()))
+        xs = rng.integers(-128, 128, size=(n_inputs, int(np.prod(i["shape"]))), dtype=np.int8)
+        ref = []
+        for x in xs:
+            it.set_tensor(i["index"], x.reshape(i["shape"]))
+            it.invoke()
+            ref.append(it.get_tensor(o["index"]).reshape(-1).copy())
+        y_ref = np.stack(ref)
+        model_dir = compile_model(tflite, cname, work / "parity" / cname)
+        out = work / "parity" / cname / "m4"
+        make("cortex-m4-parity", model_dir, [cname], out)
+        y_m4 = run_parity(out / "parity.elf", xs, out, timeout_s=300)
+        exe = _host_harness(model_dir, cname, out / "host_harness")
+        fin, fout = out / "host.in.bin", out / "host.out.bin"
+        fin.write_bytes(xs.tobytes())
+        proc = subprocess.run([str(exe), str(fin), str(fout)], capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise FirmwareError(f"host harness failed ({proc.returncode}): {proc.stderr[-300:]}")
+        y_host = np.frombuffer(fout.read_bytes(), np.int8).reshape(y_ref.shape)
+        if y_m4.shape != y_ref.shape:
+            raise FirmwareError(f"QEMU outputs {y_m4.shape}, interpreter {y_ref.shape}")
+    except Exception as exc:  # reported in the row, like the footprint figures
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    return {"inputs": n_inputs, "values": int(y_ref.size), "host_mismatches": int((y_host != y_ref).sum()),
+            "qemu_mismatches": int((y_m4 != y_ref).sum()), "reference": "ai_edge_litert Interpreter (default)"}
+
+
+def _bit_exact(r: dict) -> bool:
+    p = r["parity"]
+    return "error" not in p and p["host_mismatches"] == 0 and p["qemu_mismatches"] == 0
+
+
+def _parity_cell(r: dict) -> str:
+    p = r.get("parity")
+    if not p:
+        return "-"
+    return "error" if "error" in p else f"{p['host_mismatches']}/{p['qemu_mismatches']}"
+
+
+def table(rows: list[dict]) -> str:
+    cols = [("model", "model", 26), ("flash_bytes", "flash B", 9), ("ram_bytes", "RAM B", 8),
+            ("arena_bytes", "arena B", 8), ("stack_bytes", "stack B", 8), ("insns_per_inference", "insns/inf", 10),
+            ("tflm_arena_bytes", "TFLM arena", 10), ("ram_vs_tflm_arena", "RAM/TFLM", 9),
+            ("tflite_bytes", "tflite B", 9), ("flash_vs_tflm", "flash/(tflite+TFLM)", 19),
+            ("parity", "parity host/qemu", 16)]
+    lines = [" ".join(f"{title:>{w}}" for _, title, w in cols)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['model']:>26} error: {r['error'][:90]}")
+            continue
+        cells = {k: (_parity_cell(r) if k == "parity" else str(r.get(k, "-"))) for k, _, _ in cols}
+        lines.append(" ".join(f"{cells[k]:>{w}}" for k, _, w in cols))
+    checked = [r["parity"]["inputs"] for r in rows if "inputs" in r.get("parity", {})]
+    if checked:
+        lines.append(f"parity host/qemu: int8 output values differing from the LiteRT interpreter over "
+                     f"{max(checked)} random inputs per model")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="tinylarge firmware report", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=OUT_DEFAULT)
+    ap.add_argument("--no-test-models", action="store_true",
+                    help="only the domains' tiny models (or their stand-ins)")
+    ap.add_argument("--parity-inputs", type=int, default=PARITY_INPUTS,
+                    help=f"random inputs per model for the parity check (default {PARITY_INPUTS}; 0 = skip it)")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tl-fwreport-") as tmp:
+        work = Path(tmp)
+        models = collect_models(work, not args.no_test_models)
+        rows = []
+        for i, (name, path) in enumerate(models.items(), 1):
+            print(f"[{i}/{len(models)}] {name}", file=sys.stderr, flush=True)
+            row = measure(name, path, work)
+            if args.parity_inputs > 0:
+                row["parity"] = parity(name, path, work, args.parity_inputs)
+            rows.append(row)
+    ok = [r for r in rows if "ram_vs_tflm_arena" in r]
+    report = {"target": "cortex-m4 (qemu-system-arm -M mps2-an386, -icount shift=0)", "models": rows,
+              "goals": {"ram_vs_tflm_arena_max": 0.75,
+                        "ram_goal_met": all(r["ram_vs_tflm_arena"] <= 0.75 for r in ok) if ok else None,
+                        "tflm_core_flash_bytes": TFLM_CORE_FLASH_BYTES,
+                        "flash_goal_met": all(r["flash_vs_tflm"] < 1 for r in ok) if ok else None,
+                        "parity_not_bit_exact": [r["model"] for r in rows if "parity" in r and not _bit_exact(r)]}}
+    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    print(table(rows))
+    print(f"wrote {args.out / 'report.json'}")
+    return 0 if all("error" not in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
