@@ -18,9 +18,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from healthcare._firmware_fleet import FirmwareFleet, ticks
 from healthcare.signals import CohortConfig, simulate_cohort
 from shared.protocol import messages
+from shared.runtime.firmware_fleet import FirmwareFleet, ticks
 from tests._tools import require_tool
 from tests.firmware.test_app_features import TOLERANCES  # the C DSP port's stated tolerances
 
@@ -69,7 +69,7 @@ class Scenario:
 
 @pytest.fixture(scope="module")
 def scenario(quick_models, mosquitto, tmp_path_factory) -> Scenario:
-    from healthcare.device import Fleet, utc_midnight_ms
+    from healthcare.device import Fleet, admission_epoch_ms, chart_feed, utc_midnight_ms
     from healthcare.service import run_cloud
     from healthcare.tiny import TinyModel
 
@@ -83,7 +83,8 @@ def scenario(quick_models, mosquitto, tmp_path_factory) -> Scenario:
     day0_ms = utc_midnight_ms(days_ago=2)
     risks: list[dict] = []
     capture = _Capture(mosquitto.port)
-    fw = FirmwareFleet(mosquitto.url, fw_patients, quick_models, day0_ms, tmp / "fw", qemu=qemu)
+    fw = FirmwareFleet("healthcare", mosquitto.url, fw_patients, quick_models, day0_ms, tmp / "fw", qemu=qemu,
+                       start_ms=admission_epoch_ms, site=chart_feed)
     fw.build()
     try:
         with run_cloud(None, mosquitto.url, f"sqlite:///{tmp / 'store.db'}", quick_models, on_risk=risks.append,
@@ -197,7 +198,7 @@ def test_firmware_messages_match_the_python_wearable(quick_models, mosquitto, tm
     cohort = simulate_cohort(cfg)
     capture = _Capture(mosquitto.port)
     try:
-        fw = FirmwareFleet(mosquitto.url, cohort, quick_models, utc_midnight_ms(), tmp_path / "fw", charts=False)
+        fw = FirmwareFleet("healthcare", mosquitto.url, cohort, quick_models, utc_midnight_ms(), tmp_path / "fw")
         published = fw.run()
         assert published == len(cohort) * len(ticks(cfg))
         deadline = time.monotonic() + 10
@@ -230,13 +231,13 @@ def test_firmware_messages_match_the_python_wearable(quick_models, mosquitto, tm
 
 
 def test_a_device_that_cannot_reach_the_broker_fails_loudly(quick_models, tmp_path):
-    from healthcare._firmware_fleet import FirmwareError
+    from shared.runtime.firmware_fleet import FirmwareError
     from tests.fixtures.mqtt import free_port
 
     require_tool("make")
     require_tool("gcc")
     cohort = simulate_cohort(CohortConfig(n_patients=1, duration_h=0.5, seed=3))
-    fw = FirmwareFleet(f"mqtt://127.0.0.1:{free_port()}", cohort, quick_models, 0, tmp_path / "fw", charts=False)
+    fw = FirmwareFleet("healthcare", f"mqtt://127.0.0.1:{free_port()}", cohort, quick_models, 0, tmp_path / "fw")
     with pytest.raises(FirmwareError, match="cannot connect to 127.0.0.1") as exc:
         fw.run()
     assert cohort[0].id in str(exc.value)
@@ -245,10 +246,10 @@ def test_a_device_that_cannot_reach_the_broker_fails_loudly(quick_models, tmp_pa
 def test_bad_fleet_arguments_name_what_is_wrong(quick_models, tmp_path):
     cohort = simulate_cohort(CohortConfig(n_patients=2, duration_h=0.5, seed=3))
     with pytest.raises(ValueError, match="mqtt_url: the host firmware speaks plain MQTT"):
-        FirmwareFleet("mqtts://broker:8883", cohort, quick_models, 0, tmp_path)
+        FirmwareFleet("healthcare", "mqtts://broker:8883", cohort, quick_models, 0, tmp_path)
     with pytest.raises(ValueError, match="qemu: must be between 0 and 2"):
-        FirmwareFleet("mqtt://127.0.0.1:1883", cohort, quick_models, 0, tmp_path, qemu=3)
+        FirmwareFleet("healthcare", "mqtt://127.0.0.1:1883", cohort, quick_models, 0, tmp_path, qemu=3)
     with pytest.raises(ValueError, match="patients: need at least one"):
-        FirmwareFleet("mqtt://127.0.0.1:1883", [], quick_models, 0, tmp_path)
+        FirmwareFleet("healthcare", "mqtt://127.0.0.1:1883", [], quick_models, 0, tmp_path)
     with pytest.raises(FileNotFoundError, match="tiny.tflite not found"):
-        FirmwareFleet("mqtt://127.0.0.1:1883", cohort, tmp_path / "nothing", 0, tmp_path).build()
+        FirmwareFleet("healthcare", "mqtt://127.0.0.1:1883", cohort, tmp_path / "nothing", 0, tmp_path).build()
