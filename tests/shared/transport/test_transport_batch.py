@@ -23,7 +23,7 @@ from shared.transport.mqtt import MqttClient, MqttConfig
 from tests.fixtures.mqtt import wait_for
 from tests.shared._support import count_rows, uid
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def client(url: str, client_id: str, **kw: object) -> MqttClient:

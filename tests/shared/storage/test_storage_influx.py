@@ -21,7 +21,7 @@ pytestmark = pytest.mark.influx
 
 FAST = {"retry_interval_ms": 20, "max_retries": 2, "drain_interval_ms": 50, "max_retry_delay_ms": 200}
 T0 = 1_700_000_000_000
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def open_vm_store(vm: VictoriaMetrics, spool: Path, **options: object) -> Store:

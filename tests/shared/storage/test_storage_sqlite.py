@@ -15,7 +15,7 @@ import pytest
 from shared.storage.base import Point, Store, open_store
 from shared.storage.sqlite import SqliteStore
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def vitals(device: str, seq: int, ts_ms: int, **fields: object) -> Point:
