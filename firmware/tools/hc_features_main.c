@@ -1,5 +1,6 @@
 /*
- * Host tool for the DSP parity test: reads tlsensor windows (healthcare channels) from --input and
+ * Host tool for the healthcare DSP parity test (tests/firmware/test_app_features.py): reads tlsensor
+ * windows (healthcare channels) from the file argv[1] (or stdin) and
  * prints the C features of each window as one JSON line (NaN -> null, 6 decimals).
  */
 #include <stdio.h>

@@ -16,7 +16,8 @@ extern "C" {
 /* scratch floats needed for a window of n samples */
 #define HC_SCRATCH_FLOATS(n) (5 * (n))
 
-/* The window the device samples (healthcare.signals.CohortConfig: 25 Hz, 30 s); -D to change. */
+/* The window the device samples (healthcare.signals.CohortConfig: 25 Hz, 30 s); -D to change, with a
+ * model compiled for the same window: hc_spec.c #error-checks both against its NAME_metadata.h. */
 #ifndef HC_FS_HZ
 #define HC_FS_HZ 25
 #endif

@@ -1,5 +1,5 @@
 /*
- * Model benchmark for the footprint report (bench/firmware_report.py), run under
+ * Model benchmark for the footprint report (shared/tiny/report.py), run under
  * qemu-system-arm -M mps2-an386 -icount shift=0: one warm-up inference, then `runs` timed ones.
  * Prints one line on semihosting stdout:
  *   TLBENCH model=NAME cal_insns=N cal_ticks=T ticks=T runs=R stack_bytes=S stack_size=Z arena=A
