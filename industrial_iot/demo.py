@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> dict:
             run_cloud(args, ep.mqtt, ep.store, args.models, on_action=on_action) as cloud:
         print(f"broker {ep.mqtt}   store {ep.store}", flush=True)
         private_key, public_key = generate_keypair(args.out / "keys", overwrite=True)
-        nodes = make_fleet(args, ep.mqtt, machines[args.firmware:], models, day0_ms, on_publish=on_publish,
+        nodes = make_fleet(args, ep.mqtt, machines[args.firmware:], args.models, day0_ms, on_publish=on_publish,
                            trusted_key=public_key)
         nodes.start()
         firmware = None

@@ -50,15 +50,21 @@ def window_channels(w: Window) -> dict[str, Any]:
     return {"accel": np.asarray(w.accel_g, dtype=np.float64), "shaft_hz": float(w.shaft_hz)}
 
 
-def fleet(args: argparse.Namespace | None, mqtt: str, machines: Sequence[Machine], models: Any, day0_ms: int,
+def fleet(args: argparse.Namespace | None, mqtt: str, machines: Sequence[Machine], models_dir: Path, day0_ms: int,
           on_publish: Any = None, trusted_key: Path | None = None) -> DeviceFleet:
-    """Simulated sensor nodes on ``machines`` (one MQTT client each); t = 0 is ``day0_ms``."""
+    """Simulated sensor nodes on ``machines`` (one MQTT client each, the models of ``models_dir``); t = 0 is
+    ``day0_ms``. A signed update replaces the condition classifier; the autoencoder stays."""
+    from industrial_iot.tiny import TinyModels
+
+    models = TinyModels.load(models_dir)
+    anomaly_tflite = (Path(models_dir) / "anomaly.tflite").read_bytes()
 
     def process(d: SimDevice, t_end_s: float) -> dict:
         return inference_message(d.id, d.seq, d.ts_ms(t_end_s), d.subject, d.subject.window(t_end_s), d.model)
 
     def reload(d: SimDevice, tflite: bytes, version: int) -> Any:
-        return d.model.with_classifier(tflite, str(version))
+        m = d.model
+        return TinyModels(tflite, anomaly_tflite, m.anomaly_threshold, m.labels, str(version))
 
     return DeviceFleet(DOMAIN, args, mqtt, machines, models, {m.id: day0_ms for m in machines}, process,
                        reload=reload, on_publish=on_publish, trusted_key=trusted_key)
@@ -82,7 +88,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     import os
 
     from industrial_iot.signals import FleetConfig, simulate_fleet
-    from industrial_iot.tiny import TinyModels
     from industrial_iot.train import ensure_trained
     from shared.cli import add_endpoint_args
 
@@ -102,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--machines must be >= 1 and --hours > 0")
     ensure_trained(args.models, quick=args.quick_train)
     cfg = FleetConfig(n_machines=args.machines, duration_h=args.hours, seed=args.seed)
-    nodes = fleet(args, mqtt, simulate_fleet(cfg), TinyModels.load(args.models), utc_midnight_ms())
+    nodes = fleet(args, mqtt, simulate_fleet(cfg), args.models, utc_midnight_ms())
     nodes.start()
     try:
         t0 = time.monotonic()
