@@ -119,6 +119,10 @@ int tl_app_setup(const tl_app_spec *spec, int argc, char **argv) {
     app_log("incomplete tl_app_spec (a field or hook is missing)");
     return 2;
   }
+  if (spec->configure && spec->configure(argc, argv) != 0) {
+    app_log("invalid device configuration (see the domain's options)");
+    return 2;
+  }
   app.id.domain = spec->domain;
   app.id.device = opt(argc, argv, "--device", spec->default_device);
   app.id.model_id = spec->models[0].id;

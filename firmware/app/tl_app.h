@@ -80,6 +80,10 @@ typedef struct {
   int (*dsp)(float *const *window, float *scratch, float *input);
   int (*infer)(const tl_model *models, const float *input);
   int (*message)(tl_json_writer *w); /* the fields after the envelope, from the last dsp + infer */
+  /* Optional (NULL: none): the device's provisioned configuration from its options (e.g. the machine a
+   * vibration node is mounted on), called by tl_app_setup before the target comes up; non-zero = refuse
+   * to start (setup returns 2). */
+  int (*configure)(int argc, char **argv);
 } tl_app_spec;
 
 /* The domain's spec, defined in firmware/apps/<domain>/ (one per build). */
