@@ -32,7 +32,8 @@ def fit_event_time(model: RiskTransformer, sequences: Sequence[np.ndarray], samp
     """
     samples = np.asarray(samples, dtype=np.int64)
     labels, targets = np.asarray(labels, dtype=np.float32), np.asarray(targets, dtype=np.float32)
-    if samples.ndim != 2 or samples.shape[1] != 2 or not len(samples) == len(labels) == len(targets) or not len(samples):
+    if (samples.ndim != 2 or samples.shape[1] != 2 or not len(samples) == len(labels) == len(targets)
+            or not len(samples)):
         raise ValueError(f"samples (N, 2), labels (N,) and targets (N,) must match, got {samples.shape}, "
                          f"{labels.shape}, {targets.shape}")
     if model.config.n_outputs < 2:
