@@ -188,9 +188,19 @@ def _firmware_fleet(args: argparse.Namespace, mqtt: str, machines: Sequence, day
 
     print(f"building the firmware: {args.firmware - args.qemu} host node(s), {args.qemu} Cortex-M4 under QEMU",
           flush=True)
-    fw = FirmwareFleet(DOMAIN, mqtt, machines, args.models, {m.id: day0_ms for m in machines},
-                       args.out / "firmware", qemu=args.qemu, on_publish=on_publish, trusted_key=public_key,
-                       args=args)
+    from industrial_iot.tiny import TinyModels
+
+    def provisioned(machine) -> list[str]:  # what the node is mounted on (firmware/apps/industrial_iot/iot_spec.c)
+        b = machine.bearing.as_dict()
+        return ["--n-balls", str(int(b["n_balls"])), "--ball-d", repr(float(b["ball_d"])), "--pitch-d",
+                repr(float(b["pitch_d"])), "--contact-deg", repr(float(b["contact_deg"])),
+                "--iso-group", str(int(machine.iso_group)), "--foundation", str(machine.foundation)]
+
+    models = TinyModels.load(args.models)
+    fw = FirmwareFleet(DOMAIN, mqtt, machines, args.models, day0_ms, args.out / "firmware", qemu=args.qemu,
+                       models=("tiny.tflite", "anomaly.tflite"), model_id=models.model_id,
+                       model_ids=(models.anomaly_model_id,), on_publish=on_publish, trusted_key=public_key,
+                       args=args, device_args=provisioned)
     fw.build()
     fw.start()
     return fw

@@ -122,14 +122,18 @@ class FirmwareFleet:
     ``tiny_metrics.json``'s ``model_id``, else ``<Domain.tiny_model>@1``). ``on_publish(device, seq)`` is
     called when a window is queued for its device (the host firmware publishes it within milliseconds;
     QEMU lags). ``trusted_key``: the gateway of the QEMU devices verifies signed model updates with it and
-    installs them under ``workdir/slots/<device>`` (the host processes run a fixed image).
+    installs them under ``workdir/slots/<device>`` (the host processes run a fixed image). ``model_ids``:
+    the ids of the models after the primary one, in ``models`` order ("" or missing: ``<C name>@<sha256[:8]>``).
+    ``device_args(subject)``: the device's provisioned configuration as extra firmware options (e.g. the
+    machine's bearing for industrial_iot), appended to the host command line or QEMU's semihosting one.
     """
 
     def __init__(self, domain: str | Domain, mqtt_url: str, subjects: Sequence[Any], models_dir: Path, day0_ms: int,
                  workdir: Path, qemu: int = 0, start_ms: Callable[[Any, int], int] | None = None,
                  site: SiteFeed | None = None, models: Sequence[str] = ("tiny.tflite",), model_id: str | None = None,
                  on_publish: Callable[[str, int], None] | None = None, trusted_key: Path | None = None,
-                 args: argparse.Namespace | None = None):
+                 args: argparse.Namespace | None = None, model_ids: Sequence[str] = (),
+                 device_args: Callable[[Any], Sequence[str]] | None = None):
         self.domain = domain if isinstance(domain, Domain) else get(domain)
         self.subjects = list(subjects)
         what = f"{self.domain.subject}s"  # patients, machines, ...
@@ -145,6 +149,8 @@ class FirmwareFleet:
         self.mqtt_url = mqtt_url
         self.models_dir = Path(models_dir)
         self.models = tuple(models)
+        self.model_ids = tuple(model_ids)
+        self.device_args = device_args
         self.workdir = Path(workdir).resolve()
         if qemu and any(c.isspace() for c in str(self.workdir)):
             raise ValueError(f"workdir: QEMU's -append cannot carry a path with spaces: {self.workdir}")
@@ -191,7 +197,8 @@ class FirmwareFleet:
                 raise FileNotFoundError(f"{p} not found: train first (tinylarge train {self.domain.name})")
         self.model_id = self.model_id or self._model_id()
         names = [c_name(self.domain.tiny_model), *(c_name(f"{self.domain.name}_{p.stem}") for p in paths[1:])]
-        models = [FirmwareModel(p, n, self.model_id if i == 0 else "")
+        extra = (*self.model_ids, *[""] * len(paths))
+        models = [FirmwareModel(p, n, self.model_id if i == 0 else extra[i - 1])
                   for i, (p, n) in enumerate(zip(paths, names, strict=True))]
         self.workdir.mkdir(parents=True, exist_ok=True)
         for target in sorted({d.target for d in self.devices}):
@@ -221,10 +228,13 @@ class FirmwareFleet:
             self._kill_all()
             raise
 
+    def _device_args(self, d: FirmwareDevice) -> list[str]:
+        return [str(a) for a in self.device_args(d.subject)] if self.device_args is not None else []
+
     def _start_host(self, d: FirmwareDevice) -> None:
         app = self.builds["host"].artifacts["app"]
         cmd = [str(app), "--input", "-", "--device", d.device, "--mqtt", self.mqtt_url,
-               "--client-id", f"tinylarge-{self.domain.name}-{d.device}"]
+               "--client-id", f"tinylarge-{self.domain.name}-{d.device}", *self._device_args(d)]
         with open(d.log_path, "wb") as logf:
             d.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=logf)
         assert d.proc.stdin is not None
@@ -239,7 +249,8 @@ class FirmwareFleet:
         os.mkfifo(fifo)
         elf = self.builds["cortex-m4"].artifacts["app.elf"]
         with open(d.log_path, "wb") as logf:
-            d.proc = subprocess.Popen(qemu_command(elf, ["--input", str(fifo), "--device", d.device]),
+            d.proc = subprocess.Popen(qemu_command(elf, ["--input", str(fifo), "--device", d.device,
+                                                         *self._device_args(d)]),
                                       stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=logf)
         keys = (self.trusted_key,) if self.trusted_key is not None else ()
         cfg = GatewayConfig(self.mqtt_url, self.domain.name, f"tinylarge-fw-gateway-{d.device}", trusted_keys=keys,
