@@ -30,6 +30,8 @@ clang                         clang                        firmware             
 libclang-rt-14-dev            -                            firmware             -
 mosquitto                     mosquitto                    broker               mosquitto
 victoria-metrics              victoria-metrics             influx               victoria-metrics
+chromium                      chromium                     browser              -
+chromium-driver               chromedriver                 browser              -
 '
 # Whenever the script checks in full (no valid stamp: a fresh clone, as in CI, or a changed list) and
 # may change the system, it stops those packaged services if they run (apt starts them on install, and

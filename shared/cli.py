@@ -35,6 +35,7 @@ _TOOLS: dict[str, tuple[str, str, str]] = {
     "pki": ("shared.security.pki", "pki_main", "create a CA and certificates for the broker, cloud and devices"),
     "broker": ("shared.cli", "_broker_main", "broker config: write a secured Mosquitto configuration"),
     "ei": ("shared.tiny.edge_impulse", "ei_main", "Edge Impulse interop: export, profile, deploy"),
+    "dashboard": ("shared.dashboard.server", "dashboard_main", "serve the live fleet dashboard (read-only)"),
 }
 
 
