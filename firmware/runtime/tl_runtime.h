@@ -50,23 +50,50 @@ typedef struct {
 } tl_conv_params;
 
 void tl_conv2d(const tl_conv_params *p, const int8_t *input, int8_t *output);
+/* CONV_2D by im2col: each output pixel's k_h*k_w*in_c patch (padding filled with the input zero point)
+ * times the weights in tl_fc_params' blocked layout with the input offset folded into the bias
+ * (never NULL); patch at most TL_IM2COL_MAX bytes (on the stack). */
+#define TL_IM2COL_MAX 512
+void tl_conv2d_im2col(const tl_conv_params *p, const int8_t *input, int8_t *output);
 void tl_depthwise_conv2d(const tl_conv_params *p, const int8_t *input, int8_t *output);
 
 /* ---- fully connected (tl_fc.c) ----------------------------------------- */
 
+/* Rows of the weight matrix are stored in blocks of TL_FC_BLOCK: within a block, for each run of
+ * four inputs, the four bytes of row 0, then row 1, ... (one word per row); then the block's last
+ * in_n % 4 inputs row by row. The out_n % TL_FC_BLOCK rows after the last block are stored plainly
+ * ([row][in_n]). The compiler (shared.tiny.compiler) lays weights out this way and folds the input
+ * zero point into the bias: bias[o] = bias_model[o] - input_zero_point * sum_i w[o][i], so the inner
+ * loop is a plain dot product (int8 weights have zero point 0). On a core with the DSP extension
+ * (__ARM_FEATURE_DSP: Cortex-M4, M7, M33) the dot product runs on SXTB16 + SMLAD, two 16-bit MACs per
+ * instruction; elsewhere (host, Cortex-M0+) in portable C. Both give the same int32 sums. */
+#define TL_FC_BLOCK 4
+
 typedef struct {
   int32_t batches;
   int32_t in_n, out_n;
-  int32_t input_offset, filter_offset, output_offset;
+  int32_t output_offset;
   int32_t act_min, act_max;
   int32_t per_channel;       /* 1: multiplier/shift have out_n entries, 0: one */
-  const int8_t *weights;     /* [out_n][in_n] */
-  const int32_t *bias;       /* [out_n] or NULL */
+  const int8_t *weights;     /* blocked layout above */
+  const int32_t *bias;       /* [out_n], input offset folded in; never NULL */
   const int32_t *multiplier;
   const int32_t *shift;
 } tl_fc_params;
 
 void tl_fully_connected(const tl_fc_params *p, const int8_t *input, int8_t *output);
+/* One input vector (in_n bytes) -> out_n outputs: the matrix-vector product behind FULLY_CONNECTED,
+ * CONV_2D 1x1 and the im2col convolution. */
+void tl_fc_vector(const tl_fc_params *p, const int8_t *input, int8_t *output);
+
+/* Requantize an int32 accumulator to int8 with the output offset and activation clamp. */
+static inline int8_t tl_requant(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
+                                int32_t act_min, int32_t act_max) {
+  acc = tl_mul_by_quantized_multiplier(acc, multiplier, (int)shift) + out_offset;
+  if (acc < act_min) acc = act_min;
+  if (acc > act_max) acc = act_max;
+  return (int8_t)acc;
+}
 
 /* ---- pooling and reduction (tl_pool.c) --------------------------------- */
 

@@ -151,10 +151,33 @@ class Lowerer:
             step.decls.append(c_array("int32_t", bias_sym, bd))
             step.const_bytes += 4 * out_c
         act_min, act_max = self.act(op, act_fid, y)
-        step.decls += [c_array("int8_t", self.sym(op, "weights"), wd),
-                       c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
-                       c_array("int32_t", self.sym(op, "shift"), np.array(shifts))]
-        step.const_bytes += wd.size + 8 * out_c
+        patch = k_h * k_w * in_c
+        pointwise = (not depthwise and k_h == k_w == 1 and stride_h == stride_w == 1 and pad_h == pad_w == 0
+                     and (in_h, in_w) == (out_h, out_w))
+        if pointwise or (not depthwise and patch <= IM2COL_MAX):
+            # a matrix product on the FULLY_CONNECTED kernel: blocked weights, input offset in the bias
+            bias = np.zeros(out_c, np.int64) if bias_sym == "0" else self.const_of(op, self.t(op, 2, "bias"), "")
+            step.decls = []
+            step.const_bytes = 0
+            bias_sym = self.sym(op, "bias")
+            fmat = wd.reshape(out_c, patch)
+            step.decls += [c_array("int32_t", bias_sym, fold_bias(fmat, bias, x.zero_point, self.desc(op))),
+                           c_array("int8_t", self.sym(op, "weights"), block_rows(fmat)),
+                           c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
+                           c_array("int32_t", self.sym(op, "shift"), np.array(shifts))]
+            step.const_bytes += wd.size + 12 * out_c
+            if pointwise:
+                params = dict(batches=n * in_h * in_w, in_n=in_c, out_n=out_c, output_offset=y.zero_point,
+                              act_min=act_min, act_max=act_max, per_channel=1, weights=self.sym(op, "weights"),
+                              bias=bias_sym, multiplier=self.sym(op, "mult"), shift=self.sym(op, "shift"))
+                step.decls.append(c_struct("tl_fc_params", self.sym(op, "p"), params))
+                step.call = f"tl_fully_connected(&{self.sym(op, 'p')}, @T{x.index}@, @T{y.index}@);"
+                return step
+        else:
+            step.decls += [c_array("int8_t", self.sym(op, "weights"), wd),
+                           c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
+                           c_array("int32_t", self.sym(op, "shift"), np.array(shifts))]
+            step.const_bytes += wd.size + 8 * out_c
         params = dict(batches=n, in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
                       k_h=k_h, k_w=k_w, stride_h=stride_h, stride_w=stride_w, dil_h=dil_h, dil_w=dil_w,
                       pad_h=pad_h, pad_w=pad_w, depth_multiplier=out_c // in_c if depthwise else 1,
@@ -162,7 +185,7 @@ class Lowerer:
                       weights=self.sym(op, "weights"), bias=bias_sym, multiplier=self.sym(op, "mult"),
                       shift=self.sym(op, "shift"))
         step.decls.append(c_struct("tl_conv_params", self.sym(op, "p"), params))
-        fn = "tl_depthwise_conv2d" if depthwise else "tl_conv2d"
+        fn = "tl_depthwise_conv2d" if depthwise else ("tl_conv2d_im2col" if patch <= IM2COL_MAX else "tl_conv2d")
         step.call = f"{fn}(&{self.sym(op, 'p')}, @T{x.index}@, @T{y.index}@);"
         return step
 
@@ -189,24 +212,26 @@ class Lowerer:
         else:  # GetQuantizedConvolutionMultipler: the scale product is taken in float32
             pairs = [q.quantize_multiplier(float(q.F32(in_s) * q.F32(w.scale)) / float(out_s))]
         mults, shifts = zip(*pairs, strict=True)
-        step = Step(op.name, "", reads=[x.index], writes=[y.index], const_bytes=wd.size + 8 * len(mults))
-        bias_sym = "0"
+        wd = np.asarray(wd).reshape(out_n, in_n)
+        if np.any(w.zero_points != 0):
+            raise CompileError(f"{self.desc(op)}: int8 weights must have zero point 0")
+        bias = np.zeros(out_n, np.int64)
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
             b = self.t(op, 2, "bias")
-            bd = self.const_of(op, b, "bias")
-            if b.dtype != "int32" or bd.size != out_n:
-                raise CompileError(f"{self.desc(op)}: bias must be int32[{out_n}], got {b.dtype}[{bd.size}]")
-            bias_sym = self.sym(op, "bias")
-            step.decls.append(c_array("int32_t", bias_sym, bd))
-            step.const_bytes += 4 * out_n
+            bias = self.const_of(op, b, "bias")
+            if b.dtype != "int32" or bias.size != out_n:
+                raise CompileError(f"{self.desc(op)}: bias must be int32[{out_n}], got {b.dtype}[{bias.size}]")
         act_min, act_max = self.act(op, 0, y)
-        step.decls += [c_array("int8_t", self.sym(op, "weights"), wd),
+        bias_sym = self.sym(op, "bias")
+        step = Step(op.name, "", reads=[x.index], writes=[y.index], const_bytes=wd.size + 4 * out_n + 8 * len(mults))
+        step.decls += [c_array("int32_t", bias_sym, fold_bias(wd, bias, x.zero_point, self.desc(op))),
+                       c_array("int8_t", self.sym(op, "weights"), block_rows(wd)),
                        c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
                        c_array("int32_t", self.sym(op, "shift"), np.array(shifts))]
-        params = dict(batches=x.size // in_n, in_n=in_n, out_n=out_n, input_offset=-x.zero_point,
-                      filter_offset=-w.zero_point, output_offset=y.zero_point, act_min=act_min,
-                      act_max=act_max, per_channel=int(len(mults) > 1), weights=self.sym(op, "weights"),
-                      bias=bias_sym, multiplier=self.sym(op, "mult"), shift=self.sym(op, "shift"))
+        params = dict(batches=x.size // in_n, in_n=in_n, out_n=out_n, output_offset=y.zero_point,
+                      act_min=act_min, act_max=act_max, per_channel=int(len(mults) > 1),
+                      weights=self.sym(op, "weights"), bias=bias_sym, multiplier=self.sym(op, "mult"),
+                      shift=self.sym(op, "shift"))
         step.decls.append(c_struct("tl_fc_params", self.sym(op, "p"), params))
         step.call = f"tl_fully_connected(&{self.sym(op, 'p')}, @T{x.index}@, @T{y.index}@);"
         return step
@@ -398,6 +423,34 @@ class Lowerer:
                       multiplier=mult, shift=shift)
         return Step(op.name, f"tl_requantize(&{self.sym(op, 'p')}, @T{x.index}@, @T{y.index}@);",
                     [c_struct("tl_requantize_params", self.sym(op, "p"), params)], [x.index], [y.index])
+
+
+FC_BLOCK = 4  # TL_FC_BLOCK in firmware/runtime/tl_runtime.h
+IM2COL_MAX = 512  # TL_IM2COL_MAX
+
+
+def block_rows(w: np.ndarray, rows: int = FC_BLOCK) -> np.ndarray:
+    """[out][in] int8 weights -> the kernels' layout: per block of `rows` rows, each run of four inputs as
+    one word per row, then the block's in % 4 last inputs row by row; leftover rows stored plainly."""
+    w = np.asarray(w, np.int8)
+    out_n, in_n = w.shape
+    k4 = in_n // 4 * 4
+    blocks = out_n // rows
+    parts = []
+    for b in range(blocks):
+        blk = w[b * rows:(b + 1) * rows]
+        parts.append(blk[:, :k4].reshape(rows, k4 // 4, 4).transpose(1, 0, 2).reshape(-1))
+        parts.append(blk[:, k4:].reshape(-1))
+    parts.append(w[blocks * rows:].reshape(-1))
+    return np.concatenate(parts)
+
+
+def fold_bias(w: np.ndarray, bias: np.ndarray, input_zero_point: int, desc: str) -> np.ndarray:
+    """bias - zp * sum(row): the input offset folded in at compile time (sum w*(x - zp) = sum w*x - zp*sum w)."""
+    folded = np.asarray(bias, np.int64) - int(input_zero_point) * np.asarray(w, np.int64).sum(axis=1)
+    if folded.min(initial=0) < -(1 << 31) or folded.max(initial=0) >= (1 << 31):
+        raise CompileError(f"{desc}: bias with the folded input offset overflows int32")
+    return folded
 
 
 def _padding(in_size: int, k: int, stride: int, dil: int, out_size: int) -> int:
