@@ -10,8 +10,14 @@
 - ``acl``: devices write only ``tinylarge/+/<own id>/{inference,status}`` and read only
   ``tinylarge/+/<own id>/model``; the cloud user reads every registered domain's upward streams
   (inference, chart, ...) and status, and writes the downward ones (risk, action, ...), model and
-  deadletter; application users read the downward streams and status; site users (``--ehr-user``)
-  write the streams their role publishes (healthcare ``chart``);
+  deadletter (``--service-user``: more users with the cloud's rights, one per service process);
+  application users read the downward streams and status; operators (``--operator-user``, the
+  dashboard) read every stream, status and ``tinylarge/_deadletter/#`` and write nothing; site users
+  (``--ehr-user``) write the streams their role publishes (healthcare ``chart``);
+- broker-wide delivery settings (:func:`delivery_lines`): ``use_username_as_clientid`` (a client's
+  id is its user name, so no user can take another's persistent session) and queue limits large
+  enough that a burst of QoS 1 messages is queued for a slow subscriber, not dropped (Mosquitto's
+  default ``max_queued_messages 1000`` drops acknowledged messages);
 - ``secrets.env`` (mode 0600): ``TINYLARGE_MQTT_PASSWORD_<USER>=...`` for every user. A password comes
   from that environment variable when set, else from an existing ``secrets.env`` (so re-running keeps
   it), else it is generated. Passwords are never printed.
@@ -51,9 +57,12 @@ class BrokerConfig:
 
     pki_dir: folder made by ``tinylarge pki`` holding ``ca.crt`` and ``<server_cert>.crt/.key``.
     out_dir: where the configuration, password, ACL and secrets files and ``data/`` are written.
-    devices: device ids (each one MQTT user; the ACL pattern uses the username, ``%u``).
+    devices: device ids (each one MQTT user with its own ACL block).
     cloud_user: the cloud service's MQTT user.
     app_users: read-only consumers of risk/action/status (dashboards, EHR bridges).
+    operator_users: read-only operators (the dashboard): every stream, status and dead letters.
+    service_users: more users with the cloud user's rights (each service process or tool its own: with
+        ``username_as_clientid`` one user holds one connection).
     ehr_users: writers of healthcare ``chart`` observations.
     port: TLS listener port (8883 is MQTT over TLS).
     bind_address: TLS listener address; ``None`` listens on every interface.
@@ -68,6 +77,11 @@ class BrokerConfig:
     max_packet_bytes: the largest MQTT packet accepted (a 512 KiB model message plus headroom).
     run_as_user: Mosquitto's ``user`` option; started as root it otherwise switches to ``mosquitto``, which
         must then be able to read these files.
+    username_as_clientid: Mosquitto's ``use_username_as_clientid``: the client id is the user name
+        (with ``identity_as_username``, the certificate CN), whatever id the client sent.
+    max_queued_messages: QoS 1 messages queued per client beyond those in flight (online or offline);
+        Mosquitto drops what exceeds it (its default, 1000, loses a burst).
+    max_queued_bytes: the same limit in payload bytes (0: none); whichever is reached first applies.
     """
 
     pki_dir: Path
@@ -75,6 +89,8 @@ class BrokerConfig:
     devices: tuple[str, ...]
     cloud_user: str = "cloud"
     app_users: tuple[str, ...] = ()
+    operator_users: tuple[str, ...] = ()
+    service_users: tuple[str, ...] = ()
     ehr_users: tuple[str, ...] = ()
     port: int = 8883
     bind_address: str | None = None
@@ -87,6 +103,9 @@ class BrokerConfig:
     autosave_interval_s: int = 60
     max_packet_bytes: int = 1024 * 1024
     run_as_user: str | None = None
+    username_as_clientid: bool = True
+    max_queued_messages: int = 1_000_000
+    max_queued_bytes: int = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -153,7 +172,8 @@ def _check(cfg: BrokerConfig) -> list[str]:
     """Validate ``cfg``; return every user name (devices first)."""
     if not cfg.devices:
         raise BrokerConfigError("devices: give at least one device id (--device ID)")
-    users = [*cfg.devices, cfg.cloud_user, *cfg.app_users, *cfg.ehr_users]
+    users = [*cfg.devices, cfg.cloud_user, *cfg.service_users, *cfg.app_users, *cfg.operator_users,
+             *cfg.ehr_users]
     for user in users:
         try:
             check_id(user, "user")
@@ -161,7 +181,8 @@ def _check(cfg: BrokerConfig) -> list[str]:
             raise BrokerConfigError(str(exc)) from None
     dupes = sorted({u for u in users if users.count(u) > 1})
     if dupes:
-        raise BrokerConfigError(f"user names must be unique across devices/cloud/app/ehr users: {dupes}")
+        raise BrokerConfigError(f"user names must be unique across devices/cloud/service/app/operator/ehr "
+                                f"users: {dupes}")
     for name, port in (("port", cfg.port), ("plain_port", cfg.plain_port)):
         if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
             raise BrokerConfigError(f"{name} must be in 1..65535, got {port!r}")
@@ -171,6 +192,10 @@ def _check(cfg: BrokerConfig) -> list[str]:
         raise BrokerConfigError("identity_as_username needs require_certificate")
     if cfg.autosave_interval_s < 0:
         raise BrokerConfigError("autosave_interval_s must be >= 0")
+    if cfg.max_queued_messages < 1000:
+        raise BrokerConfigError("max_queued_messages must be >= 1000 (a burst beyond it is dropped)")
+    if cfg.max_queued_bytes < 0:
+        raise BrokerConfigError("max_queued_bytes must be >= 0 (0: no byte limit)")
     if cfg.max_packet_bytes < 1024:
         raise BrokerConfigError("max_packet_bytes must be >= 1024")
     for stream in cfg.device_write_streams:
@@ -192,20 +217,25 @@ def acl_text(cfg: BrokerConfig) -> str:
     lines = [
         "# TinyLarge ACL (generated by `tinylarge broker config`). Anything not granted here is denied.",
         "# Devices: each user may publish only under its own id and read only its own model topic.",
+        "# (one block per device, not a `pattern`: a pattern would also let operators and apps publish",
+        "# under their own names)",
     ]
-    lines += [f"pattern write {root}/+/%u/{stream}" for stream in cfg.device_write_streams]
-    lines.append(f"pattern read {root}/+/%u/model")
-    lines += [
-        "",
-        "# Cloud service: consumes device streams, publishes results, models and dead letters.",
-        f"user {cfg.cloud_user}",
-        f"topic readwrite {root}/+/+/status",
-        f"topic readwrite {root}/+/+/model",
-        f"topic write {DEADLETTER_ROOT}/#",
-    ]
+    for device in cfg.devices:
+        lines += [f"user {device}", *[f"topic write {root}/+/{device}/{stream}" for stream in cfg.device_write_streams],
+                  f"topic read {root}/+/{device}/model"]
     up, down = _streams_by_direction()
-    lines += [f"topic read {root}/+/+/{stream}" for stream in up]
-    lines += [f"topic write {root}/+/+/{stream}" for stream in down]
+    lines.append("")
+    lines.append("# Cloud service(s): consume device streams, publish results, models and dead letters.")
+    for user in (cfg.cloud_user, *cfg.service_users):
+        lines += [f"user {user}", f"topic readwrite {root}/+/+/status", f"topic readwrite {root}/+/+/model",
+                  f"topic write {DEADLETTER_ROOT}/#"]
+        lines += [f"topic read {root}/+/+/{stream}" for stream in up]
+        lines += [f"topic write {root}/+/+/{stream}" for stream in down]
+        lines.append("")
+    for user in cfg.operator_users:
+        lines += [f"# operator {user}: reads everything a dashboard shows, dead letters included; writes nothing",
+                  f"user {user}", *[f"topic read {root}/+/+/{stream}" for stream in (*up, *down)],
+                  f"topic read {root}/+/+/status", f"topic read {DEADLETTER_ROOT}/#", ""]
     for user in cfg.app_users:
         lines += ["", f"user {user}", *[f"topic read {root}/+/+/{stream}" for stream in down],
                   f"topic read {root}/+/+/status"]
@@ -235,6 +265,19 @@ def _site_streams(role: str) -> list[tuple[str, str]]:
     return [(d.name, s) for d in registry().values() for s in d.writers(role)]
 
 
+def delivery_lines(cfg: BrokerConfig | None = None) -> list[str]:
+    """Broker-wide delivery settings of the generated configuration (also used by the test and benchmark
+    brokers, tests/fixtures/mqtt.py, so that what is measured is what users get)."""
+    cfg = cfg or BrokerConfig(Path(), Path(), ())
+    return [f"max_queued_messages {cfg.max_queued_messages}", f"max_queued_bytes {cfg.max_queued_bytes}",
+            f"max_packet_size {cfg.max_packet_bytes}"]
+
+
+def _identity_lines(cfg: BrokerConfig) -> list[str]:
+    """Per-listener identity settings (Mosquitto reads these after each ``listener`` line)."""
+    return ["use_username_as_clientid true"] if cfg.username_as_clientid else []
+
+
 def conf_text(cfg: BrokerConfig, out: Path) -> str:
     """The mosquitto.conf text; every path is absolute so the broker can be started from anywhere."""
     pki = cfg.pki_dir.resolve()
@@ -246,7 +289,7 @@ def conf_text(cfg: BrokerConfig, out: Path) -> str:
         "allow_anonymous false",
         f"password_file {out / PASSWD_NAME}",
         f"acl_file {out / ACL_NAME}",
-        f"max_packet_size {cfg.max_packet_bytes}",
+        *delivery_lines(cfg),
         f"persistence {'true' if cfg.persistence else 'false'}",
     ]
     if cfg.persistence:
@@ -265,9 +308,10 @@ def conf_text(cfg: BrokerConfig, out: Path) -> str:
     ]
     if cfg.identity_as_username:
         lines.append("use_identity_as_username true")
+    lines += _identity_lines(cfg)
     if cfg.plain_port is not None:
         lines += ["", "# plain MQTT, loopback only (local tools); same users and ACL",
-                  f"listener {cfg.plain_port} 127.0.0.1"]
+                  f"listener {cfg.plain_port} 127.0.0.1", *_identity_lines(cfg)]
     return "\n".join(lines) + "\n"
 
 
@@ -305,6 +349,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cloud-user", default=d.cloud_user, help="(default: %(default)s)")
     parser.add_argument("--app-user", action="append", default=[], metavar="NAME",
                         help="read-only user for risk/action/status, repeatable")
+    parser.add_argument("--service-user", action="append", default=[], metavar="NAME",
+                        help="another user with the cloud user's rights (one per service process), repeatable")
+    parser.add_argument("--operator-user", action="append", default=[], metavar="NAME",
+                        help="read-only operator (dashboard): every stream, status and dead letters, repeatable")
     parser.add_argument("--ehr-user", action="append", default=[], metavar="NAME",
                         help="user allowed to publish healthcare chart observations, repeatable")
     parser.add_argument("--port", type=int, default=d.port, help="TLS port (default: %(default)s)")
@@ -325,7 +373,8 @@ def broker_config_main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = BrokerConfig(
         pki_dir=args.pki, out_dir=args.out, devices=tuple(args.device), cloud_user=args.cloud_user,
-        app_users=tuple(args.app_user), ehr_users=tuple(args.ehr_user), port=args.port,
+        app_users=tuple(args.app_user), operator_users=tuple(args.operator_user),
+        service_users=tuple(args.service_user), ehr_users=tuple(args.ehr_user), port=args.port,
         bind_address=args.bind, plain_port=args.plain_port, server_cert=args.server_cert,
         require_certificate=args.require_certificate, identity_as_username=args.identity_as_username,
         persistence=not args.no_persistence, autosave_interval_s=args.autosave_s, run_as_user=args.run_as,

@@ -93,8 +93,7 @@ def test_acl_grants(pki: Path, tmp_path: Path) -> None:
     files = write_broker_config(_cfg(pki, tmp_path, app_users=("dash",), ehr_users=("ehr",)), env={})
     rules = _conf(files.acl)
     patterns = [v for k, v in rules if k == "pattern"]
-    assert patterns == ["write tinylarge/+/%u/inference", "write tinylarge/+/%u/status",
-                        "read tinylarge/+/%u/model"]
+    assert patterns == []  # a pattern applies to every user: operators and apps would publish as devices
     sections: dict[str, list[str]] = {}
     user = None
     for k, v in rules:
@@ -108,6 +107,8 @@ def test_acl_grants(pki: Path, tmp_path: Path) -> None:
     assert "write tinylarge/_deadletter/#" in sections["cloud"]
     assert all(rule.startswith("read ") for rule in sections["dash"])
     assert sections["ehr"] == ["write tinylarge/healthcare/+/chart"]
+    assert sections["dev1"] == ["write tinylarge/+/dev1/inference", "write tinylarge/+/dev1/status",
+                                "read tinylarge/+/dev1/model"]
     assert not any("%c" in p for p in patterns)
 
 
