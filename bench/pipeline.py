@@ -109,8 +109,10 @@ def _broker(url: str | None) -> Iterator[tuple[str, str]]:
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "m.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
-                        "max_inflight_messages 0\n")
+        from shared.security.brokerconf import delivery_lines
+
+        # the generated configuration's queue limits (tinylarge broker config), on loopback without auth
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n" + "\n".join(delivery_lines()) + "\n")
         proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for _ in range(100):
