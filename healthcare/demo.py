@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> dict:
     from healthcare.signals import CohortConfig, simulate_cohort
     from healthcare.tiny import TinyModel
     from healthcare.train import ensure_trained
+    from shared.protocol.endpoints import redact_url
     from shared.runtime.app import endpoints
     from shared.security.model_update import generate_keypair
     from shared.transport.mqtt import MqttClient, MqttConfig
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> dict:
 
     with endpoints(args, default_store=f"sqlite:///{db}") as ep, \
             run_cloud(args, ep.mqtt, ep.store, args.models, on_risk=on_risk) as cloud:
-        print(f"broker {ep.mqtt}   store {ep.store}", flush=True)
+        print(f"broker {redact_url(ep.mqtt)}   store {redact_url(ep.store)}", flush=True)
         private_key, public_key = generate_keypair(args.out / "keys", overwrite=True)
         fleet = Fleet(args, ep.mqtt, cohort[args.firmware:], tiny, day0_ms, on_publish=on_publish,
                       trusted_key=public_key)

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> dict:
     from industrial_iot.signals import FleetConfig, simulate_fleet
     from industrial_iot.tiny import TinyModels
     from industrial_iot.train import ensure_trained
+    from shared.protocol.endpoints import redact_url
     from shared.runtime.app import endpoints, publisher
     from shared.runtime.demo import percentiles_ms, print_table, roll_out_update, wait_stored, write_summary
     from shared.runtime.fleet import utc_midnight_ms
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> dict:
 
     with endpoints(args, default_store=f"sqlite:///{db}") as ep, \
             run_cloud(args, ep.mqtt, ep.store, args.models, on_action=on_action) as cloud:
-        print(f"broker {ep.mqtt}   store {ep.store}", flush=True)
+        print(f"broker {redact_url(ep.mqtt)}   store {redact_url(ep.store)}", flush=True)
         private_key, public_key = generate_keypair(args.out / "keys", overwrite=True)
         nodes = make_fleet(args, ep.mqtt, machines[args.firmware:], args.models, day0_ms, on_publish=on_publish,
                            trusted_key=public_key)

@@ -1,0 +1,160 @@
+"""A simulated telematics unit: IMU + GNSS -> calibration, events, int8 classifier -> one MQTT message per trip.
+
+What firmware would run, in Python: at the end of each trip segment the unit calibrates its mounting
+(gravity, forward axis), detects events with the threshold rules, classifies every candidate window
+with the int8 model, summarises the drive and publishes an ``inference`` message (QoS 1, schema
+vehicles/schemas/inference.json) with the classified events and their GNSS positions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.protocol.messages import SCHEMA_VERSION
+from shared.runtime.fleet import DeviceFleet, SimDevice, utc_midnight_ms
+from vehicles.features import (
+    EVENT_KINDS,
+    TRIP_STATS,
+    candidates,
+    detect_in,
+    to_vector,
+    trip_stats,
+    vehicle_signals,
+    window_features,
+)
+from vehicles.signals import Trip, Vehicle
+
+DOMAIN = "vehicles"
+MAX_EVENTS = 64
+
+
+def _num(v: float | None, digits: int = 6) -> float | None:
+    if v is None or not np.isfinite(v):
+        return None
+    return float(f"{float(v):.{digits}g}")
+
+
+def position_at(gnss: np.ndarray, t_s: float, max_gap_s: float = 3.0) -> tuple[float | None, float | None]:
+    """GNSS position at t_s, interpolated between fixes no more than max_gap_s away; (None, None) otherwise."""
+    ok = np.isfinite(gnss[:, 1]) & np.isfinite(gnss[:, 2])
+    t = gnss[ok, 0]
+    if len(t) == 0 or np.min(np.abs(t - t_s)) > max_gap_s:
+        return None, None
+    return float(np.interp(t_s, t, gnss[ok, 1])), float(np.interp(t_s, t, gnss[ok, 2]))
+
+
+def inference_message(device: str, seq: int, ts_ms: int, trip: Trip, model: Any) -> dict:
+    """Calibration, rule events, int8 classification of the candidate windows; the ``inference`` message."""
+    vs = vehicle_signals(trip.acc_mps2, trip.gyro_rads, trip.speed_mps, trip.fs_hz)
+    rule = detect_in(vs)
+    cands = candidates(vs)
+    vec = np.array([to_vector(window_features(vs, c)) for _, _, c in cands], dtype=np.float32).reshape(-1, 16)
+    scores = model.scores(vec)
+    events = []
+    for (lo, hi, c), p in zip(cands, scores, strict=True):
+        k = int(np.argmax(p))
+        if k == 0:
+            continue
+        lat, lon = position_at(trip.gnss, c / trip.fs_hz)
+        events.append({"kind": model.labels[k], "t_s": round(lo / trip.fs_hz, 2),
+                       "dur_s": round((hi - lo) / trip.fs_hz, 2),
+                       "peak_mps2": round(float(max(abs(vs.long[c]), abs(vs.lat[c]), abs(vs.vert[c]),
+                                                    vs.raw_h[c])), 3),
+                       "score": round(min(1.0, max(0.0, float(p[k]))), 4),
+                       "lat": None if lat is None else round(lat, 6), "lon": None if lon is None else round(lon, 6)})
+    st = trip_stats(vs)
+    fixes = np.isfinite(trip.gnss[:, 1])
+    lat_end, lon_end = position_at(trip.gnss, float(trip.gnss[-1, 0]))
+    return {"v": SCHEMA_VERSION, "device": device, "seq": seq, "ts": ts_ms, "model": model.model_id,
+            "trip_s": round(len(trip.acc_mps2) / trip.fs_hz, 3), "distance_km": round(float(np.nansum(
+                np.nan_to_num(trip.speed_mps)) / trip.fs_hz / 1000.0), 4),
+            "calibrated": bool(vs.cal.ok), "gnss_fix_frac": round(float(fixes.mean()), 4),
+            "lat": None if lat_end is None else round(lat_end, 6),
+            "lon": None if lon_end is None else round(lon_end, 6),
+            "stats": {k: _num(st[k]) for k in TRIP_STATS},
+            "counts": {k: sum(e["kind"] == k for e in events) for k in EVENT_KINDS},
+            "rule_counts": {k: sum(e.kind == k for e in rule) for k in EVENT_KINDS},
+            "events": events[:MAX_EVENTS]}
+
+
+def window_channels(trip: Trip) -> dict[str, Any]:
+    """The unit's sensor table for one trip segment: channel -> samples."""
+    return {"acc": np.asarray(trip.acc_mps2), "gyro": np.asarray(trip.gyro_rads),
+            "speed": trip.gnss[:, 3].copy(), "lat": trip.gnss[:, 1].copy(), "lon": trip.gnss[:, 2].copy()}
+
+
+def fleet(args: argparse.Namespace | None, mqtt: str, vehicles: Sequence[Vehicle], models_dir: Path, day0_ms: int,
+          on_publish: Any = None, trusted_key: Path | None = None,
+          on_trip: Callable[[Vehicle, Trip], None] | None = None) -> DeviceFleet:
+    """Simulated units on `vehicles`; trip segment k is the unit's k-th message. A signed update swaps the
+    classifier. `on_trip(vehicle, trip)` sees every simulated trip (the demo's ground truth)."""
+    from vehicles.tiny import TinyModel
+
+    model = TinyModel.load(models_dir)
+
+    def process(d: SimDevice, t_end_s: float) -> dict:
+        trip = d.subject.trip(d.seq)
+        if on_trip is not None:
+            on_trip(d.subject, trip)
+        return inference_message(d.id, d.seq, d.ts_ms(t_end_s), trip, d.model)
+
+    def reload(d: SimDevice, tflite: bytes, version: int) -> Any:
+        return TinyModel(tflite, d.model.labels, str(version))
+
+    return DeviceFleet(DOMAIN, args, mqtt, vehicles, model, {v.id: day0_ms for v in vehicles}, process,
+                       reload=reload, on_publish=on_publish, trusted_key=trusted_key)
+
+
+def sample_messages(models_dir: Path) -> dict[str, list[dict]]:
+    """Inference messages made as the units make them, including a crash trip (for the contract suite)."""
+    from vehicles.signals import FleetConfig, simulate_fleet
+    from vehicles.tiny import TinyModel
+
+    model = TinyModel.load(models_dir)
+    vs = simulate_fleet(FleetConfig(n_vehicles=3, seed=5))
+    msgs = [inference_message(v.id, k, 1_700_000_000_000 + k * 3_600_000, v.trip(k, "crash" if k else True), model)
+            for v in vs for k in range(2)]
+    return {"inference": msgs}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``tinylarge device vehicles``: run N simulated telematics units against a broker."""
+    import os
+
+    from shared.cli import add_endpoint_args
+    from vehicles.signals import FleetConfig, simulate_fleet
+    from vehicles.train import ensure_trained
+
+    ap = argparse.ArgumentParser(prog="tinylarge device vehicles", description=__doc__.splitlines()[0])
+    add_endpoint_args(ap)
+    ap.add_argument("--models", type=Path, default=Path("models/vehicles"))
+    ap.add_argument("--vehicles", type=int, default=5, help="number of vehicles (one unit each)")
+    ap.add_argument("--trips", type=int, default=10, help="trip segments per vehicle")
+    ap.add_argument("--every-s", type=float, default=1.0, help="wall seconds between trip segments")
+    ap.add_argument("--seed", type=int, default=7, help="fleet seed")
+    ap.add_argument("--quick-train", action="store_true", help="if models are missing, train small ones fast")
+    args = ap.parse_args(argv)
+    mqtt = args.mqtt or os.environ.get("TINYLARGE_MQTT")
+    if not mqtt:
+        ap.error("--mqtt (or TINYLARGE_MQTT) is required: devices connect to the broker the service uses")
+    if args.vehicles < 1 or args.trips < 1 or not (math.isfinite(args.every_s) and args.every_s >= 0):
+        ap.error("--vehicles and --trips must be >= 1, --every-s >= 0")
+    ensure_trained(args.models, quick=args.quick_train)
+    units = fleet(args, mqtt, simulate_fleet(FleetConfig(n_vehicles=args.vehicles, seed=args.seed)), args.models,
+                  utc_midnight_ms())
+    units.start()
+    try:
+        for k in range(args.trips):
+            units.step_all(3600.0 * (k + 1))
+            time.sleep(args.every_s)
+    finally:
+        units.stop()
+    print(f"published {units.published} trip segments from {len(units.devices)} vehicles", flush=True)
+    return 0
