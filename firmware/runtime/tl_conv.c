@@ -3,6 +3,10 @@
 
 #include "tl_runtime.h"
 
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O2")
+#endif
+
 static int8_t tl_requant_clamp(int32_t acc, const tl_conv_params *p, int32_t ch) {
   acc = tl_mul_by_quantized_multiplier(acc, p->multiplier[ch], (int)p->shift[ch]);
   acc += p->output_offset;
@@ -123,6 +127,95 @@ void tl_conv2d_im2col(const tl_conv_params *p, const int8_t *input, int8_t *outp
         }
         tl_fc_vector(&fc, patch, output);
         output += p->out_c;
+      }
+    }
+  }
+}
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define TL_DW_DSP 1
+static inline uint32_t tl_dw_ld32(const int8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+static inline uint32_t tl_dw_sxtb16(uint32_t v) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(v));
+  return r;
+}
+static inline uint32_t tl_dw_sxtb16_ror8(uint32_t v) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+  return r;
+}
+static inline int32_t tl_smlabb(uint32_t a, uint32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smlabb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+static inline int32_t tl_smlatt(uint32_t a, uint32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smlatt %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+#endif
+
+void tl_depthwise_conv2d_folded(const tl_conv_params *p, const int8_t *input, int8_t *output) {
+  const int32_t ch = p->in_c, taps = p->k_h * p->k_w;
+  const int32_t zp = -p->input_offset;
+  const int8_t *src[TL_DW_TAPS_MAX];
+  int32_t b, oy, ox, ky, kx, t, c, r;
+  if (taps > TL_DW_TAPS_MAX || p->depth_multiplier != 1) return; /* the compiler never selects it then */
+  for (b = 0; b < p->batches; ++b) {
+    const int8_t *in_b = input + (int32_t)b * p->in_h * p->in_w * ch;
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t in_y0 = oy * p->stride_h - p->pad_h;
+      for (ox = 0; ox < p->out_w; ++ox) {
+        const int32_t in_x0 = ox * p->stride_w - p->pad_w;
+        t = 0;
+        for (ky = 0; ky < p->k_h; ++ky) {
+          const int32_t in_y = in_y0 + ky * p->dil_h;
+          for (kx = 0; kx < p->k_w; ++kx, ++t) {
+            const int32_t in_x = in_x0 + kx * p->dil_w;
+            src[t] = (in_y < 0 || in_y >= p->in_h || in_x < 0 || in_x >= p->in_w)
+                         ? (const int8_t *)0 : in_b + (in_y * p->in_w + in_x) * ch;
+          }
+        }
+        for (c = 0; c + 4 <= ch; c += 4) {
+          int32_t acc[4];
+          const int8_t *w = p->weights + c;
+          for (r = 0; r < 4; ++r) acc[r] = p->bias[c + r];
+          for (t = 0; t < taps; ++t, w += ch) {
+            if (src[t] == 0) { /* padding: the zero point, which the folded bias cancels */
+              for (r = 0; r < 4; ++r) acc[r] += w[r] * zp;
+              continue;
+            }
+#ifdef TL_DW_DSP
+            {
+              const uint32_t xv = tl_dw_ld32(src[t] + c), wv = tl_dw_ld32(w);
+              const uint32_t xa = tl_dw_sxtb16(xv), xb = tl_dw_sxtb16_ror8(xv);
+              const uint32_t wa = tl_dw_sxtb16(wv), wb = tl_dw_sxtb16_ror8(wv);
+              acc[0] = tl_smlabb(wa, xa, acc[0]);
+              acc[2] = tl_smlatt(wa, xa, acc[2]);
+              acc[1] = tl_smlabb(wb, xb, acc[1]);
+              acc[3] = tl_smlatt(wb, xb, acc[3]);
+            }
+#else
+            for (r = 0; r < 4; ++r) acc[r] += w[r] * src[t][c + r];
+#endif
+          }
+          for (r = 0; r < 4; ++r) {
+            *output++ = tl_requant(acc[r], p->multiplier[c + r], p->shift[c + r], p->output_offset, p->act_min,
+                                   p->act_max);
+          }
+        }
+        for (; c < ch; ++c) {
+          int32_t acc = p->bias[c];
+          const int8_t *w = p->weights + c;
+          for (t = 0; t < taps; ++t, w += ch) acc += *w * (src[t] == 0 ? zp : src[t][c]);
+          *output++ = tl_requant(acc, p->multiplier[c], p->shift[c], p->output_offset, p->act_min, p->act_max);
+        }
       }
     }
   }

@@ -50,32 +50,64 @@ static const int8_t *tl_block4(const int8_t *w, const int8_t *x, int32_t in_n, i
   int32_t k = in_n >> 2, t;
   const int32_t tail = in_n & 3;
 #ifdef TL_FC_DSP
-  for (; k >= 2; k -= 2) {
-    uint32_t xv = tl_ld32(x), xa = tl_sxtb16(xv), xb = tl_sxtb16_ror8(xv);
-    uint32_t w0, w1;
-    memcpy(&w0, w, 4);
-    memcpy(&w1, w + 4, 4);
-    TL_MAC4(w0, xa, xb, a0);
-    TL_MAC4(w1, xa, xb, a1);
-    memcpy(&w0, w + 8, 4);
-    memcpy(&w1, w + 12, 4);
-    TL_MAC4(w0, xa, xb, a2);
-    TL_MAC4(w1, xa, xb, a3);
-    xv = tl_ld32(x + 4);
-    xa = tl_sxtb16(xv);
-    xb = tl_sxtb16_ror8(xv);
-    memcpy(&w0, w + 16, 4);
-    memcpy(&w1, w + 20, 4);
-    TL_MAC4(w0, xa, xb, a0);
-    TL_MAC4(w1, xa, xb, a1);
-    memcpy(&w0, w + 24, 4);
-    memcpy(&w1, w + 28, 4);
-    TL_MAC4(w0, xa, xb, a2);
-    TL_MAC4(w1, xa, xb, a3);
-    x += 8;
-    w += 32;
+  if (k >= 2 && ((uintptr_t)w & 3u) == 0) { /* LDRD needs word-aligned weights (TL_ALIGN4) */
+    /* 8 inputs x 4 rows per iteration: 1 LDR + 2 SXTB16 per input word, LDRD + 4 SXTB16 + 4 SMLAD per
+     * two rows; registers allocated by hand so nothing spills (44 instructions per 32 MACs). */
+    int32_t pairs = k >> 1;
+    uint32_t xa, xb, w0, w1, tt;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[xa], [%[x]], #4\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
+        "sxtb16 %[xb], %[xa], ror #8\n\t"
+        "sxtb16 %[xa], %[xa]\n\t"
+        "sxtb16 %[tt], %[w0], ror #8\n\t"
+        "sxtb16 %[w0], %[w0]\n\t"
+        "smlad %[a0], %[w0], %[xa], %[a0]\n\t"
+        "smlad %[a0], %[tt], %[xb], %[a0]\n\t"
+        "sxtb16 %[tt], %[w1], ror #8\n\t"
+        "sxtb16 %[w1], %[w1]\n\t"
+        "smlad %[a1], %[w1], %[xa], %[a1]\n\t"
+        "smlad %[a1], %[tt], %[xb], %[a1]\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
+        "sxtb16 %[tt], %[w0], ror #8\n\t"
+        "sxtb16 %[w0], %[w0]\n\t"
+        "smlad %[a2], %[w0], %[xa], %[a2]\n\t"
+        "smlad %[a2], %[tt], %[xb], %[a2]\n\t"
+        "sxtb16 %[tt], %[w1], ror #8\n\t"
+        "sxtb16 %[w1], %[w1]\n\t"
+        "smlad %[a3], %[w1], %[xa], %[a3]\n\t"
+        "smlad %[a3], %[tt], %[xb], %[a3]\n\t"
+        "ldr %[xa], [%[x]], #4\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
+        "sxtb16 %[xb], %[xa], ror #8\n\t"
+        "sxtb16 %[xa], %[xa]\n\t"
+        "sxtb16 %[tt], %[w0], ror #8\n\t"
+        "sxtb16 %[w0], %[w0]\n\t"
+        "smlad %[a0], %[w0], %[xa], %[a0]\n\t"
+        "smlad %[a0], %[tt], %[xb], %[a0]\n\t"
+        "sxtb16 %[tt], %[w1], ror #8\n\t"
+        "sxtb16 %[w1], %[w1]\n\t"
+        "smlad %[a1], %[w1], %[xa], %[a1]\n\t"
+        "smlad %[a1], %[tt], %[xb], %[a1]\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
+        "sxtb16 %[tt], %[w0], ror #8\n\t"
+        "sxtb16 %[w0], %[w0]\n\t"
+        "smlad %[a2], %[w0], %[xa], %[a2]\n\t"
+        "smlad %[a2], %[tt], %[xb], %[a2]\n\t"
+        "sxtb16 %[tt], %[w1], ror #8\n\t"
+        "sxtb16 %[w1], %[w1]\n\t"
+        "smlad %[a3], %[w1], %[xa], %[a3]\n\t"
+        "smlad %[a3], %[tt], %[xb], %[a3]\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b\n\t"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w),
+          [n] "+r"(pairs), [xa] "=&r"(xa), [xb] "=&r"(xb), [w0] "=&r"(w0), [w1] "=&r"(w1), [tt] "=&r"(tt)
+        :
+        : "cc", "memory");
+    k &= 1;
   }
-  if (k) {
+  for (; k > 0; --k) {
     const uint32_t xv = tl_ld32(x), xa = tl_sxtb16(xv), xb = tl_sxtb16_ror8(xv);
     TL_MAC4(tl_ld32(w), xa, xb, a0);
     TL_MAC4(tl_ld32(w + 4), xa, xb, a1);

@@ -1,6 +1,10 @@
 /* Fixed-point helpers of the TFLite int8 quantization spec (Q31 multipliers). */
 #include "tl_runtime.h"
 
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O2")
+#endif
+
 int32_t tl_sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
   int64_t product;
   int64_t nudge;
@@ -26,6 +30,13 @@ int32_t tl_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
    * round(x * multiplier / 2^(31 - shift)) with ties toward +infinity, shift in [-31, 30]. */
   const int total_shift = 31 - shift;
   const int64_t round = (int64_t)1 << (total_shift - 1);
+  if (total_shift >= 33) {
+    /* The usual case (real multiplier < 0.5): the rounding constant lands in the high word, and
+     * floor(floor(p / 2^32) / 2^k) = floor(p / 2^(32+k)), so one SMULL high word, an add and a shift
+     * give the same value as the 64-bit path below. |result| < 2^30: no saturation. */
+    const int32_t hi = (int32_t)(((int64_t)x * (int64_t)multiplier) >> 32);
+    return (int32_t)((hi + ((int32_t)1 << (total_shift - 33))) >> (total_shift - 32));
+  }
   int64_t result = (int64_t)x * (int64_t)multiplier + round;
   /* floor division by 2^total_shift; written without shifting a negative value */
   result = result >= 0 ? (result >> total_shift) : -(((-result) + (((int64_t)1 << total_shift) - 1)) >> total_shift);

@@ -56,6 +56,11 @@ void tl_conv2d(const tl_conv_params *p, const int8_t *input, int8_t *output);
 #define TL_IM2COL_MAX 512
 void tl_conv2d_im2col(const tl_conv_params *p, const int8_t *input, int8_t *output);
 void tl_depthwise_conv2d(const tl_conv_params *p, const int8_t *input, int8_t *output);
+/* DEPTHWISE_CONV_2D with depth multiplier 1 and at most TL_DW_TAPS_MAX taps (the 3x3 path): four
+ * channels per step (SXTB16 + SMLABB/SMLATT with the DSP extension), the input offset folded into the
+ * bias over all taps (never NULL), padding read as the zero point. */
+#define TL_DW_TAPS_MAX 16
+void tl_depthwise_conv2d_folded(const tl_conv_params *p, const int8_t *input, int8_t *output);
 
 /* ---- fully connected (tl_fc.c) ----------------------------------------- */
 
@@ -68,6 +73,12 @@ void tl_depthwise_conv2d(const tl_conv_params *p, const int8_t *input, int8_t *o
  * (__ARM_FEATURE_DSP: Cortex-M4, M7, M33) the dot product runs on SXTB16 + SMLAD, two 16-bit MACs per
  * instruction; elsewhere (host, Cortex-M0+) in portable C. Both give the same int32 sums. */
 #define TL_FC_BLOCK 4
+/* Weight arrays start on a word (the DSP kernels load them with LDRD where aligned). */
+#if defined(__GNUC__) || defined(__clang__)
+#define TL_ALIGN4 __attribute__((aligned(4)))
+#else
+#define TL_ALIGN4
+#endif
 
 typedef struct {
   int32_t batches;
@@ -89,7 +100,13 @@ void tl_fc_vector(const tl_fc_params *p, const int8_t *input, int8_t *output);
 /* Requantize an int32 accumulator to int8 with the output offset and activation clamp. */
 static inline int8_t tl_requant(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
                                 int32_t act_min, int32_t act_max) {
-  acc = tl_mul_by_quantized_multiplier(acc, multiplier, (int)shift) + out_offset;
+  if (shift <= -2) {
+    /* inline the usual case of tl_mul_by_quantized_multiplier (real multiplier < 0.5), same value */
+    const int32_t hi = (int32_t)(((int64_t)acc * (int64_t)multiplier) >> 32);
+    acc = ((hi + ((int32_t)1 << (-shift - 2))) >> (-shift - 1)) + out_offset;
+  } else {
+    acc = tl_mul_by_quantized_multiplier(acc, multiplier, (int)shift) + out_offset;
+  }
   if (acc < act_min) acc = act_min;
   if (acc > act_max) acc = act_max;
   return (int8_t)acc;

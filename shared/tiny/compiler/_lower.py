@@ -37,13 +37,14 @@ class Step:
     const_bytes: int = 0
 
 
-def c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 16) -> str:
+def c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 16, align: bool = False) -> str:
     flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
     if ctype == "float":
         flat = [f"{float(v):.9e}f" for v in np.asarray(values, np.float32).reshape(-1)]
     lines = [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)] or ["0"]
     body = ",\n  ".join(lines)
-    return f"static const {ctype} {name}[{max(len(flat), 1)}] = {{\n  {body}\n}};"
+    attr = " TL_ALIGN4" if align else ""
+    return f"static const {ctype} {name}[{max(len(flat), 1)}]{attr} = {{\n  {body}\n}};"
 
 
 def c_struct(ctype: str, name: str, fields: dict[str, object]) -> str:
@@ -152,6 +153,7 @@ class Lowerer:
             step.const_bytes += 4 * out_c
         act_min, act_max = self.act(op, act_fid, y)
         patch = k_h * k_w * in_c
+        folded_dw = False
         pointwise = (not depthwise and k_h == k_w == 1 and stride_h == stride_w == 1 and pad_h == pad_w == 0
                      and (in_h, in_w) == (out_h, out_w))
         if pointwise or (not depthwise and patch <= IM2COL_MAX):
@@ -162,7 +164,7 @@ class Lowerer:
             bias_sym = self.sym(op, "bias")
             fmat = wd.reshape(out_c, patch)
             step.decls += [c_array("int32_t", bias_sym, fold_bias(fmat, bias, x.zero_point, self.desc(op))),
-                           c_array("int8_t", self.sym(op, "weights"), block_rows(fmat)),
+                           c_array("int8_t", self.sym(op, "weights"), block_rows(fmat), align=True),
                            c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
                            c_array("int32_t", self.sym(op, "shift"), np.array(shifts))]
             step.const_bytes += wd.size + 12 * out_c
@@ -173,6 +175,19 @@ class Lowerer:
                 step.decls.append(c_struct("tl_fc_params", self.sym(op, "p"), params))
                 step.call = f"tl_fully_connected(&{self.sym(op, 'p')}, @T{x.index}@, @T{y.index}@);"
                 return step
+        elif depthwise and out_c == in_c and k_h * k_w <= DW_TAPS_MAX:
+            # the folded depthwise path: input offset in the bias over all taps (padding reads the zero point)
+            bias = np.zeros(out_c, np.int64) if bias_sym == "0" else self.const_of(op, self.t(op, 2, "bias"), "")
+            step.decls = []
+            step.const_bytes = 0
+            bias_sym = self.sym(op, "bias")
+            step.decls += [c_array("int32_t", bias_sym, fold_bias(wd.reshape(-1, out_c).T, bias, x.zero_point,
+                                                                  self.desc(op))),
+                           c_array("int8_t", self.sym(op, "weights"), wd),
+                           c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
+                           c_array("int32_t", self.sym(op, "shift"), np.array(shifts))]
+            step.const_bytes += wd.size + 12 * out_c
+            folded_dw = True
         else:
             step.decls += [c_array("int8_t", self.sym(op, "weights"), wd),
                            c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
@@ -185,7 +200,8 @@ class Lowerer:
                       weights=self.sym(op, "weights"), bias=bias_sym, multiplier=self.sym(op, "mult"),
                       shift=self.sym(op, "shift"))
         step.decls.append(c_struct("tl_conv_params", self.sym(op, "p"), params))
-        fn = "tl_depthwise_conv2d" if depthwise else ("tl_conv2d_im2col" if patch <= IM2COL_MAX else "tl_conv2d")
+        fn = ("tl_depthwise_conv2d_folded" if folded_dw else "tl_depthwise_conv2d") if depthwise else (
+            "tl_conv2d_im2col" if patch <= IM2COL_MAX else "tl_conv2d")
         step.call = f"{fn}(&{self.sym(op, 'p')}, @T{x.index}@, @T{y.index}@);"
         return step
 
@@ -225,7 +241,7 @@ class Lowerer:
         bias_sym = self.sym(op, "bias")
         step = Step(op.name, "", reads=[x.index], writes=[y.index], const_bytes=wd.size + 4 * out_n + 8 * len(mults))
         step.decls += [c_array("int32_t", bias_sym, fold_bias(wd, bias, x.zero_point, self.desc(op))),
-                       c_array("int8_t", self.sym(op, "weights"), block_rows(wd)),
+                       c_array("int8_t", self.sym(op, "weights"), block_rows(wd), align=True),
                        c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
                        c_array("int32_t", self.sym(op, "shift"), np.array(shifts))]
         params = dict(batches=x.size // in_n, in_n=in_n, out_n=out_n, output_offset=y.zero_point,
@@ -427,6 +443,7 @@ class Lowerer:
 
 FC_BLOCK = 4  # TL_FC_BLOCK in firmware/runtime/tl_runtime.h
 IM2COL_MAX = 512  # TL_IM2COL_MAX
+DW_TAPS_MAX = 16  # TL_DW_TAPS_MAX
 
 
 def block_rows(w: np.ndarray, rows: int = FC_BLOCK) -> np.ndarray:
