@@ -9,9 +9,10 @@ per-sample speed (m/s, GNSS interpolated; NaN where there was no fix yet).
      least STILL_MIN_S); with none, the mean over the whole segment (the horizontal accelerations of a
      drive average out, gravity does not). u = mean / |mean|, g_est = |mean|.
    - forward: the horizontal specific force h = a - (a.u) u, averaged per second, against the change of
-     the GNSS speed over the same second, dv. In an orthonormal basis (e1, e2) of the horizontal plane a
-     least-squares fit dv ~ c1 (h.e1) + c2 (h.e2) gives f = (c1 e1 + c2 e2) / |c| (braking and
-     accelerating agree with the speed's change only along the forward axis). The fit needs
+     the GNSS speed over the same second, dv (seconds with |dv| >= 0.3 m/s). In an orthonormal basis
+     (e1, e2) of the horizontal plane, c = sum over those seconds of dv (h.e1, h.e2) and
+     f = (c1 e1 + c2 e2) / |c|: braking and accelerating agree with the speed's change only along the
+     forward axis, lateral acceleration does not correlate with dv. The fit needs
      CAL_MIN_SECONDS seconds with a speed change; otherwise the calibration is not `ok` and e1 is used.
    - left l = u x f; the rotation's rows are (f, l, u): vehicle = R @ sensor.
 2. Event detection (`detect_events`, thresholds in `EventConfig`): the longitudinal and lateral
@@ -173,7 +174,7 @@ def calibrate(acc_mps2: np.ndarray, gyro_rads: np.ndarray, speed_mps: np.ndarray
     ok = len(rows) >= CAL_MIN_SECONDS
     f = e1
     if ok:
-        c, *_ = np.linalg.lstsq(np.array(rows), np.array(dv), rcond=None)
+        c = np.array(dv) @ np.array(rows)  # sum of dv h: the axis whose acceleration agrees with dv
         if np.linalg.norm(c) > 1e-6:
             f = (c[0] * e1 + c[1] * e2) / np.linalg.norm(c)
         else:
