@@ -6,6 +6,7 @@ Every access checks offsets against the buffer, so a truncated or corrupt file r
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 
@@ -125,7 +126,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(int(d) for d in self.shape)  # Python ints: never wraps
 
     @property
     def scale(self) -> float:
@@ -248,7 +249,7 @@ def _parse_tensor(t: _Table, i: int, buffers: list[_Table]) -> Tensor:
         zps = np.zeros(0, np.int64) if z is None else z.astype(np.int64)
         qdim = int(q.scalar(6, "i", 0))
     shp = tuple(int(x) for x in shape) if shape is not None else ()
-    if data is not None and int(np.prod(shp, dtype=np.int64)) != data.size and shp:
+    if data is not None and math.prod(shp) != data.size and shp:
         raise CompileError(f"malformed TFLite flatbuffer: {what} ({name!r}) has shape {shp} "
                            f"but {data.size} values")
     return Tensor(i, name, shp, dtype, data, scales, zps, qdim)

@@ -49,6 +49,9 @@ def roundf(x: np.float32) -> np.float32:
 def activation_range(act: int, scale: float, zero_point: int, op_desc: str) -> tuple[int, int]:
     """Clamp bounds of a fused activation on an int8 output (CalculateActivationRangeQuantized)."""
     def quant(f: float) -> int:
+        v = float(f) / float(scale) if scale > 0 else math.inf
+        if not math.isfinite(v) or abs(v) > 1e6:  # far outside int8 either way; avoids inf -> int
+            return zero_point + (1_000_000 if v > 0 else -1_000_000)
         return zero_point + int(roundf(F32(f) / F32(scale)))
 
     if act == 0:  # NONE
@@ -91,6 +94,11 @@ tanhf = _float_fn("tanhf", math.tanh)
 
 def lut_table(kind: str, in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
     """256-entry int8 table of LOGISTIC or TANH, indexed by the input byte (PopulateLookupTable)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _lut_table(kind, in_scale, in_zp, out_scale, out_zp)
+
+
+def _lut_table(kind: str, in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
     inverse_scale = F32(1) / F32(out_scale)
     table = np.zeros(256, np.int8)
     for val in range(-128, 128):
@@ -100,6 +108,8 @@ def lut_table(kind: str, in_scale: float, in_zp: int, out_scale: float, out_zp: 
         else:
             y = tanhf(x)
         rescaled = roundf(F32(y * inverse_scale))
+        if not math.isfinite(float(rescaled)):
+            raise CompileError(f"{kind} table: non-finite value for input {val} (scales {in_scale}, {out_scale})")
         q = int(F32(rescaled + F32(out_zp)))
         table[val & 0xFF] = max(-128, min(127, q))
     return table
@@ -107,8 +117,11 @@ def lut_table(kind: str, in_scale: float, in_zp: int, out_scale: float, out_zp: 
 
 def softmax_exp_table(in_scale: float, beta: float) -> np.ndarray:
     """table[255 - d] = expf(-in_scale * beta * d) in float32 (PopulateSoftmaxLookupTable)."""
-    scale = F32(-F32(in_scale) * F32(beta))
-    table = np.zeros(256, np.float32)
-    for d in range(256):
-        table[255 - d] = expf(F32(scale * F32(d)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = F32(-F32(in_scale) * F32(beta))
+        table = np.zeros(256, np.float32)
+        for d in range(256):
+            table[255 - d] = expf(F32(scale * F32(d)))
+    if not np.all(np.isfinite(table)):
+        raise CompileError(f"softmax table is not finite (input scale {in_scale}, beta {beta})")
     return table

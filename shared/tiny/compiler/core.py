@@ -12,12 +12,15 @@ import numpy as np
 
 from shared.tiny.compiler._flatbuf import Graph, parse_model
 from shared.tiny.compiler._lower import ALIAS_OPS, OP_NAMES, SUPPORTED_OPS, Lowerer, Step, c_array
+from shared.tiny.compiler._validate import validate_graph
 from shared.tiny.compiler.errors import CompileError
 from shared.tiny.compiler.metadata import ModelMetadata, emit_metadata_header
 from shared.tiny.compiler.planner import ArenaPlan, Buffer, plan_buffers
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 ARENA_ALIGN_BYTES = 4
+_MAX_ARENA_BYTES = (1 << 31) - 1
+_NOT_C = re.compile(r"(?<=[\s,{(=-])(inf|nan)f?(?![A-Za-z0-9_.])", re.IGNORECASE)
 
 
 @dataclass
@@ -86,6 +89,7 @@ def _build(model: str | Path | bytes, prefix: str) -> _Program:
                                f"(inference_input_type/inference_output_type = tf.int8)")
         if any(d < 1 for d in t.shape):
             raise CompileError(f"model {role} tensor {t.name!r} has a dynamic shape {t.shape}")
+    validate_graph(graph)
     root: dict[int, int] = {}
 
     def r(t: int) -> int:
@@ -122,6 +126,8 @@ def _build(model: str | Path | bytes, prefix: str) -> _Program:
             last[t] = max(last[t], i)
     buffers = [Buffer(t, graph.tensors[t].size, first[t], last[t]) for t in first if t != out_root]
     plan = plan_buffers(buffers, ARENA_ALIGN_BYTES)
+    if plan.arena_bytes > _MAX_ARENA_BYTES:
+        raise CompileError(f"the activations need a {plan.arena_bytes}-byte arena, more than {_MAX_ARENA_BYTES}")
     ops = [op.name for op in graph.operators]
     return _Program(graph, steps, root, plan, ops, in_root, out_root)
 
@@ -169,7 +175,10 @@ def _emit_source(prog: _Program, name: str, labels: list[str] | None) -> tuple[s
     if prog.output_root == prog.input_root:
         lines.append(f"  memcpy(output, input, {g.tensors[prog.input_root].size});")
     lines += ["  return 0;", "}", ""]
-    return "\n".join(lines), const_bytes
+    src = "\n".join(lines)
+    if m := _NOT_C.search(src):
+        raise CompileError(f"internal: a non-finite constant ({m.group(0)!r}) reached the generated C")
+    return src, const_bytes
 
 
 def _emit_header(prog: _Program, name: str, labels: list[str] | None) -> str:
