@@ -36,99 +36,58 @@ static inline int32_t tl_smlad(uint32_t a, uint32_t b, int32_t acc) {
   __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
   return r;
 }
-#define TL_MAC4(w, xa, xb, acc) \
-  do { \
-    const uint32_t w_ = (w); \
-    acc = tl_smlad(tl_sxtb16(w_), xa, acc); \
-    acc = tl_smlad(tl_sxtb16_ror8(w_), xb, acc); \
-  } while (0)
+static inline int32_t tl_dot4(uint32_t w, uint32_t xa, uint32_t xb) {
+  return tl_smlad(tl_sxtb16_ror8(w), xb, tl_smlad(tl_sxtb16(w), xa, 0));
+}
 #endif
 
-/* acc[0..3] += the block's four rows . x; returns the pointer past the block. */
-static const int8_t *tl_block4(const int8_t *w, const int8_t *x, int32_t in_n, int32_t *acc) {
-  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-  int32_t k = in_n >> 2, t;
-  const int32_t tail = in_n & 3;
 #ifdef TL_FC_DSP
-  if (k >= 2 && ((uintptr_t)w & 3u) == 0) { /* LDRD needs word-aligned weights (TL_ALIGN4) */
-    /* 8 inputs x 4 rows per iteration: 1 LDR + 2 SXTB16 per input word, LDRD + 4 SXTB16 + 4 SMLAD per
-     * two rows; registers allocated by hand so nothing spills (44 instructions per 32 MACs). */
-    int32_t pairs = k >> 1;
-    uint32_t xa, xb, w0, w1, tt;
-    __asm__ volatile(
-        "1:\n\t"
-        "ldr %[xa], [%[x]], #4\n\t"
-        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-        "sxtb16 %[xb], %[xa], ror #8\n\t"
-        "sxtb16 %[xa], %[xa]\n\t"
-        "sxtb16 %[tt], %[w0], ror #8\n\t"
-        "sxtb16 %[w0], %[w0]\n\t"
-        "smlad %[a0], %[w0], %[xa], %[a0]\n\t"
-        "smlad %[a0], %[tt], %[xb], %[a0]\n\t"
-        "sxtb16 %[tt], %[w1], ror #8\n\t"
-        "sxtb16 %[w1], %[w1]\n\t"
-        "smlad %[a1], %[w1], %[xa], %[a1]\n\t"
-        "smlad %[a1], %[tt], %[xb], %[a1]\n\t"
-        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-        "sxtb16 %[tt], %[w0], ror #8\n\t"
-        "sxtb16 %[w0], %[w0]\n\t"
-        "smlad %[a2], %[w0], %[xa], %[a2]\n\t"
-        "smlad %[a2], %[tt], %[xb], %[a2]\n\t"
-        "sxtb16 %[tt], %[w1], ror #8\n\t"
-        "sxtb16 %[w1], %[w1]\n\t"
-        "smlad %[a3], %[w1], %[xa], %[a3]\n\t"
-        "smlad %[a3], %[tt], %[xb], %[a3]\n\t"
-        "ldr %[xa], [%[x]], #4\n\t"
-        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-        "sxtb16 %[xb], %[xa], ror #8\n\t"
-        "sxtb16 %[xa], %[xa]\n\t"
-        "sxtb16 %[tt], %[w0], ror #8\n\t"
-        "sxtb16 %[w0], %[w0]\n\t"
-        "smlad %[a0], %[w0], %[xa], %[a0]\n\t"
-        "smlad %[a0], %[tt], %[xb], %[a0]\n\t"
-        "sxtb16 %[tt], %[w1], ror #8\n\t"
-        "sxtb16 %[w1], %[w1]\n\t"
-        "smlad %[a1], %[w1], %[xa], %[a1]\n\t"
-        "smlad %[a1], %[tt], %[xb], %[a1]\n\t"
-        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-        "sxtb16 %[tt], %[w0], ror #8\n\t"
-        "sxtb16 %[w0], %[w0]\n\t"
-        "smlad %[a2], %[w0], %[xa], %[a2]\n\t"
-        "smlad %[a2], %[tt], %[xb], %[a2]\n\t"
-        "sxtb16 %[tt], %[w1], ror #8\n\t"
-        "sxtb16 %[w1], %[w1]\n\t"
-        "smlad %[a3], %[w1], %[xa], %[a3]\n\t"
-        "smlad %[a3], %[tt], %[xb], %[a3]\n\t"
-        "subs %[n], %[n], #1\n\t"
-        "bne 1b\n\t"
-        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w),
-          [n] "+r"(pairs), [xa] "=&r"(xa), [xb] "=&r"(xb), [w0] "=&r"(w0), [w1] "=&r"(w1), [tt] "=&r"(tt)
-        :
-        : "cc", "memory");
-    k &= 1;
+/* One step of 4 inputs x 4 rows: the inputs come pre-extended (LDRD of two lane pairs), the weights of
+ * two rows per LDRD, each row word extended by two SXTB16 into two SMLADs: 19 instructions, 16 MACs. */
+#define TL_STEP4 \
+  "ldrd %[xa], %[xb], [%[xs]], #8\n\t" \
+  "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+  "sxtb16 %[tt], %[w0], ror #8\n\t" \
+  "sxtb16 %[w0], %[w0]\n\t" \
+  "smlad %[a0], %[w0], %[xa], %[a0]\n\t" \
+  "smlad %[a0], %[tt], %[xb], %[a0]\n\t" \
+  "sxtb16 %[tt], %[w1], ror #8\n\t" \
+  "sxtb16 %[w1], %[w1]\n\t" \
+  "smlad %[a1], %[w1], %[xa], %[a1]\n\t" \
+  "smlad %[a1], %[tt], %[xb], %[a1]\n\t" \
+  "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+  "sxtb16 %[tt], %[w0], ror #8\n\t" \
+  "sxtb16 %[w0], %[w0]\n\t" \
+  "smlad %[a2], %[w0], %[xa], %[a2]\n\t" \
+  "smlad %[a2], %[tt], %[xb], %[a2]\n\t" \
+  "sxtb16 %[tt], %[w1], ror #8\n\t" \
+  "sxtb16 %[w1], %[w1]\n\t" \
+  "smlad %[a3], %[w1], %[xa], %[a3]\n\t" \
+  "smlad %[a3], %[tt], %[xb], %[a3]\n\t"
+#define TL_STEP_OPERANDS \
+  : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xs] "+r"(xs), [w] "+r"(w), [n] "+r"(n), \
+    [xa] "=&r"(xa), [xb] "=&r"(xb), [w0] "=&r"(w0), [w1] "=&r"(w1), [tt] "=&r"(tt) \
+  : \
+  : "cc", "memory"
+
+/* acc[0..3] += the block's four rows . x, with xs = x's words pre-extended (SXTB16, SXTB16 ROR 8);
+ * w word-aligned. Returns the pointer past the block. */
+static inline const int8_t *tl_block4(const int8_t *w, const int8_t *x, const uint32_t *xs, int32_t in_n,
+                               int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  int32_t n = in_n >> 4, t;
+  const int32_t tail = in_n & 3;
+  uint32_t xa, xb, w0, w1, tt;
+  if (n > 0) {
+    __asm__ volatile("1:\n\t" TL_STEP4 TL_STEP4 TL_STEP4 TL_STEP4 "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t" TL_STEP_OPERANDS);
   }
-  for (; k > 0; --k) {
-    const uint32_t xv = tl_ld32(x), xa = tl_sxtb16(xv), xb = tl_sxtb16_ror8(xv);
-    TL_MAC4(tl_ld32(w), xa, xb, a0);
-    TL_MAC4(tl_ld32(w + 4), xa, xb, a1);
-    TL_MAC4(tl_ld32(w + 8), xa, xb, a2);
-    TL_MAC4(tl_ld32(w + 12), xa, xb, a3);
-    x += 4;
-    w += 16;
+  n = (in_n >> 2) & 3;
+  if (n > 0) {
+    __asm__ volatile("1:\n\t" TL_STEP4 "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t" TL_STEP_OPERANDS);
   }
-#else
-  for (; k > 0; --k) {
-    for (t = 0; t < 4; ++t) {
-      const int32_t xt = x[t];
-      a0 += w[t] * xt;
-      a1 += w[4 + t] * xt;
-      a2 += w[8 + t] * xt;
-      a3 += w[12 + t] * xt;
-    }
-    x += 4;
-    w += 16;
-  }
-#endif
+  x += in_n & ~3;
   for (t = 0; t < tail; ++t) {
     const int32_t xt = x[t];
     a0 += w[t] * xt;
@@ -142,6 +101,37 @@ static const int8_t *tl_block4(const int8_t *w, const int8_t *x, int32_t in_n, i
   acc[3] = a3;
   return w + 4 * tail;
 }
+#else
+/* acc[0..3] += the block's four rows . x; returns the pointer past the block. */
+static const int8_t *tl_block4(const int8_t *w, const int8_t *x, int32_t in_n, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  int32_t k = in_n >> 2, t;
+  const int32_t tail = in_n & 3;
+  for (; k > 0; --k) {
+    for (t = 0; t < 4; ++t) {
+      const int32_t xt = x[t];
+      a0 += w[t] * xt;
+      a1 += w[4 + t] * xt;
+      a2 += w[8 + t] * xt;
+      a3 += w[12 + t] * xt;
+    }
+    x += 4;
+    w += 16;
+  }
+  for (t = 0; t < tail; ++t) {
+    const int32_t xt = x[t];
+    a0 += w[t] * xt;
+    a1 += w[tail + t] * xt;
+    a2 += w[2 * tail + t] * xt;
+    a3 += w[3 * tail + t] * xt;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+  return w + 4 * tail;
+}
+#endif
 
 /* One plainly stored row . x. */
 static int32_t tl_row(const int8_t *w, const int8_t *x, int32_t in_n, int32_t acc) {
@@ -149,31 +139,76 @@ static int32_t tl_row(const int8_t *w, const int8_t *x, int32_t in_n, int32_t ac
 #ifdef TL_FC_DSP
   for (; i + 4 <= in_n; i += 4) {
     const uint32_t xv = tl_ld32(x + i);
-    TL_MAC4(tl_ld32(w + i), tl_sxtb16(xv), tl_sxtb16_ror8(xv), acc);
+    acc += tl_dot4(tl_ld32(w + i), tl_sxtb16(xv), tl_sxtb16_ror8(xv));
   }
 #endif
   for (; i < in_n; ++i) acc += w[i] * x[i];
   return acc;
 }
 
-void tl_fc_vector(const tl_fc_params *p, const int8_t *x, int8_t *y) {
+/* The blocks of rows, then the leftover rows; xs: x's words pre-extended (DSP build only). */
+static void tl_fc_rows(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
   const int8_t *w = p->weights;
-  const int32_t blocks = p->out_n / TL_FC_BLOCK;
+  const int32_t blocks = p->out_n / TL_FC_BLOCK, in_n = p->in_n, out_offset = p->output_offset;
+  const int32_t act_min = p->act_min, act_max = p->act_max, qstep = p->per_channel ? 1 : 0;
+  const int32_t *bias = p->bias, *mult = p->multiplier, *shift = p->shift;
   int32_t o = 0, b, r;
   int32_t acc[TL_FC_BLOCK];
+#ifdef TL_FC_DSP
+  const int aligned = ((uintptr_t)w & 3u) == 0; /* LDRD needs word-aligned weights (TL_ALIGN4) */
+  const int32_t words = in_n >> 2, tail = in_n & 3;
+#else
+  (void)xs;
+#endif
   for (b = 0; b < blocks; ++b) {
-    for (r = 0; r < TL_FC_BLOCK; ++r) acc[r] = p->bias[o + r];
-    w = tl_block4(w, x, p->in_n, acc);
-    for (r = 0; r < TL_FC_BLOCK; ++r, ++o) {
-      const int32_t q = p->per_channel ? o : 0;
-      y[o] = tl_requant(acc[r], p->multiplier[q], p->shift[q], p->output_offset, p->act_min, p->act_max);
+    acc[0] = bias[0];
+    acc[1] = bias[1];
+    acc[2] = bias[2];
+    acc[3] = bias[3];
+    bias += 4;
+#ifdef TL_FC_DSP
+    if (aligned) {
+      w = tl_block4(w, x, xs, in_n, acc);
+    } else { /* unaligned weights (another compiler's layout): one row at a time, same sums */
+      int32_t i, k;
+      for (r = 0; r < TL_FC_BLOCK; ++r) {
+        for (k = 0; k < words; ++k) acc[r] += tl_dot4(tl_ld32(w + 16 * k + 4 * r), xs[2 * k], xs[2 * k + 1]);
+        for (i = 0; i < tail; ++i) acc[r] += w[16 * words + r * tail + i] * x[4 * words + i];
+      }
+      w += in_n * TL_FC_BLOCK;
     }
+#else
+    w = tl_block4(w, x, in_n, acc);
+#endif
+    for (r = 0; r < TL_FC_BLOCK; ++r) {
+      *y++ = tl_requant(acc[r], *mult, *shift, out_offset, act_min, act_max);
+      mult += qstep;
+      shift += qstep;
+    }
+    o += TL_FC_BLOCK;
   }
-  for (; o < p->out_n; ++o, w += p->in_n) {
-    const int32_t q = p->per_channel ? o : 0;
-    y[o] = tl_requant(tl_row(w, x, p->in_n, p->bias[o]), p->multiplier[q], p->shift[q], p->output_offset,
-                      p->act_min, p->act_max);
+  for (; o < p->out_n; ++o, w += in_n) {
+    *y++ = tl_requant(tl_row(w, x, in_n, *bias++), *mult, *shift, out_offset, act_min, act_max);
+    mult += qstep;
+    shift += qstep;
   }
+}
+
+void tl_fc_vector(const tl_fc_params *p, const int8_t *x, int8_t *y) {
+#ifdef TL_FC_DSP
+  /* the input's words sign-extended once (on the stack, 2 bytes per input), shared by every block */
+  const int32_t words = p->in_n >> 2;
+  uint32_t xs[(p->in_n >> 2) * 2 + 2];
+  int32_t k;
+  for (k = 0; k < words; ++k) {
+    const uint32_t xv = tl_ld32(x + 4 * k);
+    xs[2 * k] = tl_sxtb16(xv);
+    xs[2 * k + 1] = tl_sxtb16_ror8(xv);
+  }
+  tl_fc_rows(p, x, xs, y);
+#else
+  tl_fc_rows(p, x, 0, y);
+#endif
 }
 
 void tl_fully_connected(const tl_fc_params *p, const int8_t *input, int8_t *output) {
