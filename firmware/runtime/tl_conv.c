@@ -165,7 +165,7 @@ void tl_depthwise_conv2d_folded(const tl_conv_params *p, const int8_t *input, in
   const int32_t ch = p->in_c, taps = p->k_h * p->k_w;
   const int32_t zp = -p->input_offset;
   const int8_t *src[TL_DW_TAPS_MAX];
-  int32_t b, oy, ox, ky, kx, t, c, r;
+  int32_t b, oy, ox, ky, kx, t, c;
   if (taps > TL_DW_TAPS_MAX || p->depth_multiplier != 1) return; /* the compiler never selects it then */
   for (b = 0; b < p->batches; ++b) {
     const int8_t *in_b = input + (int32_t)b * p->in_h * p->in_w * ch;
@@ -183,32 +183,41 @@ void tl_depthwise_conv2d_folded(const tl_conv_params *p, const int8_t *input, in
           }
         }
         for (c = 0; c + 4 <= ch; c += 4) {
-          int32_t acc[4];
+          int32_t a0 = p->bias[c], a1 = p->bias[c + 1], a2 = p->bias[c + 2], a3 = p->bias[c + 3];
           const int8_t *w = p->weights + c;
-          for (r = 0; r < 4; ++r) acc[r] = p->bias[c + r];
           for (t = 0; t < taps; ++t, w += ch) {
-            if (src[t] == 0) { /* padding: the zero point, which the folded bias cancels */
-              for (r = 0; r < 4; ++r) acc[r] += w[r] * zp;
+            const int8_t *s_t = src[t];
+            if (s_t == 0) { /* padding: the zero point, which the folded bias cancels */
+              a0 += w[0] * zp;
+              a1 += w[1] * zp;
+              a2 += w[2] * zp;
+              a3 += w[3] * zp;
               continue;
             }
 #ifdef TL_DW_DSP
             {
-              const uint32_t xv = tl_dw_ld32(src[t] + c), wv = tl_dw_ld32(w);
+              const uint32_t xv = tl_dw_ld32(s_t + c), wv = tl_dw_ld32(w);
               const uint32_t xa = tl_dw_sxtb16(xv), xb = tl_dw_sxtb16_ror8(xv);
               const uint32_t wa = tl_dw_sxtb16(wv), wb = tl_dw_sxtb16_ror8(wv);
-              acc[0] = tl_smlabb(wa, xa, acc[0]);
-              acc[2] = tl_smlatt(wa, xa, acc[2]);
-              acc[1] = tl_smlabb(wb, xb, acc[1]);
-              acc[3] = tl_smlatt(wb, xb, acc[3]);
+              a0 = tl_smlabb(wa, xa, a0);
+              a2 = tl_smlatt(wa, xa, a2);
+              a1 = tl_smlabb(wb, xb, a1);
+              a3 = tl_smlatt(wb, xb, a3);
             }
 #else
-            for (r = 0; r < 4; ++r) acc[r] += w[r] * src[t][c + r];
+            a0 += w[0] * s_t[c];
+            a1 += w[1] * s_t[c + 1];
+            a2 += w[2] * s_t[c + 2];
+            a3 += w[3] * s_t[c + 3];
 #endif
           }
-          for (r = 0; r < 4; ++r) {
-            *output++ = tl_requant(acc[r], p->multiplier[c + r], p->shift[c + r], p->output_offset, p->act_min,
-                                   p->act_max);
-          }
+          *output++ = tl_requant(a0, p->multiplier[c], p->shift[c], p->output_offset, p->act_min, p->act_max);
+          *output++ = tl_requant(a1, p->multiplier[c + 1], p->shift[c + 1], p->output_offset, p->act_min,
+                                 p->act_max);
+          *output++ = tl_requant(a2, p->multiplier[c + 2], p->shift[c + 2], p->output_offset, p->act_min,
+                                 p->act_max);
+          *output++ = tl_requant(a3, p->multiplier[c + 3], p->shift[c + 3], p->output_offset, p->act_min,
+                                 p->act_max);
         }
         for (; c < ch; ++c) {
           int32_t acc = p->bias[c];
