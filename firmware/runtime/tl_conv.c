@@ -161,25 +161,46 @@ static inline int32_t tl_smlatt(uint32_t a, uint32_t b, int32_t acc) {
 }
 #endif
 
-void tl_depthwise_conv2d_folded(const tl_conv_params *p, const int8_t *input, int8_t *output) {
+/* Rows of the (padded) input for output row oy: in place, the rows at or above oy come from the ring
+ * of saved rows (ring_rows of them), the rows below from the input, which is not yet overwritten. */
+static void tl_dw_rows(const tl_conv_params *p, const int8_t *in_b, const int8_t *ring, int32_t ring_rows,
+                       int32_t oy, const int8_t **rowp) {
+  const int32_t in_y0 = oy * p->stride_h - p->pad_h;
+  const int32_t row_bytes = p->in_w * p->in_c;
+  int32_t ky;
+  for (ky = 0; ky < p->k_h; ++ky) {
+    const int32_t in_y = in_y0 + ky * p->dil_h;
+    if (in_y < 0 || in_y >= p->in_h) {
+      rowp[ky] = 0;
+    } else if (ring != 0 && in_y <= oy) {
+      rowp[ky] = ring + (in_y % ring_rows) * row_bytes;
+    } else {
+      rowp[ky] = in_b + in_y * row_bytes;
+    }
+  }
+}
+
+static void tl_dw_folded(const tl_conv_params *p, const int8_t *input, int8_t *output, int8_t *ring,
+                         int32_t ring_rows) {
   const int32_t ch = p->in_c, taps = p->k_h * p->k_w;
   const int32_t zp = -p->input_offset;
   const int8_t *src[TL_DW_TAPS_MAX];
+  const int8_t *rowp[TL_DW_TAPS_MAX];
   int32_t b, oy, ox, ky, kx, t, c;
-  if (taps > TL_DW_TAPS_MAX || p->depth_multiplier != 1) return; /* the compiler never selects it then */
   for (b = 0; b < p->batches; ++b) {
     const int8_t *in_b = input + (int32_t)b * p->in_h * p->in_w * ch;
     for (oy = 0; oy < p->out_h; ++oy) {
-      const int32_t in_y0 = oy * p->stride_h - p->pad_h;
+      if (ring != 0) { /* save input row oy before output row oy overwrites it */
+        memcpy(ring + (oy % ring_rows) * p->in_w * ch, in_b + oy * p->in_w * ch, (size_t)(p->in_w * ch));
+      }
+      tl_dw_rows(p, in_b, ring, ring_rows, oy, rowp);
       for (ox = 0; ox < p->out_w; ++ox) {
         const int32_t in_x0 = ox * p->stride_w - p->pad_w;
         t = 0;
         for (ky = 0; ky < p->k_h; ++ky) {
-          const int32_t in_y = in_y0 + ky * p->dil_h;
           for (kx = 0; kx < p->k_w; ++kx, ++t) {
             const int32_t in_x = in_x0 + kx * p->dil_w;
-            src[t] = (in_y < 0 || in_y >= p->in_h || in_x < 0 || in_x >= p->in_w)
-                         ? (const int8_t *)0 : in_b + (in_y * p->in_w + in_x) * ch;
+            src[t] = (rowp[ky] == 0 || in_x < 0 || in_x >= p->in_w) ? (const int8_t *)0 : rowp[ky] + in_x * ch;
           }
         }
         for (c = 0; c + 4 <= ch; c += 4) {
@@ -227,5 +248,17 @@ void tl_depthwise_conv2d_folded(const tl_conv_params *p, const int8_t *input, in
         }
       }
     }
+  }
+}
+
+void tl_depthwise_conv2d_folded(const tl_conv_params *p, const int8_t *input, int8_t *output) {
+  if (p->k_h * p->k_w > TL_DW_TAPS_MAX || p->depth_multiplier != 1) return; /* never selected then */
+  if (input == output) {
+    /* in place (stride 1, same size; the compiler's plan): a ring of pad_h + 1 saved input rows */
+    const int32_t ring_rows = p->pad_h + 1;
+    int8_t ring[ring_rows * p->in_w * p->in_c];
+    tl_dw_folded(p, input, output, ring, ring_rows);
+  } else {
+    tl_dw_folded(p, input, output, 0, 1);
   }
 }

@@ -213,5 +213,15 @@ void tl_fc_vector(const tl_fc_params *p, const int8_t *x, int8_t *y) {
 
 void tl_fully_connected(const tl_fc_params *p, const int8_t *input, int8_t *output) {
   int32_t b;
+  if (input == output && p->in_n == p->out_n) {
+    /* in place (the compiler's plan for CONV_2D 1x1 with as many outputs as inputs): each vector is
+     * copied aside before its outputs overwrite it */
+    int8_t x[p->in_n > 0 ? p->in_n : 1];
+    for (b = 0; b < p->batches; ++b) {
+      memcpy(x, input + b * p->in_n, (size_t)p->in_n);
+      tl_fc_vector(p, x, output + b * p->out_n);
+    }
+    return;
+  }
   for (b = 0; b < p->batches; ++b) tl_fc_vector(p, input + b * p->in_n, output + b * p->out_n);
 }

@@ -35,6 +35,7 @@ class Step:
     reads: list[int] = field(default_factory=list)
     writes: list[int] = field(default_factory=list)
     const_bytes: int = 0
+    inplace: bool = False  # the kernel may write over its (same-sized) input
 
 
 def c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 16, align: bool = False) -> str:
@@ -174,6 +175,7 @@ class Lowerer:
                               bias=bias_sym, multiplier=self.sym(op, "mult"), shift=self.sym(op, "shift"))
                 step.decls.append(c_struct("tl_fc_params", self.sym(op, "p"), params))
                 step.call = f"tl_fully_connected(&{self.sym(op, 'p')}, @T{x.index}@, @T{y.index}@);"
+                step.inplace = in_c == out_c
                 return step
         elif depthwise and out_c == in_c and k_h * k_w <= DW_TAPS_MAX:
             # the folded depthwise path: input offset in the bias over all taps (padding reads the zero point)
@@ -188,6 +190,10 @@ class Lowerer:
                            c_array("int32_t", self.sym(op, "shift"), np.array(shifts))]
             step.const_bytes += wd.size + 12 * out_c
             folded_dw = True
+            # in place with a ring of pad_h + 1 saved input rows (on the stack) when that saves RAM
+            ring = (pad_h + 1) * in_w * in_c
+            step.inplace = (stride_h == stride_w == 1 and (in_h, in_w) == (out_h, out_w) and ring <= DW_RING_MAX
+                            and 2 * ring <= x.size)
         else:
             step.decls += [c_array("int8_t", self.sym(op, "weights"), wd),
                            c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
@@ -444,6 +450,7 @@ class Lowerer:
 FC_BLOCK = 4  # TL_FC_BLOCK in firmware/runtime/tl_runtime.h
 IM2COL_MAX = 512  # TL_IM2COL_MAX
 DW_TAPS_MAX = 16  # TL_DW_TAPS_MAX
+DW_RING_MAX = 4096  # stack bytes an in-place depthwise may take for its saved rows
 
 
 def block_rows(w: np.ndarray, rows: int = FC_BLOCK) -> np.ndarray:

@@ -111,6 +111,7 @@ def _build(model: str | Path | bytes, prefix: str) -> _Program:
     in_root, out_root = r(graph.inputs[0]), r(graph.outputs[0])
     if graph.tensors[out_root].data is not None:
         raise CompileError("model output is a constant tensor")
+    _place_in_place(steps, root, in_root, out_root)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     for i, s in enumerate(steps):
@@ -130,6 +131,26 @@ def _build(model: str | Path | bytes, prefix: str) -> _Program:
         raise CompileError(f"the activations need a {plan.arena_bytes}-byte arena, more than {_MAX_ARENA_BYTES}")
     ops = [op.name for op in graph.operators]
     return _Program(graph, steps, root, plan, ops, in_root, out_root)
+
+
+def _place_in_place(steps: list[Step], root: dict[int, int], in_root: int, out_root: int) -> None:
+    """A step whose kernel can overwrite its input (Step.inplace) writes into its input's buffer when
+    nothing later reads that input: the output tensor becomes an alias of the input's root."""
+    for i, s in enumerate(steps):
+        if not s.inplace or len(s.reads) != 1 or len(s.writes) != 1:
+            continue
+        x, y = s.reads[0], s.writes[0]
+        if x in (in_root, out_root) or y in (in_root, out_root) or x == y:
+            continue
+        if any(x in later.reads or x in later.writes for later in steps[i + 1:]):
+            continue
+        for t, rt in list(root.items()):
+            if rt == y:
+                root[t] = x
+        root[y] = x
+        for later in steps[i:]:
+            later.reads = [x if t == y else t for t in later.reads]
+            later.writes = [x if t == y else t for t in later.writes]
 
 
 def arena_plan(model: str | Path | bytes) -> ArenaPlan:
