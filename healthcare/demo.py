@@ -42,9 +42,11 @@ def quick_argv() -> list[str]:
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     from shared.cli import add_endpoint_args
+    from shared.dashboard.demo import add_dashboard_args
 
     ap = argparse.ArgumentParser(prog="tinylarge demo healthcare", description=__doc__.splitlines()[0])
     add_endpoint_args(ap)
+    add_dashboard_args(ap)
     ap.add_argument("--patients", type=int, default=20, help="number of wearables (default 20)")
     ap.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
     ap.add_argument("--seconds", type=float, default=60.0, help="wall seconds the simulated span should take")
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> dict:
     from healthcare.signals import CohortConfig, simulate_cohort
     from healthcare.tiny import TinyModel
     from healthcare.train import ensure_trained
+    from shared.dashboard.demo import beside_demo
     from shared.protocol.endpoints import redact_url
     from shared.runtime.app import endpoints
     from shared.security.model_update import generate_keypair
@@ -104,7 +107,8 @@ def run(args: argparse.Namespace) -> dict:
             risks.append(msg)
 
     with endpoints(args, default_store=f"sqlite:///{db}") as ep, \
-            run_cloud(args, ep.mqtt, ep.store, args.models, on_risk=on_risk) as cloud:
+            run_cloud(args, ep.mqtt, ep.store, args.models, on_risk=on_risk) as cloud, \
+            beside_demo(args, ep.mqtt, ep.store):
         print(f"broker {redact_url(ep.mqtt)}   store {redact_url(ep.store)}", flush=True)
         private_key, public_key = generate_keypair(args.out / "keys", overwrite=True)
         fleet = Fleet(args, ep.mqtt, cohort[args.firmware:], tiny, day0_ms, on_publish=on_publish,

@@ -40,10 +40,12 @@ def quick_argv() -> list[str]:
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     from shared.cli import add_endpoint_args
+    from shared.dashboard.demo import add_dashboard_args
     from shared.runtime.demo import firmware_counts
 
     ap = argparse.ArgumentParser(prog="tinylarge demo industrial_iot", description=__doc__.splitlines()[0])
     add_endpoint_args(ap)
+    add_dashboard_args(ap)
     ap.add_argument("--machines", type=int, default=20, help="machines in the plant (default 20)")
     ap.add_argument("--days", type=float, default=21.0, help="simulated days (default 21)")
     ap.add_argument("--every-h", type=float, default=3.0, help="hours between windows of one machine (default 3)")
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> dict:
     from industrial_iot.signals import FleetConfig, simulate_fleet
     from industrial_iot.tiny import TinyModels
     from industrial_iot.train import ensure_trained
+    from shared.dashboard.demo import beside_demo
     from shared.protocol.endpoints import redact_url
     from shared.runtime.app import endpoints, publisher
     from shared.runtime.demo import percentiles_ms, print_table, roll_out_update, wait_stored, write_summary
@@ -106,7 +109,8 @@ def run(args: argparse.Namespace) -> dict:
             actions.append(msg)
 
     with endpoints(args, default_store=f"sqlite:///{db}") as ep, \
-            run_cloud(args, ep.mqtt, ep.store, args.models, on_action=on_action) as cloud:
+            run_cloud(args, ep.mqtt, ep.store, args.models, on_action=on_action) as cloud, \
+            beside_demo(args, ep.mqtt, ep.store):
         print(f"broker {redact_url(ep.mqtt)}   store {redact_url(ep.store)}", flush=True)
         private_key, public_key = generate_keypair(args.out / "keys", overwrite=True)
         nodes = make_fleet(args, ep.mqtt, machines[args.firmware:], args.models, day0_ms, on_publish=on_publish,

@@ -190,10 +190,10 @@ def create_app(bridge: MqttBridge, store: Any = None, token: str | None = None,
                 raise _BadRequest(str(exc)) from None
             m = _measurement(request, d)
             start, end = _int_param(request, "start", None), _int_param(request, "end", None)
-            limit = _int_param(request, "limit", HISTORY_LIMIT) or HISTORY_LIMIT
+            limit = _int_param(request, "limit", HISTORY_LIMIT)
             if start is not None and end is not None and start > end:
                 raise _BadRequest(f"start {start} is after end {end}")
-            if not 1 <= limit <= HISTORY_LIMIT:
+            if limit is None or not 1 <= limit <= HISTORY_LIMIT:
                 raise _BadRequest(f"limit must be 1..{HISTORY_LIMIT}, got {limit}")
         except _BadRequest as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)

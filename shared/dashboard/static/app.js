@@ -43,7 +43,7 @@ function sparkline(points, w = 140, h = 28) {
   return box;
 }
 
-function chart(points, field, w = 720, h = 200) {
+function chart(points, field, w = 1200, h = 200) {
   const box = svg("svg", { width: "100%", viewBox: `0 0 ${w} ${h}`, class: "chart", role: "img" });
   const pts = points.filter((p) => typeof p.fields[field] === "number");
   if (pts.length === 0) return box;
@@ -231,7 +231,7 @@ function applySnapshot(snap) {
     S.domains[name] = { devices: {}, deadletters_total: dom.deadletters_total };
     main.append(section(name));
     const m = S.meta[name] || { title: name };
-    tabs.append(el("a", { href: `#domain-${name}`, id: `tab-${name}` }, el("span", { text: m.title || name }),
+    tabs.append(el("a", { href: `#domain-${name}`, id: `tab-${name}`, title: m.title || name }, el("span", { text: name }),
       el("span", { class: "n", text: "" })));
     for (const d of Object.values(dom.devices)) renderDevice(name, d);
     for (const a of dom.alerts) addAlert(name, a);
