@@ -82,11 +82,13 @@ class Wearable:
         """A ``model`` message arrived: verify, swap the int8 model if valid and newer, report in status."""
         if self.slot is None:
             return False, "this wearable accepts no model updates (no trusted key)"
-        ok, reason = self.slot.offer(payload)
-        if ok:
-            from healthcare.tiny import TinyModel
+        from healthcare.tiny import TinyModel
 
-            self.tiny = TinyModel(self.slot.active_bytes, self.tiny.labels, str(self.slot.active_version))
+        labels = self.tiny.labels
+        # loaded (input/output shapes checked by TinyModel) before the slot installs or persists anything
+        ok, reason = self.slot.offer(payload, load=lambda data: TinyModel(data, labels, "0"))
+        if ok:
+            self.tiny = TinyModel(self.slot.active_bytes, labels, str(self.slot.active_version))
         self.updates["accepted" if ok else "rejected"] += 1
         self.publish_status()
         return ok, reason
@@ -127,7 +129,7 @@ class Fleet:
 
     def __init__(self, args: argparse.Namespace | None, mqtt: str, cohort: Sequence[Patient], tiny: Any,
                  day0_ms: int, on_publish: Callable[[str, int], None] | None = None,
-                 trusted_key: Path | None = None):
+                 trusted_key: Path | None = None, slot_dir: Path | None = None):
         from shared.runtime.app import client_config, publisher
         from shared.transport.consumer import status_will
         from shared.transport.mqtt import MqttClient
@@ -145,11 +147,18 @@ class Fleet:
             self._clients[p.id] = client
             slot = None
             if trusted_key is not None:
+                from shared.runtime.fleet import slot_path
                 from shared.security.model_update import ModelSlot
 
                 slot = ModelSlot(DOMAIN, p.id, trusted_key, active_version=int(tiny.version),
-                                 active_model_id=tiny.model_id.rpartition("@")[0])
-            self.wearables.append(Wearable(p, tiny, publisher(client, DOMAIN), self.start_ms[p.id], slot=slot))
+                                 active_model_id=tiny.model_id.rpartition("@")[0],
+                                 path=slot_path(slot_dir, trusted_key, DOMAIN, p.id))
+            w_tiny = tiny
+            if slot is not None and slot.active_bytes is not None:  # a model installed before a restart
+                from healthcare.tiny import TinyModel
+
+                w_tiny = TinyModel(slot.active_bytes, tiny.labels, str(slot.active_version))
+            self.wearables.append(Wearable(p, w_tiny, publisher(client, DOMAIN), self.start_ms[p.id], slot=slot))
         self._ehr = MqttClient(client_config(args, mqtt, "tinylarge-hc-ehr"))
         self._ehr_publish = publisher(self._ehr, DOMAIN)
         self._charts = sorted(((c.t_s, p.id, c) for p in self.cohort for c in p.charts()), key=lambda x: x[0])

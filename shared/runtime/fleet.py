@@ -11,6 +11,7 @@ verified, swapped through ``reload(device, tflite_bytes, version)``, reported in
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,16 @@ class SimDevice:
             active_model=self.model.model_id))
 
 
+def slot_path(slot_dir: Path | None, trusted_key: Path, domain: str, device: str) -> Path:
+    """Where a simulated device keeps its installed model (``<dir>/<domain>/<device>/model.tflite``, metadata
+    beside it), so a restarted device does not accept an older signed version again. Default directory:
+    ``device-slots`` beside the trusted key."""
+    base = Path(slot_dir) if slot_dir is not None else Path(trusted_key).resolve().parent / "device-slots"
+    path = base / domain / device / "model.tflite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 class DeviceFleet:
     """``start()``, ``step_all(t_end_s)`` per tick, ``stop()``; counts what it published."""
 
@@ -57,7 +68,7 @@ class DeviceFleet:
                  model: Any, start_ms: dict[str, int], process: Callable[[SimDevice, float], dict],
                  reload: Callable[[SimDevice, bytes, int], Any] | None = None,
                  on_publish: Callable[[str, int], None] | None = None, trusted_key: Path | None = None,
-                 client_prefix: str | None = None):
+                 client_prefix: str | None = None, slot_dir: Path | None = None):
         from shared.runtime.app import client_config, publisher
         from shared.transport.consumer import status_will
         from shared.transport.mqtt import MqttClient
@@ -81,9 +92,12 @@ class DeviceFleet:
                 from shared.security.model_update import ModelSlot
 
                 name, _, version = model.model_id.rpartition("@")
-                slot = ModelSlot(domain, device, trusted_key, active_version=int(version), active_model_id=name)
-            self.devices.append(SimDevice(device, subject, model, self.start_ms[device], publisher(client, domain),
-                                          slot=slot))
+                slot = ModelSlot(domain, device, trusted_key, active_version=int(version), active_model_id=name,
+                                 path=slot_path(slot_dir, trusted_key, domain, device))
+            d = SimDevice(device, subject, model, self.start_ms[device], publisher(client, domain), slot=slot)
+            if slot is not None and slot.active_bytes is not None and reload is not None:
+                d.model = reload(d, slot.active_bytes, int(slot.active_version))  # installed before a restart
+            self.devices.append(d)
 
     def start(self) -> None:
         from shared.protocol.messages import topic
@@ -98,9 +112,12 @@ class DeviceFleet:
 
     def offer_update(self, d: SimDevice, payload: bytes) -> tuple[bool, str]:
         """A ``model`` message arrived: verify, swap the model if valid and newer, report in status."""
-        ok, reason = d.slot.offer(payload)
-        if ok and self.reload is not None:
-            d.model = self.reload(d, d.slot.active_bytes, int(d.slot.active_version))
+        reload = self.reload
+        # the domain's loader runs (and checks the model's input/output) before the slot installs anything
+        load = None if reload is None else (lambda data: reload(d, data, int(json.loads(payload)["version"])))
+        ok, reason = d.slot.offer(payload, load=load)
+        if ok and d.slot.loaded is not None:
+            d.model = d.slot.loaded
         d.updates["accepted" if ok else "rejected"] += 1
         d.publish_status()
         return ok, reason

@@ -33,7 +33,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -255,8 +255,11 @@ class ModelSlot:
         active_version: int = 0,
         active_model_id: str | None = None,
         require_tflite: bool = True,
+        load: Callable[[bytes], object] | None = None,
     ):
         check_id(device)
+        self.load = load
+        self.loaded: object | None = None
         self.domain, self.device = domain, device
         self.require_tflite = require_tflite
         self._trusted = _trusted_map(trusted)
@@ -292,8 +295,9 @@ class ModelSlot:
         except (ValueError, KeyError, TypeError) as exc:
             self.warning = f"saved model state ignored: {exc}"
 
-    def offer(self, msg: dict | bytes | str) -> tuple[bool, str]:
-        """Verify and, if valid and newer, install; returns (accepted, reason). Never raises on bad input."""
+    def offer(self, msg: dict | bytes | str, load: Callable[[bytes], object] | None = None) -> tuple[bool, str]:
+        """Verify, load (``load`` or the slot's) and, if valid and newer, install; returns (accepted, reason).
+        Never raises on bad input."""
         with self._lock:
             try:
                 checked, data = verify_update(msg, self.domain, self.device, self._trusted, self.require_tflite)
@@ -304,6 +308,13 @@ class ModelSlot:
                 return False, (f"stale version {version} <= active {self.active_version} "
                                "(replay or downgrade refused)")
             model_id = checked["model"].rpartition("@")[0]
+            loader = load or self.load
+            loaded = None
+            if loader is not None:
+                try:
+                    loaded = loader(data)
+                except Exception as exc:  # noqa: BLE001 - any failure to load means: do not install
+                    return False, f"model does not load: {str(exc)[:200] or type(exc).__name__}"
             if self.path is not None:
                 assert self.meta_path is not None
                 meta = {"model_id": model_id, "version": version, "sha256": checked["sha256"],
@@ -314,4 +325,5 @@ class ModelSlot:
                 except OSError as exc:
                     return False, f"storage error: {exc.strerror or exc}"
             self.active_bytes, self.active_version, self.active_model_id = data, version, model_id
+            self.loaded = loaded
             return True, f"installed {checked['model']} ({len(data)} bytes, key {checked['key_id']})"

@@ -83,8 +83,10 @@ class ModelAgent:
     """Signed model updates for the devices behind a gateway: one :class:`ModelSlot` per device.
 
     ``see(msg)`` is called for every valid message from the line: the first one of a device creates its
-    slot (the running model is the message's ``model``, ``<id>@<version>``; a slot saved under
-    ``model_dir`` by an earlier run is reloaded, so a restart does not reopen a downgrade) and subscribes
+    slot (its version floor is the last update this gateway verified, saved under ``model_dir`` and
+    reloaded at start, so a restart does not reopen a downgrade; never the device's own unsigned
+    ``model`` field); an update must compile for the device and keep the slot model's input/output
+    shapes before it is installed. It subscribes
     to its ``model`` topic. ``on_model`` (MQTT worker thread) verifies and installs; updates for a device
     that has not spoken yet wait until it does. ``publish_status`` forwards a device's status with the
     slot's ``active_model`` and the update counts.
@@ -135,16 +137,14 @@ class ModelAgent:
         with self._lock:
             if device in self.slots:
                 return
-            model_id, _, version = str(msg["model"]).rpartition("@")
-            running = int(version) if version.isdigit() else 0
+            # the version floor comes only from updates this gateway verified and persisted (the slot file),
+            # never from the device's own, unsigned `model` field (a huge version there would block every update)
             path = self.slot_path(device)
             path.parent.mkdir(parents=True, exist_ok=True)
-            slot = ModelSlot(self.domain, device, self.keys, path=path, active_version=running,
-                             active_model_id=model_id or None)
+            slot = ModelSlot(self.domain, device, self.keys, path=path, active_version=0,
+                             load=lambda data, d=device: self._check_model(d, data))
             if slot.warning:
                 log.warning("device %s: %s", device, slot.warning)
-            if slot.active_version < running:  # the image was reflashed with a newer model than the slot's
-                slot.active_version, slot.active_model_id, slot.active_bytes = running, model_id or None, None
             self.slots[device] = slot
             self.updates[device] = Counter(accepted=0, rejected=0)
             pending = self._pending.pop(device, None)
@@ -183,6 +183,24 @@ class ModelAgent:
         if device in self._status:
             self.publish_status(self._status[device])
 
+    def _check_model(self, device: str, data: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The update must compile for the device (shared.tiny.compiler) and keep the input/output shapes of
+        the model in its slot, if any; raises CompileError / ValueError otherwise."""
+        import tempfile
+
+        from shared.tiny.compiler import compile_tflite
+
+        with tempfile.TemporaryDirectory() as tmp:
+            new = compile_tflite(data, "update", tmp)
+            io = (tuple(new.input_shape), tuple(new.output_shape))
+            old_bytes = self.slots[device].active_bytes if device in self.slots else None
+            if old_bytes is not None:
+                old = compile_tflite(old_bytes, "active", tmp)
+                if io != (tuple(old.input_shape), tuple(old.output_shape)):
+                    raise ValueError(f"input/output {io[0]} -> {io[1]} differ from the active model's "
+                                     f"{tuple(old.input_shape)} -> {tuple(old.output_shape)}")
+        return io
+
     @staticmethod
     def _is_active(slot: Any, payload: bytes) -> bool:
         if slot.active_bytes is None:
@@ -202,8 +220,8 @@ class ModelAgent:
             out = dict(msg)
             slot = self.slots.get(device)
             if slot is not None:
-                if slot.active_model is not None:
-                    out["active_model"] = slot.active_model
+                # no verified update installed yet: the model the image runs, as the device says
+                out["active_model"] = slot.active_model or msg.get("active_model") or msg["model"]
                 out["counts"] = {**msg.get("counts", {}), **self.updates[device]}
             body = messages.encode(self.domain, "status", out)
             return self.publish(messages.topic(self.domain, device, "status"), body, 1, True)

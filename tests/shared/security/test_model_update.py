@@ -255,3 +255,60 @@ def test_random_model_roundtrip_sizes(keys) -> None:
         slot = ModelSlot(DOMAIN, DEVICE, keys[1])
         msg = sign_update(DOMAIN, DEVICE, "hc-tiny", 1, model, keys[0], 1, 1)
         assert slot.offer(encode(DOMAIN, "model", msg))[0] and slot.active_bytes == model
+
+
+# ---- issue 13 item 8: a signed but unusable model is never installed; the slot survives a restart ----
+
+def _refuse_load(data: bytes) -> object:
+    raise ValueError(f"input shape (3,) is not (8,) ({len(data)} bytes)")
+
+
+def test_signed_model_that_does_not_load_is_not_installed_or_persisted(keys, tmp_path):
+    slot = _slot(keys, path=tmp_path / "model.tflite", load=_refuse_load)
+    msg = sign_update(DOMAIN, DEVICE, "hc-tiny", 2, _model(salt=b"bad-shape"), keys[0], seq=1, ts_ms=1)
+    _refused(slot, msg, "model does not load: input shape")
+    assert not (tmp_path / "model.tflite").exists() and slot.loaded is None
+    ok, _ = slot.offer(msg, load=lambda data: ("runner", len(data)))  # a loader that succeeds: installed
+    assert ok and slot.loaded == ("runner", len(_model(salt=b"bad-shape"))) and slot.active_version == 2
+
+
+def test_restarted_slot_refuses_an_old_signed_version(keys, tmp_path):
+    path = tmp_path / "model.tflite"
+    first = _slot(keys, path=path)
+    assert first.offer(sign_update(DOMAIN, DEVICE, "hc-tiny", 5, _model(salt=b"v5"), keys[0], seq=1, ts_ms=1))[0]
+    again = _slot(keys, path=path)  # the device restarted with its factory model (version 1) as default
+    assert again.active_version == 5 and again.active_bytes == _model(salt=b"v5")
+    _refused(again, sign_update(DOMAIN, DEVICE, "hc-tiny", 3, _model(salt=b"v3"), keys[0], seq=2, ts_ms=2),
+             "stale version 3 <= active 5")
+
+
+def test_simulated_fleet_slots_persist_under_the_key_dir(keys):
+    from shared.runtime.fleet import slot_path
+
+    p = slot_path(None, keys[1], DOMAIN, DEVICE)
+    assert p == keys[1].resolve().parent / "device-slots" / DOMAIN / DEVICE / "model.tflite" and p.parent.is_dir()
+
+
+def test_gateway_ignores_the_devices_claimed_version_and_checks_the_model(keys, tmp_path):
+    from shared.tiny.firmware import domain_tflite
+    from shared.tiny.gateway import ModelAgent
+
+    tflite = domain_tflite("healthcare", tmp_path / "m").read_bytes()
+    agent = ModelAgent(DOMAIN, [keys[1]], tmp_path / "slots", lambda *a: True)
+    huge = "9" * 32
+    agent.see({"v": 1, "device": DEVICE, "seq": 0, "ts": 1, "model": f"hc-tiny@{huge}"})
+    assert agent.slots[DEVICE].active_version == 0
+
+    def offer(version: int, data: bytes) -> str:
+        agent.on_model(f"tinylarge/{DOMAIN}/{DEVICE}/model",
+                       json.dumps(sign_update(DOMAIN, DEVICE, "hc-tiny", version, data, keys[0], seq=version,
+                                              ts_ms=1)).encode())
+        return agent.last_reason[DEVICE]
+
+    assert offer(2, _model(salt=b"garbage")).startswith("model does not load")  # signed, TFL3, garbage
+    assert agent.slots[DEVICE].active_version == 0
+    assert offer(3, tflite).startswith("installed")  # not blocked by the device's 32-digit claim
+    other = Path(__file__).resolve().parents[3] / "models" / "industrial_iot" / "tiny.tflite"
+    if other.exists():  # a valid model with another input/output: refused, v3 stays
+        assert "differ from the active model" in offer(4, other.read_bytes())
+        assert agent.slots[DEVICE].active_version == 3
