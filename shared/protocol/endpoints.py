@@ -147,6 +147,11 @@ def _redact(url: str) -> str:
     return f"{head}{sep}{userinfo}@{hostpart}"
 
 
+def redact_url(url: str) -> str:
+    """The URL as it may be printed or logged: any password replaced by ``***`` (user name kept)."""
+    return _redact(url)
+
+
 def mqtt_url(flag: str | None) -> str | None:
     """The broker URL: the flag, else env TINYLARGE_MQTT, else None (= start the embedded broker)."""
     if flag:

@@ -255,6 +255,19 @@ def decode(domain: str, stream: str, payload: bytes) -> dict:
     return validate(domain, stream, msg)
 
 
+def check_ts(msg: dict, now_ms: int, max_future_skew_s: float | None, min_ts_ms: int | None) -> dict:
+    """Return ``msg`` if its ``ts`` is plausible for a receiver whose clock reads ``now_ms``: not more than
+    ``max_future_skew_s`` ahead of it and not before ``min_ts_ms`` (a device clock that was never set).
+    The schema allows any ``ts`` up to year 3000; this is the receiver's check. Raises MessageError."""
+    ts = msg["ts"]
+    if max_future_skew_s is not None and ts > now_ms + max_future_skew_s * 1000:
+        raise MessageError(f"implausible ts {ts}: {(ts - now_ms) / 1000:.0f} s ahead of the receiver's clock "
+                           f"(allowed skew {max_future_skew_s:g} s)")
+    if min_ts_ms is not None and ts < min_ts_ms:
+        raise MessageError(f"implausible ts {ts}: before {min_ts_ms} (device clock not set?)")
+    return msg
+
+
 def deadletter(domain: str, topic_name: str, reason: str, payload: bytes, ts_ms: int) -> bytes:
     """The dead-letter record: where it came from, why it was refused, and the start of the payload."""
     record = {

@@ -58,7 +58,10 @@ def run_cloud(domain: str, args: argparse.Namespace | None, mqtt: str, store_url
     if loaded:
         log.info("rebuilt %d history steps from the store", loaded)
     service.start()
-    consumer = Consumer(client, domain, service.handlers(), service.batch_handlers())
+    skew = getattr(args, "max_ts_skew_s", None)
+    consumer = Consumer(client, domain, service.handlers(), service.batch_handlers(),
+                        max_future_skew_s=service.cfg.max_future_skew_s if skew is None else skew,
+                        min_ts_ms=service.cfg.min_ts_ms)
 
     def counts() -> dict[str, int]:
         c, st, tr = consumer.counts, store.counts, client.counts
@@ -96,6 +99,7 @@ def serve_main(domain: str, argv: Sequence[str] | None, description: str,
     """
     from shared.cli import add_endpoint_args
     from shared.domain import get
+    from shared.protocol.endpoints import redact_url
     from shared.runtime.app import endpoints
 
     d = get(domain)
@@ -104,6 +108,8 @@ def serve_main(domain: str, argv: Sequence[str] | None, description: str,
     ap.add_argument("--models", type=Path, default=d.models_dir, help="trained models folder (%(default)s)")
     ap.add_argument("--client-id", default=f"tinylarge-{domain}-service", help="MQTT client id (persistent "
                     "session: keep it stable so a restart receives what it missed)")
+    ap.add_argument("--max-ts-skew-s", type=float, default=None, help="dead-letter messages whose ts is further "
+                    "ahead of this machine's clock (default: the service's, 300 s)")
     ap.add_argument("--duration-s", type=float, default=0.0, help="stop after this many seconds (0 = run forever)")
     ap.add_argument("--quick-train", action="store_true", help="if models are missing, train small ones fast")
     args = ap.parse_args(argv)
@@ -111,7 +117,8 @@ def serve_main(domain: str, argv: Sequence[str] | None, description: str,
     ensure_trained(args.models, quick=args.quick_train)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     with endpoints(args) as ep, cloud(args, ep.mqtt, ep.store, args.models) as svc:
-        print(f"serving {domain} on {svc.url}, storing to {ep.store}; Ctrl-C to stop", flush=True)
+        print(f"serving {domain} on {redact_url(svc.url)}, storing to {redact_url(ep.store)}; Ctrl-C to stop",
+              flush=True)
         try:
             deadline = time.monotonic() + args.duration_s if args.duration_s > 0 else math.inf
             while time.monotonic() < deadline:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.protocol.messages import Topic
+from shared.protocol.messages import MessageError, Topic
 from shared.runtime.alerts import AlertRule, AlertState
 
 log = logging.getLogger("tinylarge.runtime.service")
@@ -50,6 +50,10 @@ class ServiceConfig:
     batch_wait_s: float = 0.02  #: how long the scorer waits to gather more windows into one batch
     status_every_s: float = 10.0  #: how often the service publishes its counts on its retained status
     torch_threads: int = 1  #: CPU threads for the large model; the rest stay free for the MQTT consumer
+    #: a message whose ``ts`` is more than this ahead of the service's clock is dead-lettered (None: no check)
+    max_future_skew_s: float | None = 300.0
+    #: a message whose ``ts`` is before this epoch ms (a device clock never set) is dead-lettered (None: no check)
+    min_ts_ms: int | None = 946_684_800_000  # 2000-01-01
 
 
 @dataclass
@@ -149,7 +153,10 @@ class SubjectService:
         return s
 
     def on_inference(self, topic: Topic, msg: dict) -> None:
-        new = self.store.write(self.inference_points(msg))
+        points = self.inference_points(msg)
+        new = self.store.write(points)
+        if new < len(points):
+            self._check_same(points)
         with self._lock:
             self._take(msg, new)
             self._wake.notify()
@@ -179,6 +186,24 @@ class SubjectService:
                 self._take(msg, new=1)  # ahead of its history: not a duplicate, whatever the write found
             self._wake.notify()
 
+    def _check_same(self, points: list) -> None:
+        """Some points' keys were stored already: a redelivery is the same message; a different message
+        under an existing (device, seq) (e.g. a device that restarted its counter) raises MessageError,
+        which the consumer dead-letters with the reason instead of dropping the message silently."""
+        import json
+
+        for p in points:
+            try:
+                old = self.store.get(p.measurement, p.device, p.seq)
+            except NotImplementedError:
+                return  # this store cannot look keys up (InfluxStore): redeliveries are absorbed unchecked
+            if old is None:
+                continue
+            mine = json.loads(json.dumps(p.measured_fields(), sort_keys=True))
+            if old.ts_ms != p.ts_ms or old.fields != mine:
+                raise MessageError(f"seq conflict: {p.measurement} ({p.device}, seq {p.seq}) is stored with "
+                                   f"ts {old.ts_ms} and other content; this message (ts {p.ts_ms}) differs")
+
     def _take(self, msg: dict, new: int) -> None:
         """With the lock held, after the write (``new`` points were new): history, then queue for scoring."""
         s = self.subject(msg["device"])
@@ -190,9 +215,11 @@ class SubjectService:
         self._due.append(Job(s, msg, np.stack(list(s.steps)), self.baseline(s, msg)))
 
     def append(self, s: Subject, msg: dict) -> None:
-        """Append this message's step to the subject's history and move its clock."""
+        """Append this message's step to the subject's history and move its clock forward (never back: a
+        late message must not make the windows after it look new again when they are redelivered)."""
         s.steps.append(self.step(s, msg))
-        s.last_seq, s.last_ts = msg["seq"], msg["ts"]
+        if msg["seq"] > s.last_seq:
+            s.last_seq, s.last_ts = msg["seq"], msg["ts"]
 
     @property
     def idle(self) -> bool:

@@ -130,6 +130,10 @@ class Store(ABC):
     def count(self, measurement: str, device: str | None = None) -> int:
         """How many points of `measurement` (optionally of one device) are stored."""
 
+    def get(self, measurement: str, device: str, seq: int) -> Point | None:
+        """The stored point with this key, or None; stores that cannot look one up raise NotImplementedError."""
+        raise NotImplementedError
+
     @abstractmethod
     def devices(self, measurement: str) -> list[str]:
         """The sorted device ids that have points of `measurement`."""

@@ -121,6 +121,11 @@ class SqliteStore(Store):
         )
         return [Point(m, d, s, t, json.loads(f), json.loads(g)) for (m, d, s, t, f, g) in self._select(sql, args)]
 
+    def get(self, measurement: str, device: str, seq: int) -> Point | None:
+        rows = self._select("SELECT measurement, device, seq, ts_ms, fields, tags FROM points "
+                            "WHERE measurement = ? AND device = ? AND seq = ?", [measurement, device, int(seq)])
+        return None if not rows else Point(*rows[0][:4], json.loads(rows[0][4]), json.loads(rows[0][5]))
+
     def count(self, measurement: str, device: str | None = None) -> int:
         if device is None:
             return int(self._select("SELECT COUNT(*) FROM points WHERE measurement = ?", [measurement])[0][0])

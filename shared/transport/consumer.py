@@ -44,6 +44,8 @@ _REASON_KEYS = (
     ("device mismatch", "device_mismatch"),
     ("handler error", "handler_error"),
     ("unexpected topic", "topic"),
+    ("implausible ts", "ts"),
+    ("seq conflict", "seq_conflict"),
     ("not a ", "topic"),
     ("invalid ", "topic"),
     ("unknown domain", "topic"),
@@ -62,9 +64,12 @@ class Consumer:
     """Validate and dispatch one domain's device streams; dead-letter what is refused."""
 
     def __init__(self, client: MqttClient, domain: str, handlers: dict[str, MessageHandler],
-                 batch_handlers: dict[str, BatchMessageHandler] | None = None, max_batch: int = 256):
+                 batch_handlers: dict[str, BatchMessageHandler] | None = None, max_batch: int = 256,
+                 max_future_skew_s: float | None = None, min_ts_ms: int | None = None):
         """``handlers``: stream -> ``handler(topic, msg)``; ``batch_handlers``: stream ->
-        ``handler([(topic, msg), ...])``, which takes over that stream from ``handlers``."""
+        ``handler([(topic, msg), ...])``, which takes over that stream from ``handlers``.
+        ``max_future_skew_s`` / ``min_ts_ms``: dead-letter a message whose ``ts`` is further ahead of this
+        machine's clock, or older (:func:`shared.protocol.messages.check_ts`); None: no check."""
         if domain not in messages.domains():
             raise ValueError(f"unknown domain {domain!r}; expected one of {', '.join(messages.domains())}")
         if not handlers and not batch_handlers:
@@ -78,6 +83,7 @@ class Consumer:
         self.domain = domain
         self.handlers = {s: h for s, h in handlers.items() if s not in self.batch_handlers}
         self.max_batch = max_batch
+        self.max_future_skew_s, self.min_ts_ms = max_future_skew_s, min_ts_ms
         self.deadletter_topic = messages.deadletter_topic(domain)
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter({"received": 0, "accepted": 0, "deadletters": 0})
@@ -117,6 +123,8 @@ class Consumer:
                 raise MessageError(
                     f"device mismatch: envelope device {msg['device']!r} on topic device {where.device!r}"
                 )
+            if self.max_future_skew_s is not None or self.min_ts_ms is not None:
+                messages.check_ts(msg, int(time.time() * 1000), self.max_future_skew_s, self.min_ts_ms)
         except MessageError as exc:
             return exc.reason
         return where, msg
@@ -160,6 +168,8 @@ class Consumer:
             self._counts["accepted"] += accepted
 
     def _handler_error(self, topic_name: str, exc: Exception) -> str:
+        if isinstance(exc, MessageError):  # the handler refused the message (e.g. a seq conflict): its reason
+            return exc.reason
         log.exception("%s handler for %s raised", self.domain, topic_name)
         return f"handler error: {type(exc).__name__}: {exc}"
 
