@@ -104,8 +104,8 @@ class HealthcareService(SubjectService):
         chart = s.extra.get("chart")
         if chart is None:
             return None
-        fresh = {k: v for k, (v, ts) in s.extra.get("vitals", {}).items()
-                 if s.last_ts - ts <= CARRY_VITALS_S * 1000}
+        fresh = {k: v for k, (v, ts) in s.extra.get("vitals", {}).items()  # bounded on both sides: a reading
+                 if 0 <= s.last_ts - ts <= CARRY_VITALS_S * 1000}  # dated after the latest is not fresh
         if not all(k in fresh for k in ("rr_bpm", "spo2_pct", "hr_bpm", "temp_c")):
             return None
         rr = chart.get("rr_bpm") if fresh.get("rr_bpm") is None else fresh["rr_bpm"]
