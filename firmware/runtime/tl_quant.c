@@ -26,6 +26,14 @@ int32_t tl_rounding_divide_by_pot(int32_t x, int exponent) {
 }
 
 int32_t tl_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
+#ifdef TL_ARITH_TFLM
+  /* TFLite Micro's double rounding: a saturating rounding doubling high multiply, then a rounding
+   * (half away from zero) division by 2^-shift; a positive shift multiplies x first (wrapping). */
+  const int left = shift > 0 ? shift : 0;
+  const int right = shift > 0 ? 0 : -shift;
+  return tl_rounding_divide_by_pot(
+      tl_sat_rounding_doubling_high_mul((int32_t)((uint32_t)x << left), multiplier), right);
+#else
   /* Single rounding (TFLITE_SINGLE_ROUNDING, what LiteRT's reference kernels and XNNPACK compute):
    * round(x * multiplier / 2^(31 - shift)) with ties toward +infinity, shift in [-31, 30]. */
   const int total_shift = 31 - shift;
@@ -43,4 +51,5 @@ int32_t tl_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
   if (result > INT32_MAX) return INT32_MAX;
   if (result < INT32_MIN) return INT32_MIN;
   return (int32_t)result;
+#endif
 }

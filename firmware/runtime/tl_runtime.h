@@ -26,7 +26,8 @@ extern "C" {
 int32_t tl_sat_rounding_doubling_high_mul(int32_t a, int32_t b);
 /* x / 2^exponent, rounding half away from zero; 0 <= exponent <= 31. */
 int32_t tl_rounding_divide_by_pot(int32_t x, int exponent);
-/* round(x * multiplier * 2^(shift - 31)), ties toward +inf; multiplier a Q31 value in [2^30, 2^31). */
+/* round(x * multiplier * 2^(shift - 31)), ties toward +inf; multiplier a Q31 value in [2^30, 2^31).
+ * Built with -DTL_ARITH_TFLM: TFLite Micro's double rounding instead (the compiler's arithmetic="tflm"). */
 int32_t tl_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift);
 
 /* ---- convolution (tl_conv.c) ------------------------------------------- */
@@ -100,7 +101,11 @@ void tl_fc_vector(const tl_fc_params *p, const int8_t *input, int8_t *output);
 /* Requantize an int32 accumulator to int8 with the output offset and activation clamp. */
 static inline int8_t tl_requant(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
                                 int32_t act_min, int32_t act_max) {
+#ifdef TL_ARITH_TFLM
+  if (0) {
+#else
   if (shift <= -2) {
+#endif
     /* inline the usual case of tl_mul_by_quantized_multiplier (real multiplier < 0.5), same value */
     const int32_t hi = (int32_t)(((int64_t)acc * (int64_t)multiplier) >> 32);
     acc = ((hi + ((int32_t)1 << (-shift - 2))) >> (-shift - 1)) + out_offset;

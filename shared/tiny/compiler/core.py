@@ -226,8 +226,21 @@ def _emit_header(prog: _Program, name: str, labels: list[str] | None) -> str:
     return "\n".join(lines)
 
 
+ARITHMETICS = ("litert", "tflm")  # requantization rounding the runtime is built for (TL_ARITH_TFLM)
+
+
+def _arith_guard(arithmetic: str) -> str:
+    """Preprocessor check that the runtime is built with the rounding the model was compiled for."""
+    if arithmetic == "tflm":
+        return ("#ifndef TL_ARITH_TFLM\n#error \"compiled with arithmetic='tflm' (TFLite Micro's double rounding): "
+                "build the runtime with -DTL_ARITH_TFLM\"\n#endif\n")
+    return ("#ifdef TL_ARITH_TFLM\n#error \"compiled with arithmetic='litert' (LiteRT reference kernels' single "
+            "rounding): build the runtime without -DTL_ARITH_TFLM\"\n#endif\n")
+
+
 def compile_tflite(model: str | Path | bytes, name: str, out_dir: str | Path,
-                   labels: list[str] | None = None, metadata: ModelMetadata | None = None) -> CompiledModel:
+                   labels: list[str] | None = None, metadata: ModelMetadata | None = None,
+                   arithmetic: str = "litert") -> CompiledModel:
     """Compile a full-int8 TFLite model to OUT_DIR/NAME.h, OUT_DIR/NAME.c and OUT_DIR/NAME_metadata.h.
 
     `name` must be a C identifier; macros use it upper-cased (NAME_INPUT_SIZE), functions as given
@@ -235,7 +248,15 @@ def compile_tflite(model: str | Path | bytes, name: str, out_dir: str | Path,
     :mod:`shared.tiny.compiler.metadata`) goes to NAME_metadata.h; without it the header carries the id
     ``name@1`` and `labels`. Labels given in both places must agree. Raises CompileError for malformed
     files and unsupported ops, types or shapes.
+
+    `arithmetic` picks whose integer results the C reproduces bit for bit: ``"litert"`` (default; LiteRT's
+    reference kernels: single-rounding requantization, TFLITE_SINGLE_ROUNDING) or ``"tflm"`` (TensorFlow
+    Lite Micro: double rounding, SaturatingRoundingDoublingHighMul then RoundingDivideByPOT). The runtime
+    is built for one of them (``-DTL_ARITH_TFLM`` for ``"tflm"``); the generated source refuses to compile
+    against the other.
     """
+    if arithmetic not in ARITHMETICS:
+        raise CompileError(f"arithmetic {arithmetic!r} is not one of {', '.join(ARITHMETICS)}")
     if not isinstance(name, str) or not _IDENT.match(name):
         raise CompileError(f"name {name!r} is not a C identifier (letters, digits, underscore; <= 63 chars)")
     if metadata is not None and metadata.labels is not None:
@@ -252,6 +273,8 @@ def compile_tflite(model: str | Path | bytes, name: str, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     src, const_bytes = _emit_source(prog, name, labels)
+    head, sep, rest = src.partition('#include "tl_runtime.h"\n')
+    src = head + sep + _arith_guard(arithmetic) + rest
     header_path, source_path = out / f"{name}.h", out / f"{name}.c"
     header_path.write_text(_emit_header(prog, name, labels))
     source_path.write_text(src)
@@ -278,12 +301,15 @@ def main_compile(argv: list[str] | None = None) -> int:
     ap.add_argument("--window-s", type=float, default=None, help="window length (s)")
     ap.add_argument("--window-samples", type=int, default=None,
                     help="samples per channel per window (default: round(fs_hz * window_s))")
+    ap.add_argument("--arithmetic", choices=ARITHMETICS, default="litert",
+                    help="integer rounding to reproduce: litert (LiteRT reference kernels, default) or tflm "
+                         "(TensorFlow Lite Micro; build the runtime with -DTL_ARITH_TFLM)")
     args = ap.parse_args(argv)
     labels = args.labels.split(",") if args.labels else None
     try:
         meta = ModelMetadata(args.model_id or f"{args.name}@1", None if labels is None else tuple(labels),
                              args.domain, args.fs_hz, args.window_s, args.window_samples)
-        cm = compile_tflite(args.model, args.name, args.out, labels, meta)
+        cm = compile_tflite(args.model, args.name, args.out, labels, meta, args.arithmetic)
     except CompileError as exc:
         print(f"error: {exc}")
         return 2
