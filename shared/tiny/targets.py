@@ -159,9 +159,9 @@ def compile_model(tflite: Path, name: str, out_dir: Path, metadata=None) -> Path
 
 
 def make(target: str, model_dir: Path, models: Sequence[str], out: Path, app: str | None = None,
-         goal: str | None = None, extra_cflags: Sequence[str] = ()) -> None:
-    """Run firmware/Makefile (``APP``, ``MODELS``, ``MODEL_DIR``, ``OUT``); FirmwareError with the compiler
-    output on failure."""
+         goal: str | None = None, extra_cflags: Sequence[str] = (), variables: dict[str, str] | None = None) -> None:
+    """Run firmware/Makefile (``APP``, ``MODELS``, ``MODEL_DIR``, ``OUT``, plus ``variables``: a board row's,
+    see :meth:`shared.tiny.boards.Board.make_vars`); FirmwareError with the compiler output on failure."""
     tool = "gcc" if target == "host" else "arm-none-eabi-gcc"
     if shutil.which(tool) is None:
         raise FirmwareError(f"{tool} not found on PATH (needed for target {target})")
@@ -173,6 +173,7 @@ def make(target: str, model_dir: Path, models: Sequence[str], out: Path, app: st
         cmd[4:4] = ["-f", str(_TARGET_MAKEFILES[target])]
     if extra_cflags:
         cmd.append("EXTRA_CFLAGS=" + " ".join(extra_cflags))
+    cmd += [f"{k}={v}" for k, v in (variables or {}).items()]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise FirmwareError(f"make {goal or target} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
