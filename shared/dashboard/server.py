@@ -71,12 +71,20 @@ class Dashboard:
             from shared.storage.base import open_store
 
             self.store = open_store(self.store_url)
-        self.bridge.start(timeout_s)  # ConnectionError if the broker is not there
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.host, self.port))
-        self.port = self._sock.getsockname()[1]
+        try:  # the port first (OSError if taken), so that a failed start leaves no MQTT client behind
+            self._sock.bind((self.host, self.port))
+            self.port = self._sock.getsockname()[1]
+            self.bridge.start(timeout_s)  # ConnectionError if the broker is not there
+        except BaseException:
+            self._sock.close()
+            self._sock = None
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+            raise
         app = create_app(self.bridge, self.store, self.token, self._closing)
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off",
                                 access_log=False)

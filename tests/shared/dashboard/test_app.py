@@ -103,3 +103,25 @@ def test_cli_without_a_broker_says_so(capsys, monkeypatch):
     monkeypatch.delenv("TINYLARGE_MQTT", raising=False)
     assert dashboard_main([]) == 2
     assert "no broker" in capsys.readouterr().out
+
+
+def test_beside_demo_prints_its_url_moves_off_a_taken_port_and_can_be_turned_off(mosquitto, capsys):
+    import argparse
+    import socket
+
+    from shared.dashboard.demo import add_dashboard_args, beside_demo
+
+    ap = argparse.ArgumentParser()
+    add_dashboard_args(ap)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ap.parse_args(["--dashboard-port", str(port)])
+        with beside_demo(args, mosquitto.url, None) as dash:
+            assert dash is not None and dash.port != port
+            assert _get(dash.url + "healthz")[0] == 200
+            assert _get(dash.url + "api/state")[1]["broker"]["client_id"] == "tinylarge-dashboard"
+        assert f"dashboard: {dash.url}" in capsys.readouterr().out
+    with beside_demo(ap.parse_args(["--no-dashboard"]), mosquitto.url, None) as dash:
+        assert dash is None
