@@ -66,7 +66,7 @@ def plot(trip, msg_events: list[dict], hazard_map, hazards: Sequence, out: Path)
     for e in trip.events:
         ax2.plot([e.t_start_s], [ax2.get_ylim()[0] * 0.9], marker="^", color=colors.get(e.kind, "grey"), ms=5)
     axm = fig.add_subplot(1, 2, 2)
-    for kind, mk in (("pothole", "o"), ("speed_bump", "s"), ("rough", "x")):
+    for kind, mk in (("pothole", "o"), ("speed_bump", "s"), ("rough", "D")):
         hs = [h for h in hazards if h.kind == kind]
         axm.scatter([h.x_m for h in hs], [h.y_m for h in hs], marker=mk, s=80, facecolors="none",
                     edgecolors="k", label=f"true {kind}")
