@@ -52,7 +52,6 @@ from shared.tiny.targets import (
     FIRMWARE_DIR,
     REPO,
     FirmwareError,
-    compile_model,
     domain_tflite,
     make,
     models_dir,
@@ -63,6 +62,10 @@ from shared.tiny.targets import (
 OUT_DEFAULT = REPO / "out" / "firmware"
 TFLM_CORE_FLASH_BYTES = 16 * 1024
 PARITY_INPUTS = 1000
+RAM_GOAL = 0.6
+INSNS_GOALS = {"mlperf_ad_autoencoder": 400_000, "mlperf_kws_dscnn": 8_000_000}
+ANCHORS = {"mlperf_ad_autoencoder": {"tflm_reference_kernels_cycles_m4": 1_200_000,
+                                     "fastest_commercial_engine_cycles_m4": 486_000}}
 _TFLM_PROBE = ("import sys\nfrom tflite_micro.python.tflite_micro import runtime\n"
                "runtime.Interpreter.from_bytes(open(sys.argv[1], 'rb').read()).print_allocations()\n")
 
@@ -111,7 +114,11 @@ def measure(name: str, tflite: Path, work: Path) -> dict:
     cname = re.sub(r"\W", "_", name).lower()
     row: dict = {"model": name, "tflite": str(tflite), "tflite_bytes": tflite.stat().st_size}
     try:
-        model_dir = compile_model(tflite, cname, work / "model" / cname)
+        from shared.tiny.compiler import compile_tflite
+
+        model_dir = work / "model" / cname
+        cm = compile_tflite(tflite, cname, model_dir)
+        row["macs"] = cm.macs
         out = work / "m4" / cname
         make("cortex-m4", model_dir, [cname], out, goal="cortex-m4-bench")
         text, data, bss, linked_text, linked_data = _size_totals(out / "model_runtime.size")
@@ -126,6 +133,8 @@ def measure(name: str, tflite: Path, work: Path) -> dict:
                    arena_bytes=int(kv["arena"]), stack_bytes=stack, ram_bytes=data + bss + stack,
                    insns_per_inference=round(int(kv["ticks"]) / int(kv["runs"]) * insns_per_tick),
                    insns_per_tick=insns_per_tick)
+        if cm.macs:
+            row["insns_per_mac"] = round(row["insns_per_inference"] / cm.macs, 3)
     except Exception as exc:  # a model the compiler refuses is reported, not fatal
         row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     arena = tflm_arena_bytes(tflite)
@@ -137,13 +146,13 @@ def measure(name: str, tflite: Path, work: Path) -> dict:
     return row
 
 
-def _host_harness(model_dir: Path, cname: str, exe: Path) -> Path:
+def _host_harness(model_dir: Path, cname: str, exe: Path, extra_cflags: Sequence[str] = ()) -> Path:
     """gcc -O2: the compiled model + runtime + firmware/tools/tl_harness.c (inputs file -> outputs file)."""
     gcc = shutil.which("gcc")
     if gcc is None:
         raise FirmwareError("gcc not found on PATH (needed for the host parity run)")
     runtime = FIRMWARE_DIR / "runtime"
-    cmd = [gcc, "-std=c99", "-O2", f"-I{runtime}", f"-I{model_dir}", f"-DTL_MODEL={cname}",
+    cmd = [gcc, "-std=c99", "-O2", *extra_cflags, f"-I{runtime}", f"-I{model_dir}", f"-DTL_MODEL={cname}",
            f"-DTL_MODEL_UPPER={cname.upper()}", f'-DTL_MODEL_HEADER="{cname}.h"',
            str(FIRMWARE_DIR / "tools" / "tl_harness.c"), str(model_dir / f"{cname}.c"),
            *sorted(str(p) for p in runtime.glob("*.c")), "-o", str(exe)]
@@ -153,75 +162,132 @@ def _host_harness(model_dir: Path, cname: str, exe: Path) -> Path:
     return exe
 
 
-def parity(name: str, tflite: Path, work: Path, n_inputs: int = PARITY_INPUTS) -> dict:
-    """Mismatching int8 output values of the compiled C against the LiteRT interpreter, on the host and
-    on the Cortex-M4 under QEMU, over `n_inputs` random int8 vectors; {"error": ...} if a step fails."""
+ARITH_CFLAGS = {"litert": (), "tflm": ("-DTL_ARITH_TFLM",)}
+REFERENCES = {"litert": "LiteRT reference kernels (ai_edge_litert Interpreter, OpResolverType.BUILTIN_REF)",
+              "tflm": "TensorFlow Lite Micro (tflite_micro.python runtime.Interpreter)",
+              "xnnpack": "LiteRT default (ai_edge_litert Interpreter: builtin kernels + XNNPACK)"}
+
+
+def reference_outputs(buf: bytes, xs, kind: str):
+    """int8 outputs [N, out] of one reference interpreter (REFERENCES) on the int8 inputs xs [N, in]."""
     import numpy as np
 
-    cname = re.sub(r"\W", "_", name).lower()
-    try:
-        from ai_edge_litert.interpreter import Interpreter
+    if kind == "tflm":
+        from tflite_micro.python.tflite_micro import runtime
 
-        buf = tflite.read_bytes()
-        it = Interpreter(model_content=buf)  # the default: builtin kernels + XNNPACK, what users get
-        it.allocate_tensors()
-        i, o = it.get_input_details()[0], it.get_output_details()[0]
-        rng = np.random.default_rng(zlib.crc32(name.encode()))
-        xs = rng.integers(-128, 128, size=(n_inputs, int(np.prod(i["shape"]))), dtype=np.int8)
-        ref = []
+        tm = runtime.Interpreter.from_bytes(buf)
+        shape = tm.get_input_details(0)["shape"]
+        out = []
         for x in xs:
-            it.set_tensor(i["index"], x.reshape(i["shape"]))
-            it.invoke()
-            ref.append(it.get_tensor(o["index"]).reshape(-1).copy())
-        y_ref = np.stack(ref)
-        model_dir = compile_model(tflite, cname, work / "parity" / cname)
-        out = work / "parity" / cname / "m4"
-        make("cortex-m4-parity", model_dir, [cname], out)
-        y_m4 = run_parity(out / "parity.elf", xs, out, timeout_s=300)
-        exe = _host_harness(model_dir, cname, out / "host_harness")
-        fin, fout = out / "host.in.bin", out / "host.out.bin"
-        fin.write_bytes(xs.tobytes())
-        proc = subprocess.run([str(exe), str(fin), str(fout)], capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            raise FirmwareError(f"host harness failed ({proc.returncode}): {proc.stderr[-300:]}")
-        y_host = np.frombuffer(fout.read_bytes(), np.int8).reshape(y_ref.shape)
-        if y_m4.shape != y_ref.shape:
-            raise FirmwareError(f"QEMU outputs {y_m4.shape}, interpreter {y_ref.shape}")
+            tm.set_input(x.reshape(shape), 0)
+            tm.invoke()
+            out.append(tm.get_output(0).reshape(-1).copy())
+        return np.stack(out)
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.BUILTIN_REF if kind == "litert" else OpResolverType.AUTO
+    it = Interpreter(model_content=buf, experimental_op_resolver_type=resolver)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    out = []
+    for x in xs:
+        it.set_tensor(i["index"], x.reshape(i["shape"]))
+        it.invoke()
+        out.append(it.get_tensor(o["index"]).reshape(-1).copy())
+    return np.stack(out)
+
+
+def parity_inputs(name: str, input_size: int, n_inputs: int):
+    import numpy as np
+
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    return rng.integers(-128, 128, size=(n_inputs, input_size), dtype=np.int8)
+
+
+def parity(name: str, tflite: Path, work: Path, n_inputs: int = PARITY_INPUTS) -> dict:
+    """Mismatching int8 output values of the compiled C, in each arithmetic (ARITHMETICS), against that
+    arithmetic's reference interpreter, on the host (portable C kernels) and on the Cortex-M4 under QEMU
+    (DSP-extension kernels), over `n_inputs` random int8 vectors; plus how often LiteRT's default
+    interpreter (XNNPACK) differs from its reference kernels. {"error": ...} if a step fails."""
+    import numpy as np
+
+    from shared.tiny.compiler import compile_tflite
+
+    cname = re.sub(r"\W", "_", name).lower()
+    res: dict = {"inputs": n_inputs}
+    try:
+        buf = tflite.read_bytes()
+        for arith, cflags in ARITH_CFLAGS.items():
+            model_dir = work / "parity" / arith / cname
+            cm = compile_tflite(tflite, cname, model_dir, arithmetic=arith)
+            xs = parity_inputs(name, cm.input_size, n_inputs)
+            y_ref = reference_outputs(buf, xs, arith)
+            out = model_dir / "m4"
+            make("cortex-m4-parity", model_dir, [cname], out, extra_cflags=cflags)
+            y_m4 = run_parity(out / "parity.elf", xs, out, timeout_s=300)
+            exe = _host_harness(model_dir, cname, out / "host_harness", cflags)
+            fin, fout = out / "host.in.bin", out / "host.out.bin"
+            fin.write_bytes(xs.tobytes())
+            proc = subprocess.run([str(exe), str(fin), str(fout)], capture_output=True, text=True, timeout=300)
+            if proc.returncode != 0:
+                raise FirmwareError(f"host harness failed ({proc.returncode}): {proc.stderr[-300:]}")
+            y_host = np.frombuffer(fout.read_bytes(), np.int8).reshape(y_ref.shape)
+            if y_m4.shape != y_ref.shape:
+                raise FirmwareError(f"QEMU outputs {y_m4.shape}, interpreter {y_ref.shape}")
+            res[arith] = {"reference": REFERENCES[arith], "values": int(y_ref.size),
+                          "host_mismatches": int((y_host != y_ref).sum()),
+                          "qemu_mismatches": int((y_m4 != y_ref).sum()),
+                          "host_vs_qemu_mismatches": int((y_host != y_m4).sum())}
+            if arith == "litert":
+                y_xnn = reference_outputs(buf, xs, "xnnpack")
+                res["xnnpack_vs_litert_ref_mismatches"] = int((y_xnn != y_ref).sum())
+            else:
+                y_lr = reference_outputs(buf, xs, "litert")
+                res["tflm_vs_litert_ref_mismatches"] = int((y_lr != y_ref).sum())
     except Exception as exc:  # reported in the row, like the footprint figures
         return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-    return {"inputs": n_inputs, "values": int(y_ref.size), "host_mismatches": int((y_host != y_ref).sum()),
-            "qemu_mismatches": int((y_m4 != y_ref).sum()), "reference": "ai_edge_litert Interpreter (default)"}
+    return res
 
 
-def _bit_exact(r: dict) -> bool:
+def _bit_exact(r: dict, arith: str | None = None) -> bool:
     p = r["parity"]
-    return "error" not in p and p["host_mismatches"] == 0 and p["qemu_mismatches"] == 0
+    if "error" in p:
+        return False
+    return all(p[a]["host_mismatches"] == 0 and p[a]["qemu_mismatches"] == 0
+               for a in ([arith] if arith else ARITH_CFLAGS))
 
 
-def _parity_cell(r: dict) -> str:
+def _parity_cell(r: dict, arith: str) -> str:
     p = r.get("parity")
     if not p:
         return "-"
-    return "error" if "error" in p else f"{p['host_mismatches']}/{p['qemu_mismatches']}"
+    return "error" if "error" in p else f"{p[arith]['host_mismatches']}/{p[arith]['qemu_mismatches']}"
 
 
 def table(rows: list[dict]) -> str:
     cols = [("model", "model", 26), ("flash_bytes", "flash B", 9), ("ram_bytes", "RAM B", 8),
             ("arena_bytes", "arena B", 8), ("stack_bytes", "stack B", 8), ("insns_per_inference", "insns/inf", 10),
-            ("tflm_arena_bytes", "TFLM arena", 10), ("ram_vs_tflm_arena", "RAM/TFLM", 9),
-            ("tflite_bytes", "tflite B", 9), ("flash_vs_tflm", "flash/(tflite+TFLM)", 19),
-            ("parity", "parity host/qemu", 16)]
+            ("insns_per_mac", "insns/MAC", 9), ("tflm_arena_bytes", "TFLM arena", 10),
+            ("ram_vs_tflm_arena", "RAM/TFLM", 9), ("tflite_bytes", "tflite B", 9),
+            ("flash_vs_tflm", "flash/(tflite+TFLM)", 19), ("litert", "LiteRT-ref h/q", 14), ("tflm", "TFLM h/q", 10),
+            ("xnnpack", "XNNPACK!=ref", 12)]
     lines = [" ".join(f"{title:>{w}}" for _, title, w in cols)]
     for r in rows:
         if "error" in r:
             lines.append(f"{r['model']:>26} error: {r['error'][:90]}")
             continue
-        cells = {k: (_parity_cell(r) if k == "parity" else str(r.get(k, "-"))) for k, _, _ in cols}
+        cells = {k: str(r.get(k, "-")) for k, _, _ in cols}
+        for arith in ARITH_CFLAGS:
+            cells[arith] = _parity_cell(r, arith)
+        cells["xnnpack"] = str(r.get("parity", {}).get("xnnpack_vs_litert_ref_mismatches", "-"))
         lines.append(" ".join(f"{cells[k]:>{w}}" for k, _, w in cols))
     checked = [r["parity"]["inputs"] for r in rows if "inputs" in r.get("parity", {})]
     if checked:
-        lines.append(f"parity host/qemu: int8 output values differing from the LiteRT interpreter over "
-                     f"{max(checked)} random inputs per model")
+        lines.append(f"parity h/q: int8 output values of the compiled C (host: portable kernels / Cortex-M4 "
+                     f"under QEMU: DSP kernels) differing from the reference of its arithmetic over {max(checked)} "
+                     f"random inputs per model (LiteRT-ref: arithmetic='litert' vs LiteRT's reference kernels; TFLM: "
+                     f"arithmetic='tflm' vs TFLite Micro); XNNPACK!=ref: LiteRT's default interpreter vs its "
+                     f"reference kernels")
     return "\n".join(lines)
 
 
@@ -232,12 +298,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="only the domains' tiny models (or their stand-ins)")
     ap.add_argument("--parity-inputs", type=int, default=PARITY_INPUTS,
                     help=f"random inputs per model for the parity check (default {PARITY_INPUTS}; 0 = skip it)")
+    ap.add_argument("--no-mlperf", action="store_true", help="leave out the MLPerf Tiny reference models")
+    ap.add_argument("--mlperf-dir", type=Path, default=REPO / "out" / "bench" / "mlperf_tiny",
+                    help="where the MLPerf Tiny .tflite files are built (reused when there)")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tl-fwreport-") as tmp:
         work = Path(tmp)
         models = collect_models(work, not args.no_test_models)
+        if not args.no_mlperf:
+            sys.path.insert(0, str(REPO))
+            from bench import mlperf_tiny
+
+            models.update(mlperf_tiny.build_all(args.mlperf_dir))
         rows = []
         for i, (name, path) in enumerate(models.items(), 1):
             print(f"[{i}/{len(models)}] {name}", file=sys.stderr, flush=True)
@@ -246,9 +320,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 row["parity"] = parity(name, path, work, args.parity_inputs)
             rows.append(row)
     ok = [r for r in rows if "ram_vs_tflm_arena" in r]
+    by_name = {r["model"]: r for r in rows}
+    speed = {m: (by_name[m].get("insns_per_inference"), limit) for m, limit in INSNS_GOALS.items() if m in by_name}
     report = {"target": "cortex-m4 (qemu-system-arm -M mps2-an386, -icount shift=0)", "models": rows,
-              "goals": {"ram_vs_tflm_arena_max": 0.75,
-                        "ram_goal_met": all(r["ram_vs_tflm_arena"] <= 0.75 for r in ok) if ok else None,
+              "arithmetic_default": "litert",
+              "anchors": ANCHORS,
+              "goals": {"ram_vs_tflm_arena_max": RAM_GOAL,
+                        "ram_goal_met": all(r["ram_vs_tflm_arena"] <= RAM_GOAL for r in ok) if ok else None,
+                        "insns_per_inference_max": INSNS_GOALS,
+                        "insns_goal_met": {m: (v is not None and v <= lim) for m, (v, lim) in speed.items()},
+                        "parity_litert_bit_exact": [r["model"] for r in rows if "parity" in r
+                                                    and _bit_exact(r, "litert")],
+                        "parity_tflm_bit_exact": [r["model"] for r in rows if "parity" in r and _bit_exact(r, "tflm")],
                         "tflm_core_flash_bytes": TFLM_CORE_FLASH_BYTES,
                         "flash_goal_met": all(r["flash_vs_tflm"] < 1 for r in ok) if ok else None,
                         "parity_not_bit_exact": [r["model"] for r in rows if "parity" in r and not _bit_exact(r)]}}

@@ -36,6 +36,7 @@ class Step:
     writes: list[int] = field(default_factory=list)
     const_bytes: int = 0
     inplace: bool = False  # the kernel may write over its (same-sized) input
+    macs: int = 0  # multiply-accumulates per inference (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D)
 
 
 def c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 16, align: bool = False) -> str:
@@ -142,7 +143,8 @@ class Lowerer:
         if scales.size != out_c:
             raise CompileError(f"{self.desc(op)}: {w.scales.size} filter scales for {out_c} channels")
         mults, shifts = zip(*(q.quantize_multiplier(in_s * float(s) / out_s) for s in scales), strict=True)
-        step = Step(op.name, "", reads=[x.index], writes=[y.index])
+        step = Step(op.name, "", reads=[x.index], writes=[y.index],
+                    macs=n * out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c))
         bias_sym = "0"
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
             b = self.t(op, 2, "bias")
@@ -245,7 +247,8 @@ class Lowerer:
                 raise CompileError(f"{self.desc(op)}: bias must be int32[{out_n}], got {b.dtype}[{bias.size}]")
         act_min, act_max = self.act(op, 0, y)
         bias_sym = self.sym(op, "bias")
-        step = Step(op.name, "", reads=[x.index], writes=[y.index], const_bytes=wd.size + 4 * out_n + 8 * len(mults))
+        step = Step(op.name, "", reads=[x.index], writes=[y.index], const_bytes=wd.size + 4 * out_n + 8 * len(mults),
+                    macs=x.size // in_n * in_n * out_n)
         step.decls += [c_array("int32_t", bias_sym, fold_bias(wd, bias, x.zero_point, self.desc(op))),
                        c_array("int8_t", self.sym(op, "weights"), block_rows(wd), align=True),
                        c_array("int32_t", self.sym(op, "mult"), np.array(mults)),

@@ -44,6 +44,7 @@ class CompiledModel:
     labels: list[str] | None = None
     metadata_path: Path | None = None  #: NAME_metadata.h (model id, labels, window geometry)
     metadata: ModelMetadata | None = None
+    macs: int = 0  #: multiply-accumulates per inference (dense and convolution layers)
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -283,7 +284,8 @@ def compile_tflite(model: str | Path | bytes, name: str, out_dir: str | Path,
     metadata_path.write_text(emit_metadata_header(name, meta))
     return CompiledModel(name, header_path, source_path, prog.plan.arena_bytes, const_bytes, x.size, y.size,
                          tuple(x.shape), tuple(y.shape), float(np.float32(x.scale)), x.zero_point,
-                         float(np.float32(y.scale)), y.zero_point, prog.ops, labels, metadata_path, meta)
+                         float(np.float32(y.scale)), y.zero_point, prog.ops, labels, metadata_path, meta,
+                         sum(st.macs for st in prog.steps))
 
 
 def main_compile(argv: list[str] | None = None) -> int:
