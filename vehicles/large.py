@@ -71,7 +71,7 @@ class LargeConfig:
     dropout: float = 0.1
     horizon_trips: int = 10  #: predict an incident within this many next trip segments
     epochs: int = 4
-    samples_per_epoch: int = 6000
+    samples_per_epoch: int = 4000
     batch_size: int = 128
     lr: float = 2e-3
     alert_fpr: float = 0.1  #: alert threshold at this false-positive rate on validation vehicles

@@ -28,14 +28,14 @@ duration), road hazards driven over, the crash; `Trip.incident` (None, "near_mis
 Deterministic per (seed, vehicle index, trip index). `Vehicle.incident(k)` draws only the incident,
 cheaply, so labels of future trips need no simulation.
 
-Readers: `read_imu_csv`, `read_gnss_csv` (columns and units in their docstrings) and `trip_from_csv`.
+Readers (in _readers.py, re-exported here): `read_imu_csv`, `read_gnss_csv` (columns and units in their
+docstrings) and `trip_from_csv`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -432,76 +432,8 @@ def simulate_trip(v: Vehicle, k: int, incident: str | None | bool = True) -> Tri
                 float(np.sum(speed) / fs / 1000.0), speed, acc_v)
 
 
-# -- readers for real logs -------------------------------------------------------------------------------
-IMU_COLUMNS = ("t_s", "ax_mps2", "ay_mps2", "az_mps2", "gx_rads", "gy_rads", "gz_rads")
-GNSS_COLUMNS = ("t_s", "lat_deg", "lon_deg", "speed_mps")
+from vehicles._readers import GNSS_COLUMNS, IMU_COLUMNS, read_gnss_csv, read_imu_csv, trip_from_csv  # noqa: E402
 
-
-def _read_csv(path: str | Path, columns: tuple[str, ...], allow_empty: tuple[str, ...] = ()) -> np.ndarray:
-    path = Path(path)
-    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    if not lines:
-        raise ValueError(f"{path}: empty file")
-    header = [h.strip() for h in lines[0].split(",")]
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; need {list(columns)}")
-    idx = [header.index(c) for c in columns]
-    rows = []
-    for no, ln in enumerate(lines[1:], start=2):
-        cells = [c.strip() for c in ln.split(",")]
-        if len(cells) != len(header):
-            raise ValueError(f"{path}: line {no}: {len(cells)} cells, header has {len(header)}")
-        row = []
-        for c, i in zip(columns, idx, strict=True):
-            cell = cells[i]
-            if cell == "" and c in allow_empty:
-                row.append(math.nan)
-                continue
-            try:
-                val = float(cell)
-            except ValueError:
-                raise ValueError(f"{path}: line {no}: column {c}: not a number: {cell!r}") from None
-            if not math.isfinite(val):
-                raise ValueError(f"{path}: line {no}: column {c}: not finite: {cell!r}")
-            row.append(val)
-        rows.append(row)
-    if not rows:
-        raise ValueError(f"{path}: no data rows")
-    arr = np.array(rows, dtype=np.float64)
-    if np.any(np.diff(arr[:, 0]) <= 0):
-        raise ValueError(f"{path}: column t_s must increase strictly")
-    return arr
-
-
-def read_imu_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
-    """IMU log: header `t_s,ax_mps2,ay_mps2,az_mps2,gx_rads,gy_rads,gz_rads` (seconds; specific force in
-    m/s^2, +9.81 on the up axis at rest; angular rate in rad/s), at a constant rate. Returns (acc (n, 3),
-    gyro (n, 3), fs_hz); a clear ValueError names a missing column, a bad cell or an uneven rate."""
-    arr = _read_csv(path, IMU_COLUMNS)
-    if len(arr) < 2:
-        raise ValueError(f"{path}: need at least 2 IMU rows")
-    dt = np.diff(arr[:, 0])
-    fs = 1.0 / float(np.median(dt))
-    if np.max(np.abs(dt * fs - 1.0)) > 0.1:
-        raise ValueError(f"{path}: t_s is not evenly spaced (median rate {fs:.3g} Hz, deviations over 10 %)")
-    return arr[:, 1:4], arr[:, 4:7], fs
-
-
-def read_gnss_csv(path: str | Path) -> np.ndarray:
-    """GNSS log: header `t_s,lat_deg,lon_deg,speed_mps` (seconds on the IMU's clock, WGS84 degrees,
-    ground speed in m/s); empty lat/lon/speed cells are dropouts (NaN). Returns (m, 4)."""
-    arr = _read_csv(path, GNSS_COLUMNS, allow_empty=("lat_deg", "lon_deg", "speed_mps"))
-    bad = (np.abs(arr[:, 1]) > 90) | (np.abs(arr[:, 2]) > 180) | (arr[:, 3] < 0)
-    if np.any(bad):
-        raise ValueError(f"{path}: row {int(np.argmax(bad)) + 2}: lat/lon out of range or negative speed")
-    return arr
-
-
-def trip_from_csv(imu_path: str | Path, gnss_path: str | Path, vehicle: str = "csv") -> Trip:
-    """A Trip (no ground truth) from an IMU log and a GNSS log; times are made relative to the IMU's start."""
-    acc, gyro, fs = read_imu_csv(imu_path)
-    t0 = _read_csv(imu_path, ("t_s",))[0, 0]
-    gnss = read_gnss_csv(gnss_path)
-    gnss[:, 0] -= t0
-    return Trip(vehicle, 0, fs, acc, gyro, gnss)
+__all__ = ["EVENT_KINDS", "GNSS_COLUMNS", "HAZARD_KINDS", "IMU_COLUMNS", "LABELS", "FleetConfig", "Hazard",
+           "RoadNetwork", "TrueEvent", "Trip", "Vehicle", "random_rotation", "read_gnss_csv", "read_imu_csv",
+           "simulate_fleet", "simulate_trip", "trip_from_csv"]

@@ -32,13 +32,13 @@ OUTPUTS = ("tiny.tflite", "labels.json", "large/config.json")
 
 @dataclass
 class TrainConfig:
-    """Full config: 110 training and 60 held-out vehicles x 30 trip segments, 40 crash-rich trips x 30."""
+    """Full config: 64 training and 40 held-out vehicles x 24 trip segments; 12 vehicles x 10 crash-rich trips."""
 
-    train_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=110, seed=101))
-    test_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=60, seed=202))
-    n_trips: int = 30
-    crash_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=20, seed=303))
-    crash_trips: int = 12
+    train_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=64, seed=101))
+    test_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=40, seed=202))
+    n_trips: int = 24
+    crash_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=12, seed=303))
+    crash_trips: int = 10
     tiny: TinyConfig = field(default_factory=TinyConfig)
     large: LargeConfig = field(default_factory=LargeConfig)
     workers: int = 2
