@@ -16,6 +16,9 @@ Every scenario runs the same pipeline and differs only in the fault injected whi
                             on-disk spool takes the points meanwhile and drains afterwards
 ``network-cut``             the publishers reach the broker through a loopback TCP proxy, which drops
                             every connection and stops listening for ``outage_s``, then listens again
+``burst``                   no fault: ``burst_messages`` published as fast as the broker takes them, so
+                            the broker queues for the consumer (Mosquitto's default queue limit, 1000,
+                            dropped acknowledged messages here; the generated config's limits do not)
 ==========================  ======================================================================
 
 Counting is exact and comes from both ends: ``published`` is every (device, seq) the load generator
@@ -53,7 +56,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,8 +65,8 @@ from bench._fault_proxy import TcpProxy
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = ("broker-restart", "broker-kill", "consumer-kill", "consumer-kill-influx", "store-outage",
-             "network-cut")
-LOSSLESS = ("broker-restart", "consumer-kill", "consumer-kill-influx", "store-outage", "network-cut")
+             "network-cut", "burst")
+LOSSLESS = ("broker-restart", "consumer-kill", "consumer-kill-influx", "store-outage", "network-cut", "burst")
 #: measured by the benchmark, not promised (none at present): see the module docstring
 EXTRA_SCENARIOS: tuple[str, ...] = ()
 #: Mosquitto saves its persistence file after every change (the count below) instead of every 30 min
@@ -104,6 +107,7 @@ class ScenarioConfig:
     store_outage_s: float = 10.0  #: how long VictoriaMetrics stays down
     settle_timeout_s: float = 120.0  #: longest wait for the pipeline to catch up after the load
     quiet_s: float = 15.0  #: after the load, stop waiting when the store gained nothing for this long
+    burst_messages: int = 20_000  #: messages of the ``burst`` scenario, published without pacing
 
 
 @dataclass
@@ -389,6 +393,11 @@ def run_scenario(name: str, workdir: Path, cfg: ScenarioConfig, make_broker: Bro
                           lambda c: _Fault(c.kill, c.start, cfg.outage_s), progress)
         return _drive(name, workdir, cfg, broker.url, broker.url, store_url, VmRows(tsdb),
                       lambda _: _Fault(tsdb.stop, tsdb.start, cfg.store_outage_s), progress)
+    if name == "burst":
+        broker = make_broker(persistence=True, conf_extra="")
+        burst = replace(cfg, messages=cfg.burst_messages, rate_hz=1e9)
+        return _drive(name, workdir, burst, broker.url, broker.url, sqlite_url, SqliteRows(sqlite_path),
+                      lambda _: _Fault(lambda: None, lambda: None, 0.0), progress)
     broker = make_broker(persistence=True, conf_extra="")
     port = int(broker.url.rsplit(":", 1)[1])
     with TcpProxy("127.0.0.1", port) as proxy:

@@ -104,3 +104,15 @@ def test_network_cut_between_publishers_and_broker_loses_nothing(tmp_path: Path,
     result = run_scenario("network-cut", tmp_path, SMALL, mosquitto_factory)
     _assert_exact(result)
     assert result.detail["publisher"]["reconnects"] >= SMALL.publishers
+
+
+@pytest.mark.broker
+def test_unpaced_burst_is_stored_in_full_on_the_generated_queue_limits(tmp_path: Path, mosquitto_factory) -> None:
+    """5,000 messages published as fast as Mosquitto takes them (issue 13 item 1): with Mosquitto's default
+    ``max_queued_messages 1000`` about 1,500 were stored; with the generated configuration's limits
+    (``brokerconf.delivery_lines``, which the fixture uses) every one is."""
+    cfg = ScenarioConfig(**{**SMALL.__dict__, "burst_messages": 5000})
+    result = run_scenario("burst", tmp_path, cfg, mosquitto_factory)
+    assert result.published == 5000 and result.detail["publisher_acked_all"]
+    assert result.lost == 0, f"lost {result.lost} of {result.published}"
+    assert result.stored == 5000 and result.duplicated == 0 and result.deadletters == 0
