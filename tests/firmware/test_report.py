@@ -31,16 +31,19 @@ def test_report_row_for_the_healthcare_model(tmp_path):
 
 
 def test_report_parity_entry_for_the_healthcare_model(tmp_path):
-    """The report's parity column: the compiled C on the host and on the M4 under QEMU against the
-    LiteRT interpreter, counted in int8 output values over PARITY_INPUTS random inputs."""
+    """The report's parity columns: the compiled C on the host and on the M4 under QEMU, in both arithmetics,
+    against LiteRT's reference kernels and TFLite Micro, counted in int8 output values over PARITY_INPUTS
+    random inputs."""
     for tool in ("make", "gcc", "arm-none-eabi-gcc", "qemu-system-arm"):
         require_tool(tool)
     from shared.tiny.report import PARITY_INPUTS, parity, table
 
     p = parity("healthcare", _fw.model(), tmp_path)
     assert "error" not in p, p.get("error")
-    assert p["inputs"] == PARITY_INPUTS >= 1000 and p["values"] == PARITY_INPUTS * 6
-    assert p["host_mismatches"] == 0 and p["qemu_mismatches"] == 0
+    assert p["inputs"] == PARITY_INPUTS >= 1000
+    for arith in ("litert", "tflm"):  # each arithmetic against its own reference interpreter
+        assert p[arith]["values"] == PARITY_INPUTS * 6
+        assert p[arith]["host_mismatches"] == 0 and p[arith]["qemu_mismatches"] == 0
     assert "0/0" in table([{"model": "healthcare", "parity": p}])
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(_fw.model().read_bytes()[:200])
