@@ -125,3 +125,40 @@ def test_beside_demo_prints_its_url_moves_off_a_taken_port_and_can_be_turned_off
         assert f"dashboard: {dash.url}" in capsys.readouterr().out
     with beside_demo(ap.parse_args(["--no-dashboard"]), mosquitto.url, None) as dash:
         assert dash is None
+
+
+def test_reads_as_the_operator_of_the_generated_broker_config(tmp_path):
+    """Against `tinylarge broker config --operator-user ops` (TLS, passwords, ACLs): every subscription is
+    granted, a device's status and a dead letter arrive, and the operator's client id is its user name."""
+    from shared.transport.mqtt import MqttClient, MqttConfig
+    from tests.fixtures.mqtt import wait_for
+    from tests.shared.security.test_security_broker import DEVICES, _make_broker
+
+    broker = _make_broker(tmp_path, operator_users=("ops",))
+    broker.start()
+    try:
+        url = f"mqtts://ops:{broker.files.passwords['ops']}@127.0.0.1:{broker.port}"
+        with Dashboard(url, None, port=0, ca=str(broker.pki / "ca.crt")) as dash:
+            assert dash.bridge.client_id == "ops"
+            dev = DEVICES[0]
+            device = MqttClient(MqttConfig(url=f"mqtts://{dev}:{broker.files.passwords[dev]}@127.0.0.1:{broker.port}",
+                                           client_id=dev, clean_session=True, ca=str(broker.pki / "ca.crt")))
+            device.start()
+            device.publish(f"tinylarge/healthcare/{dev}/status", json.dumps(
+                {"v": 1, "device": dev, "seq": 1, "ts": 1, "model": "hc-tiny@1", "state": "online"}).encode(),
+                retain=True)
+            device.stop(2.0)
+            cloud = MqttClient(MqttConfig(url=f"mqtts://cloud:{broker.files.passwords['cloud']}@127.0.0.1:"
+                                          f"{broker.port}", client_id="cloud", clean_session=True,
+                                          ca=str(broker.pki / "ca.crt")))
+            cloud.start()
+            cloud.publish("tinylarge/_deadletter/healthcare", json.dumps(
+                {"v": 1, "domain": "healthcare", "topic": "tinylarge/healthcare/x/inference", "reason": "schema: y",
+                 "ts": 2, "payload": "{}", "payload_bytes": 2}).encode())
+            cloud.stop(2.0)
+            assert wait_for(lambda: (dash.bridge.state.device("healthcare", dev) or {}).get("state") == "online")
+            assert wait_for(lambda: dash.bridge.state.snapshot()["domains"]["healthcare"]["deadletters_total"] == 1)
+            status, body, _ = _get(dash.url + "api/state")
+            assert body["broker"]["url"] == f"mqtts://ops:***@127.0.0.1:{broker.port}"
+    finally:
+        broker.stop()
