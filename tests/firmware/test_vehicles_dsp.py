@@ -91,3 +91,11 @@ def test_c_takes_the_configured_thresholds_and_refuses_bad_input(lib):
            for x in (bad, trip.gyro_rads, trip.speed_mps, np.zeros(7 * n + 1))]
     assert lib.veh_detect_events(ptr[0], ptr[1], ptr[2], ctypes.c_size_t(n), ctypes.c_double(100.0), None, ptr[3],
                                  (Event * 8)(), 8, None) == -1
+
+
+def test_the_c_dsp_builds_for_cortex_m4(tmp_path):
+    cc = require_tool("arm-none-eabi-gcc")
+    out = tmp_path / "veh_features.o"
+    subprocess.run([cc, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-Wall",
+                    "-Wextra", "-Werror", "-c", "-o", str(out), str(SRC)], check=True)
+    assert out.stat().st_size > 0
