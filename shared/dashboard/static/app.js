@@ -78,6 +78,12 @@ function section(name) {
   table.append(el("thead", {}, head), el("tbody"));
   sec.append(el("div", { class: "panel wide" }, el("h3", { text: "Fleet" }), table,
     el("p", { class: "muted empty", text: `no ${subj}s yet` })));
+  const stages = el("table", { class: "fleet stages", id: `stages-${name}` });
+  const shead = el("tr");
+  for (const c of ["stage", "state", "model", "last status", "counts"]) shead.append(el("th", { text: c }));
+  stages.append(el("thead", {}, shead), el("tbody"));
+  sec.append(el("div", { class: "panel wide" }, el("h3", { text: "Stages (counts on their retained status)" }), stages,
+    el("p", { class: "muted empty-stages", text: "no stage has reported yet" })));
   sec.append(el("div", { class: "panel" }, el("h3", { text: "Alerts and actions" }),
     el("ol", { class: "feed", id: `alerts-${name}` })));
   sec.append(el("div", { class: "panel" }, el("h3", {}, el("span", { text: "Dead letters " }),
@@ -147,19 +153,40 @@ function resultText(res) {
   return parts.join(" · ");
 }
 
+// a stage (the cloud service) reports counts on its status but is no subject: it publishes no inference
+function isStage(name, d) {
+  const large = (S.meta[name] || {}).large_model || "";
+  return !d.inference && !d.result && (d.device === "cloud" || (!!large && (d.model || "").startsWith(`${large}@`)));
+}
+
 function renderDevice(name, d) {
-  const tbody = document.querySelector(`#fleet-${name} tbody`);
+  const stage = isStage(name, d);
+  const tbody = document.querySelector(`#${stage ? "stages" : "fleet"}-${name} tbody`);
   if (!tbody) return;
   let tr = tbody.querySelector(`tr[data-device="${CSS.escape(d.device)}"]`);
   if (!tr) {
     tr = el("tr", { "data-device": d.device });
-    for (const c of ["device", "state", "model", "age", "inference", "result", "recent", "counts"]) {
-      tr.append(el("td", { class: c }));
-    }
+    const cells = stage ? ["device", "state", "model", "age", "counts"]
+      : ["device", "state", "model", "age", "inference", "result", "recent", "counts"];
+    for (const c of cells) tr.append(el("td", { class: c }));
     const rows = [...tbody.children];
     const after = rows.find((r) => r.dataset.device > d.device);
     tbody.insertBefore(tr, after || null);
-    document.querySelector(`#domain-${name} .empty`).hidden = true;
+    document.querySelector(`#domain-${name} .${stage ? "empty-stages" : "empty"}`).hidden = true;
+  }
+  S.domains[name].devices[d.device] = d;
+  if (stage) {
+    S.domains[name].stages = { ...(S.domains[name].stages || {}), [d.device]: true };
+    const c = (k) => tr.querySelector(`td.${k}`);
+    tr.dataset.lastMs = d.last_ms == null ? "" : String(d.last_ms);
+    c("device").textContent = d.device;
+    c("state").replaceChildren(el("span", { class: `pill ${d.state === "online" ? "on" : "off"}`,
+      text: d.state || "unknown" }));
+    c("model").textContent = d.model || "-";
+    c("age").textContent = age(d.last_ms);
+    c("counts").textContent = Object.entries(d.counts || {}).map(([k, v]) => `${k} ${v}`).join(", ");
+    summary(name);
+    return;
   }
   tr.dataset.lastMs = d.last_ms == null ? "" : String(d.last_ms);
   const c = (k) => tr.querySelector(`td.${k}`);
@@ -175,13 +202,12 @@ function renderDevice(name, d) {
   tr.classList.toggle("alerting", !!(d.result && d.result.fields && d.result.fields.alert === true));
   c("recent").replaceChildren(sparkline(d.history));
   c("counts").textContent = Object.entries(d.counts || {}).map(([k, v]) => `${k} ${v}`).join(", ");
-  S.domains[name].devices[d.device] = d;
   summary(name);
 }
 
 function summary(name) {
   const dom = S.domains[name];
-  const devs = Object.values(dom.devices);
+  const devs = Object.values(dom.devices).filter((d) => !(dom.stages || {})[d.device]);
   const on = devs.filter((d) => d.state === "online").length;
   const off = devs.filter((d) => d.state === "offline").length;
   const alerting = devs.filter((d) => d.result && d.result.fields && d.result.fields.alert === true).length;

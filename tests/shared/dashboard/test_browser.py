@@ -83,6 +83,11 @@ def test_live_fleet_in_a_real_browser(browser, mosquitto_factory, tmp_path):
         assert _cell(browser, "healthcare", "p1", "counts") == "published 1"
 
         cloud = _client(broker.url, "dash-test-cloud")
+        _publish(cloud, "cloud", "status", {"seq": 1, "state": "online", "model": "hc-risk@1",
+                                            "counts": {"received": 2, "deadletters": 0}}, retain=True)
+        _until(browser, lambda d: d.find_element("css selector", '#stages-healthcare tr[data-device="cloud"] '
+                                                 'td.counts').text == "received 2, deadletters 0", "the cloud's counts")
+        assert not browser.find_elements("css selector", '#fleet-healthcare tr[data-device="cloud"]')
         for seq, (risk, alert) in enumerate([(0.31, False), (0.82, True)], start=1):
             _publish(cloud, "p1", "risk", {"seq": seq, "risk": risk, "horizon_h": 6.0, "news2": 5,
                                            "news2_band": "medium", "alert": alert, "windows": 12, "source_seq": seq})
