@@ -6,7 +6,7 @@ identically in training and by the cloud service): the 21 window features standa
 scores; the tiny anomaly score (log10); the velocity RMS relative to the machine's ISO 10816-3 zone
 C/D boundary (log2) and the ISO zone index; the machine's ISO group and foundation; and the hours since
 the previous step. A `shared.large.transformer.RiskTransformer` with two outputs reads the last
-`seq_len` steps (60 x 4 h = 10 days at the trained cadence):
+`seq_len` steps (30 x 4 h = 5 days at the trained cadence):
 
 * output 0: the logit of a functional failure within the next `horizon_h` hours (168 h = 7 days);
 * output 1: the remaining useful life as log1p(min(RUL_h, rul_cap_h)) / log1p(rul_cap_h) (0..1), with
@@ -151,13 +151,13 @@ class LargeConfig:
     n_layers: int = 2  #: encoder layers
     n_heads: int = 4  #: attention heads
     d_ff: int = 64  #: feed-forward width
-    seq_len: int = 60  #: steps of history (60 x 4 h = 10 days)
+    seq_len: int = 30  #: steps of history (30 x 4 h = 5 days)
     dropout: float = 0.1  #: dropout
     horizon_h: float = HORIZON_H  #: output 0 predicts a functional failure within this many hours
     rul_cap_h: float = RUL_CAP_H  #: output 1 regresses the RUL capped at this many hours
     rul_weight: float = 1.0  #: weight of the RUL loss beside the failure BCE
     epochs: int = 6  #: training epochs
-    samples_per_epoch: int = 12000  #: (machine, step) samples drawn per epoch (all if fewer)
+    samples_per_epoch: int = 10000  #: (machine, step) samples drawn per epoch (all if fewer)
     batch_size: int = 128  #: samples per optimizer step
     lr: float = 2e-3  #: AdamW peak learning rate
     pos_weight: float | None = 1.0  #: BCE positive weight (1: risk is a calibrated probability; None: n_neg / n_pos)
