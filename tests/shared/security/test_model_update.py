@@ -286,7 +286,9 @@ def test_simulated_fleet_slots_persist_under_the_key_dir(keys):
     from shared.runtime.fleet import slot_path
 
     p = slot_path(None, keys[1], DOMAIN, DEVICE)
-    assert p == keys[1].resolve().parent / "device-slots" / DOMAIN / DEVICE / "model.tflite" and p.parent.is_dir()
+    kid = key_id(load_public_key(keys[1]))
+    assert p == keys[1].resolve().parent / "device-slots" / kid / DOMAIN / DEVICE / "model.tflite"
+    assert p.parent.is_dir()
 
 
 def test_gateway_ignores_the_devices_claimed_version_and_checks_the_model(keys, tmp_path):
