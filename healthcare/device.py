@@ -18,7 +18,7 @@ from typing import Any
 
 from healthcare.features import extract_window, to_vector
 from healthcare.signals import ChartObs, Patient, Window
-from shared.protocol.messages import SCHEMA_VERSION
+from shared.protocol.messages import SCHEMA_VERSION, boot_seq
 
 DOMAIN = "healthcare"
 EHR_MODEL = "ehr@1"
@@ -61,10 +61,14 @@ class Wearable:
     tiny: Any  # healthcare.tiny.TinyModel
     publish: Callable[[str, str, dict], None]  # (device, stream, message)
     start_epoch_ms: int
-    seq: int = 0
+    seq: int = 0  #: next seq; the fleets start it at messages.boot_seq() so a restart reuses none
     slot: Any = None  # shared.security.model_update.ModelSlot
+    first_seq: int = field(init=False, default=0)
     updates: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "rejected": 0})
     status_seq: int = 0
+
+    def __post_init__(self) -> None:
+        self.first_seq = self.seq
 
     @property
     def device(self) -> str:
@@ -75,7 +79,8 @@ class Wearable:
 
         self.status_seq += 1
         self.publish(self.device, "status", status_message(
-            self.device, self.status_seq, self.tiny.model_id, state, counts={"published": self.seq, **self.updates},
+            self.device, self.status_seq, self.tiny.model_id, state, counts={"published": self.seq - self.first_seq,
+                    **self.updates},
             active_model=self.tiny.model_id))
 
     def offer_update(self, payload: bytes) -> tuple[bool, str]:
@@ -158,7 +163,8 @@ class Fleet:
                 from healthcare.tiny import TinyModel
 
                 w_tiny = TinyModel(slot.active_bytes, tiny.labels, str(slot.active_version))
-            self.wearables.append(Wearable(p, w_tiny, publisher(client, DOMAIN), self.start_ms[p.id], slot=slot))
+            self.wearables.append(Wearable(p, w_tiny, publisher(client, DOMAIN), self.start_ms[p.id],
+                                           seq=boot_seq(), slot=slot))
         self._ehr = MqttClient(client_config(args, mqtt, "tinylarge-hc-ehr"))
         self._ehr_publish = publisher(self._ehr, DOMAIN)
         self._charts = sorted(((c.t_s, p.id, c) for p in self.cohort for c in p.charts()), key=lambda x: x[0])

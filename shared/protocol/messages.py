@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -253,6 +254,21 @@ def decode(domain: str, stream: str, payload: bytes) -> dict:
     except ValueError:  # e.g. an integer literal beyond Python's 4300-digit conversion limit
         raise MessageError("bad JSON: number literal too long") from None
     return validate(domain, stream, msg)
+
+
+#: seqs a device may use per millisecond of uptime without reusing one after a restart (see boot_seq)
+SEQ_PER_MS = 1000
+
+
+def boot_seq(now_ms: int | None = None) -> int:
+    """The first ``seq`` of a device that cannot persist its counter: its boot time in epoch ms x SEQ_PER_MS.
+
+    A device that restarts continues above every seq it used before, so (device, seq) stays unique across
+    reboots, as long as it sent fewer than SEQ_PER_MS messages per millisecond of uptime and its clock
+    did not step back. The largest value fits the schema's 2^53 - 1 until the year 2255.
+    """
+    now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
+    return now_ms * SEQ_PER_MS
 
 
 def check_ts(msg: dict, now_ms: int, max_future_skew_s: float | None, min_ts_ms: int | None) -> dict:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.protocol.messages import boot_seq
+
 
 def utc_midnight_ms(days_ago: int = 1) -> int:
     """Epoch ms of UTC midnight ``days_ago`` days before today."""
@@ -34,10 +36,14 @@ class SimDevice:
     model: Any  #: what ``process`` runs (the domain's tiny model holder; has ``model_id``)
     start_ms: int  #: epoch ms of the subject's t = 0
     publish: Callable[[str, str, dict], None]
-    seq: int = 0
+    seq: int = 0  #: next seq; the fleets start it at messages.boot_seq() so a restart reuses none
     status_seq: int = 0
     slot: Any = None
+    first_seq: int = field(init=False, default=0)
     updates: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "rejected": 0})
+
+    def __post_init__(self) -> None:
+        self.first_seq = self.seq
 
     def ts_ms(self, t_s: float) -> int:
         return self.start_ms + int(round(t_s * 1000))
@@ -47,7 +53,8 @@ class SimDevice:
 
         self.status_seq += 1
         self.publish(self.id, "status", status_message(
-            self.id, self.status_seq, self.model.model_id, state, counts={"published": self.seq, **self.updates},
+            self.id, self.status_seq, self.model.model_id, state, counts={"published": self.seq - self.first_seq,
+                    **self.updates},
             active_model=self.model.model_id))
 
 
@@ -96,7 +103,8 @@ class DeviceFleet:
                 name, _, version = model.model_id.rpartition("@")
                 slot = ModelSlot(domain, device, trusted_key, active_version=int(version), active_model_id=name,
                                  path=slot_path(slot_dir, trusted_key, domain, device))
-            d = SimDevice(device, subject, model, self.start_ms[device], publisher(client, domain), slot=slot)
+            d = SimDevice(device, subject, model, self.start_ms[device], publisher(client, domain),
+                          seq=boot_seq(), slot=slot)
             if slot is not None and slot.active_bytes is not None and reload is not None:
                 d.model = reload(d, slot.active_bytes, int(slot.active_version))  # installed before a restart
             self.devices.append(d)
