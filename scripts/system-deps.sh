@@ -32,6 +32,7 @@ mosquitto                     mosquitto                    broker               
 victoria-metrics              victoria-metrics             influx               victoria-metrics
 chromium                      chromium                     browser              -
 chromium-driver               chromedriver                 browser              -
+openocd                       openocd                      firmware             -
 '
 # Whenever the script checks in full (no valid stamp: a fresh clone, as in CI, or a changed list) and
 # may change the system, it stops those packaged services if they run (apt starts them on install, and

@@ -187,7 +187,8 @@ def flash_command(board: Board | str, image: Path, tool: str | None = None) -> l
     board = get(board) if isinstance(board, str) else board
     tools = flash_tools(board)
     if not tools:
-        raise FirmwareError(f"board {board.name} is not flashed over SWD: {board.notes}")
+        raise FirmwareError(f"board {board.name} is not flashed over SWD: an MPS2 loads its images from the board's "
+                            "microSD (copy the .bin and name it in MB/HBI0263*/AN5*/images.txt)")
     if tool is None:
         tool = next((t for t in tools if shutil.which(t)), tools[0])
     if tool not in tools:

@@ -69,7 +69,19 @@ def _cmd_build(argv: Sequence[str]) -> int:
                     help="build the model a gateway installed (DIR = <gateway --model-dir>/<device>); "
                     "sets the primary --model and --model-id")
     ap.add_argument("--out", type=Path, default=REPO / "build" / "firmware")
+    ap.add_argument("--board", default=None, help="a row of the board table (`tinylarge firmware boards`): writes "
+                    "<out>/<board>/<app>/<app>.elf, .bin, .hex with a size report; replaces --target")
+    ap.add_argument("--device-args", default="", help="with --board: options baked into the image, e.g. "
+                    "'--device ward3-bed7 --max-windows 0'")
+    ap.add_argument("--sensor-file", type=Path, default=None,
+                    help="with --board: tlsensor text stored in flash and read instead of the USART (a demo)")
     a = ap.parse_args(argv)
+    if a.board is not None:
+        if "--target" in argv:
+            ap.error("--board and --target exclude each other (a board row names its target)")
+        return _build_board(a)
+    if a.device_args or a.sensor_file:
+        ap.error("--device-args and --sensor-file go with --board")
     if a.slot is not None and (a.model or a.model_id):
         ap.error("--slot sets the model and its id: do not combine it with --model or --model-id")
     if a.name and len(a.name) != max(1, len(a.model)):
@@ -99,6 +111,78 @@ def _cmd_build(argv: Sequence[str]) -> int:
     return 0
 
 
+def _build_board(a: argparse.Namespace) -> int:
+    from shared.tiny.board_build import board_models, build_board
+
+    try:
+        if a.slot is not None:
+            a.model, a.model_id = slot_model(a.slot)
+        else:
+            a.model = a.model[0] if a.model else None
+        models = board_models(a.app, a.model, a.name[0] if a.name else None, a.model_id) if a.app else (
+            [FirmwareModel(a.model, a.name[0] if a.name else c_name(a.model.stem), a.model_id)] if a.model else [])
+        res = build_board(a.board, a.app, models, a.out, a.device_args.split(), a.sensor_file)
+    except (FirmwareError, ValueError, LookupError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for k, p in res.artifacts.items():
+        print(f"{k}: {p}")
+    print(res.size.text())
+    return 0
+
+
+def _cmd_flash(argv: Sequence[str]) -> int:
+    import shlex
+    import shutil
+    import subprocess
+
+    from shared.tiny.board_build import FLASH_TOOLS, flash_command, install_hint
+    from shared.tiny.boards import BOARDS
+
+    ap = argparse.ArgumentParser(prog="tinylarge firmware flash",
+                                 description="Program a board's image with its probe (openocd, pyocd or st-flash).")
+    ap.add_argument("--board", required=True, choices=list(BOARDS))
+    ap.add_argument("--app", default=None, help="the domain built with `firmware build --board` (finds its image)")
+    ap.add_argument("--image", type=Path, default=None, help="the .elf (or .bin for st-flash) to program")
+    ap.add_argument("--out", type=Path, default=REPO / "build" / "firmware", help="build folder of --app's image")
+    ap.add_argument("--tool", choices=FLASH_TOOLS, default=None,
+                    help="default: the first of the board's tools found on PATH (openocd, pyocd, st-flash)")
+    ap.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    a = ap.parse_args(argv)
+    if a.image is None:
+        if a.app is None:
+            ap.error("give --image PATH or --app DOMAIN (the image of `firmware build --board ... --app ...`)")
+        a.image = a.out / a.board / a.app / f"{a.app}.elf"
+    try:
+        cmd = flash_command(a.board, a.image, a.tool)
+    except FirmwareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    image = Path(cmd[-2] if cmd[0] == "st-flash" else cmd[-1].split()[1] if cmd[0] == "openocd" else cmd[-1])
+    if not image.exists():
+        msg = (f"{image} not found: build it first (tinylarge firmware build --board {a.board} "
+               f"--app {a.app or 'DOMAIN'})")
+        if not a.dry_run:
+            print(f"error: {msg}", file=sys.stderr)
+            return 2
+        print(f"note: {msg}", file=sys.stderr)
+    print(shlex.join(cmd))
+    if a.dry_run:
+        return 0
+    if shutil.which(cmd[0]) is None:
+        print(f"error: {cmd[0]} not found on PATH (install: {install_hint(cmd[0])})", file=sys.stderr)
+        return 2
+    return subprocess.run(cmd).returncode
+
+
+def _cmd_boards(argv: Sequence[str]) -> int:
+    from shared.tiny.boards import table
+
+    argparse.ArgumentParser(prog="tinylarge firmware boards", description="The board table.").parse_args(argv)
+    print(table())
+    return 0
+
+
 def _cmd_run(argv: Sequence[str]) -> int:
     ap = argparse.ArgumentParser(prog="tinylarge firmware run",
                                  description="Run the Cortex-M4 image under QEMU; frames go to stdout.")
@@ -121,11 +205,14 @@ def _cmd_run(argv: Sequence[str]) -> int:
 def firmware_main(argv: Sequence[str] | None = None) -> int:
     """``tinylarge firmware build|run|gateway|report ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"build": _cmd_build, "run": _cmd_run, "gateway": gateway_main, "report": report_main}
+    commands = {"build": _cmd_build, "run": _cmd_run, "gateway": gateway_main, "report": report_main,
+                "flash": _cmd_flash, "boards": _cmd_boards}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: tinylarge firmware {build,run,gateway,report} ...\n\n"
+        print("usage: tinylarge firmware {build,run,gateway,report,flash,boards} ...\n\n"
               "  build    compile a domain's model(s) and build its app: --app DOMAIN --target "
-              "host|cortex-m4|cortex-m0plus\n"
+              "host|cortex-m4|cortex-m0plus, or --board NAME (.elf/.bin/.hex + size report)\n"
+              "  flash    program a board's image with openocd/pyocd/st-flash (--dry-run prints the command)\n"
+              "  boards   the board table (core, FPU, DSP, memory, clock, console, probe)\n"
               "  run      run the Cortex-M4 image under QEMU with a sensor file\n"
               "  gateway  bridge framed messages from a serial port, a pipe or QEMU to MQTT\n"
               "  report   footprint report (flash, RAM, instructions, TFLM arena) -> out/firmware/report.json")

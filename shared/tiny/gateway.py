@@ -366,7 +366,11 @@ def main(argv: Sequence[str]) -> int:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--serial", help="serial port, e.g. /dev/ttyACM0 (pyserial)")
     src.add_argument("--pipe", help="shell command whose stdout carries the frames")
-    src.add_argument("--qemu", type=Path, help="Cortex-M4 ELF to run under qemu-system-arm")
+    src.add_argument("--qemu", type=Path, help="Cortex-M4 ELF to run under qemu-system-arm (with --board: that "
+                     "board's image, e.g. netduinoplus2)")
+    ap.add_argument("--board", help="with --qemu: a board row QEMU emulates (shared/tiny/boards.py); its USART is "
+                    "QEMU's serial line, and --qemu-input's sensor windows go into its RX")
+    ap.add_argument("--qemu-input", type=Path, help="with --board: tlsensor text to send to the board's USART")
     ap.add_argument("--baud", type=int, default=115200, help="serial baud rate")
     ap.add_argument("--qemu-args", default="", help="firmware arguments, e.g. '--input sensors.txt --device w1'")
     ap.add_argument("--mqtt", default=os.environ.get("TINYLARGE_MQTT"), help="mqtt://host:port (env TINYLARGE_MQTT)")
@@ -396,6 +400,21 @@ def main(argv: Sequence[str]) -> int:
 
         source: BinaryIO = serial.Serial(a.serial, a.baud, timeout=0.2)
     else:
+        if a.qemu and a.board:
+            from shared.tiny.board_build import SerialQemu
+
+            if a.qemu_input is None:
+                ap.error("--board needs --qemu-input (the sensor windows for the board's USART)")
+            try:
+                board_qemu = SerialQemu(a.board, a.qemu, a.qemu_input.read_bytes())
+            except (ValueError, OSError, RuntimeError) as exc:  # unknown board, no QEMU for it, unreadable input
+                ap.error(str(exc))
+            try:
+                summary = run(cfg, board_qemu)  # type: ignore[arg-type]
+            finally:
+                board_qemu.close()
+            print(json.dumps(summary, indent=1, sort_keys=True))
+            return 0 if summary["counts"].get("invalid", 0) == 0 else 1
         if a.qemu:
             cmd = qemu_command(a.qemu, shlex.split(a.qemu_args))
         else:

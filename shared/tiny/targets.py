@@ -239,12 +239,13 @@ def domain_tflite(domain: str, cache_dir: Path) -> Path:
 
 # ---- QEMU ------------------------------------------------------------------------------------------
 
-def qemu_command(elf: Path, args: Sequence[str] = (), icount: bool = False) -> list[str]:
-    """qemu-system-arm for the Cortex-M4 image: serial on stdout, semihosting for files and stderr."""
+def qemu_command(elf: Path, args: Sequence[str] = (), icount: bool = False, machine: str = QEMU_MACHINE) -> list[str]:
+    """qemu-system-arm for the Cortex-M4 image (or an MPS2 board row's ``machine``): serial on stdout,
+    semihosting for files and stderr."""
     exe = shutil.which("qemu-system-arm")
     if exe is None:
         raise FirmwareError("qemu-system-arm not found on PATH")
-    cmd = [exe, "-M", QEMU_MACHINE, "-nographic", "-monitor", "none", "-serial", "stdio",
+    cmd = [exe, "-M", machine, "-nographic", "-monitor", "none", "-serial", "stdio",
            "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
     if icount:
         cmd[1:1] = ["-icount", "shift=0"]
@@ -263,17 +264,17 @@ class QemuRun:
 
 
 def run_qemu(elf: Path, args: Sequence[str] = (), timeout_s: float = 60.0, icount: bool = False,
-             cwd: Path | None = None) -> QemuRun:
+             cwd: Path | None = None, machine: str = QEMU_MACHINE) -> QemuRun:
     """Run the image to completion (it exits through semihosting); FirmwareError on timeout."""
     try:
-        proc = subprocess.run(qemu_command(elf, args, icount), capture_output=True, timeout=timeout_s,
+        proc = subprocess.run(qemu_command(elf, args, icount, machine), capture_output=True, timeout=timeout_s,
                               stdin=subprocess.DEVNULL, cwd=cwd)
     except subprocess.TimeoutExpired as exc:
         raise FirmwareError(f"QEMU did not finish within {timeout_s} s") from exc
     return QemuRun(proc.returncode, proc.stdout, proc.stderr.decode(errors="replace"))
 
 
-def run_parity(elf: Path, inputs, workdir: Path, timeout_s: float = 120.0):
+def run_parity(elf: Path, inputs, workdir: Path, timeout_s: float = 120.0, machine: str = QEMU_MACHINE):
     """Run ``parity.elf`` (target ``cortex-m4-parity``) on every row of ``inputs`` (int8 ``[N, input
     size]``) in one QEMU process; returns the int8 outputs ``[N, output size]``. The vectors travel in
     files under ``workdir`` (absolute paths without spaces: they go through QEMU's -append)."""
@@ -286,7 +287,7 @@ def run_parity(elf: Path, inputs, workdir: Path, timeout_s: float = 120.0):
     fin, fout = workdir / f"{Path(elf).stem}.in.bin", workdir / f"{Path(elf).stem}.out.bin"
     fin.write_bytes(xs.tobytes())
     fout.unlink(missing_ok=True)
-    run = run_qemu(elf, ["--in", str(fin), "--out", str(fout)], timeout_s=timeout_s)
+    run = run_qemu(elf, ["--in", str(fin), "--out", str(fout)], timeout_s=timeout_s, machine=machine)
     text = run.serial.decode(errors="replace")
     line = next((ln for ln in text.splitlines() if ln.startswith("TLPARITY ")), None)
     if run.returncode != 0 or line is None:

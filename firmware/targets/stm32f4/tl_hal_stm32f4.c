@@ -9,6 +9,7 @@
  *   log     log frames (kind 2) on the same USART, which the gateway shows and never publishes
  *   network none: tl_hal_net_publish returns TL_HAL_NO_NET, so the app frames its messages
  */
+#define _POSIX_C_SOURCE 200809L /* fmemopen, for windows kept in flash */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
