@@ -111,7 +111,7 @@ def test_future_timestamp_is_dead_lettered(pipeline: Pipeline) -> None:
     assert set(pipeline.results(dev)) == {2}
 
 
-def test_news2_freshness_is_bounded_on_both_sides(pipeline: Pipeline, quick_models: Path) -> None:
+def test_news2_freshness_is_bounded_on_both_sides() -> None:
     from healthcare.service import HealthcareService
 
     svc = HealthcareService.__new__(HealthcareService)
