@@ -85,8 +85,9 @@ void tl_depthwise_conv2d(const tl_conv_params *p, const int8_t *input, int8_t *o
 }
 
 void tl_conv2d_im2col(const tl_conv_params *p, const int8_t *input, int8_t *output) {
-  int8_t patch[TL_IM2COL_MAX];
   const int32_t row = p->k_w * p->in_c;
+  const int32_t patch_n = p->k_h * row;
+  int8_t patch[patch_n > 0 && patch_n <= TL_IM2COL_MAX ? patch_n : 1]; /* only what the patch needs */
   const int8_t pad = (int8_t)(-p->input_offset); /* the zero point: contributes nothing */
   tl_fc_params fc;
   int32_t b, oy, ox, ky, kx;
