@@ -17,17 +17,22 @@ shared.tiny.compiler, builds it with the runtime for the Cortex-M4 and measures:
   instruction count is not a cycle count);
 * tflm_arena_bytes: the arena TensorFlow Lite Micro's recording allocator reports for the same model
   (tflite-micro Python package; on the 64-bit host, so pointers are 8 bytes there, 4 on the M4),
-  and the ratio ram_bytes / tflm_arena_bytes (goal <= 0.75);
+  and the ratio ram_bytes / tflm_arena_bytes (goal <= RAM_GOAL, 0.6);
 * tflite_bytes: the flatbuffer TFLM keeps in flash; flash_vs_tflm = flash_bytes / (tflite_bytes +
   TFLM_CORE_FLASH_BYTES), the latter TFLM's documented core runtime size ("fits in just 16 KB on an
   Arm Cortex M3", https://ai.google.dev/edge/litert/microcontrollers/overview; kernels come on top, so
   the ratio favours TFLM); flash_vs_tflite compares against the flatbuffer alone;
-* parity: the compiled C against ``ai_edge_litert.interpreter.Interpreter(model)`` (builtin kernels with
-  the XNNPACK delegate, what users get) on PARITY_INPUTS random int8 vectors per model (seed crc32 of
-  the name), on the host (gcc -O2, firmware/tools/tl_harness.c) and on the Cortex-M4 under QEMU
-  (target cortex-m4-parity, one QEMU process): ``{"inputs", "host_mismatches", "qemu_mismatches"}``,
-  counted in int8 output values. The tests (tests/firmware/test_*parity*.py) hold these to zero, except
-  the known gap test_dense_tanh_head (firmware/README.md).
+* parity: the compiled C in each arithmetic (compile option ``arithmetic``: ``litert``, single rounding, the
+  default; ``tflm``, TFLite Micro's double rounding, runtime built with -DTL_ARITH_TFLM) against that
+  arithmetic's reference (LiteRT's reference kernels, ``OpResolverType.BUILTIN_REF``; the tflite-micro
+  package's interpreter) on PARITY_INPUTS random int8 vectors per model (seed crc32 of the name), on the
+  host (gcc -O2, portable kernels, firmware/tools/tl_harness.c) and on the Cortex-M4 under QEMU (DSP-extension
+  kernels; target cortex-m4-parity, one QEMU process), counted in int8 output values; plus how many values
+  LiteRT's default interpreter (XNNPACK) gives differently from its reference kernels.
+* macs, insns_per_mac: multiply-accumulates of the dense and convolution layers, and instructions per MAC.
+
+The MLPerf Tiny reference models (bench/mlperf_tiny.py: anomaly-detection autoencoder, KWS DS-CNN) are
+rows too, with the speed goals of INSNS_GOALS; ANCHORS holds published Cortex-M4 figures beside them.
 
 A domain's model is the row ``<domain>_tiny`` once it is trained (``tinylarge train <domain>``); before
 that its untrained stand-in (the domain's feature vector -> one softmax score per label) is measured as
