@@ -248,3 +248,27 @@ def test_kernels_portable_and_dsp_match_the_reference(arith, tmp_path):
     for c, lo, hi in zip(cases, offsets[:-1], offsets[1:], strict=True):
         assert (host[:, lo:hi] == want[:, lo:hi]).all(), f"{arith} {c.name}: portable C differs from the reference"
         assert (m4[:, lo:hi] == want[:, lo:hi]).all(), f"{arith} {c.name}: DSP build differs from the reference"
+
+
+def test_arithmetic_option_guards_the_build(tmp_path):
+    """compile_tflite(arithmetic=...) writes a guard: the source compiles only against a runtime built for
+    the same rounding; an unknown arithmetic is refused by name."""
+    import subprocess
+
+    from shared.tiny.compiler import CompileError, compile_tflite
+    from tests.firmware import _fw
+
+    gcc = require_tool("gcc")
+    from pathlib import Path
+
+    runtime = Path(__file__).resolve().parents[2] / "firmware" / "runtime"
+    with pytest.raises(CompileError, match="arithmetic 'xnn' is not one of litert, tflm"):
+        compile_tflite(_fw.model(), "m", tmp_path, arithmetic="xnn")
+    for arith, flag, ok in [("litert", [], True), ("litert", ["-DTL_ARITH_TFLM"], False),
+                            ("tflm", ["-DTL_ARITH_TFLM"], True), ("tflm", [], False)]:
+        cm = compile_tflite(_fw.model(), "m", tmp_path / arith, arithmetic=arith)
+        proc = subprocess.run([gcc, "-std=c99", "-fsyntax-only", *flag, f"-I{runtime}", f"-I{tmp_path / arith}",
+                               str(cm.source_path)], capture_output=True, text=True)
+        assert (proc.returncode == 0) == ok, (arith, flag, proc.stderr[-300:])
+        if not ok:
+            assert f"arithmetic='{arith}'" in proc.stderr
