@@ -3,7 +3,7 @@
 its emulated USART) and the MPS2 Cortex-M7/M33 images.
 
 * :func:`build_board` compiles the domain's model(s) with their metadata and runs ``make stm32f4`` (an app image:
-  ``<app>.elf``, ``.bin``, ``.hex``, ``.map``) or ``make mps2`` (``parity.elf`` and ``board_bench.elf`` of the
+  ``<app>.elf``, ``.bin``, ``.hex``, ``.map``) or ``make mps2`` (``parity.elf`` and ``bench.elf`` of the
   primary model), then reads the image's sections into a :class:`SizeReport` against the board's flash and RAM.
   An image that does not fit is refused with the figures (:class:`FirmwareError`).
 * :func:`flash_command` is the command line for the board's probe (openocd, pyocd or st-flash).
@@ -68,7 +68,7 @@ class BoardBuild:
     board: Board
     out_dir: Path
     model_id: str
-    artifacts: dict[str, Path]  #: elf, bin, hex, map (stm32f4); parity.elf, board_bench.elf, ... (mps2)
+    artifacts: dict[str, Path]  #: elf, bin, hex, map (stm32f4); parity.elf, bench.elf, ... (mps2)
     size: SizeReport
     models: tuple[str, ...] = field(default_factory=tuple)
 
@@ -161,7 +161,7 @@ def build_board(board: Board | str, app: str | None, models: Sequence[FirmwareMo
         stem = out / str(app)
         artifacts = {k: stem.with_suffix(f".{k}") for k in ("elf", "bin", "hex", "map")}
     else:
-        artifacts = {n: out / n for n in ("parity.elf", "parity.bin", "parity.hex", "board_bench.elf")}
+        artifacts = {n: out / n for n in ("parity.elf", "parity.bin", "parity.hex", "bench.elf")}
     elf = artifacts.get("elf") or artifacts["parity.elf"]
     size = size_report(board, elf)
     if not size.fits():
