@@ -41,7 +41,7 @@ def models_dir(tmp_path_factory) -> Path:
     pytest.importorskip("tensorflow")
     from metaverse_eeg.train import ensure_trained
 
-    d = tmp_path_factory.mktemp("eeg_models")
+    d = tmp_path_factory.getbasetemp() / "metaverse_eeg-quick"  # shared with tests/metaverse_eeg
     ensure_trained(d, quick=True)
     return d
 
