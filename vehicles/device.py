@@ -93,7 +93,8 @@ def window_channels(trip: Trip) -> dict[str, Any]:
 def fleet(args: argparse.Namespace | None, mqtt: str, vehicles: Sequence[Vehicle], models_dir: Path, day0_ms: int,
           on_publish: Any = None, trusted_key: Path | None = None,
           on_trip: Callable[[Vehicle, Trip], None] | None = None) -> DeviceFleet:
-    """Simulated units on `vehicles`; trip segment k is the unit's k-th message. A signed update swaps the
+    """Simulated units on `vehicles`; the trip segment index is the message seq (consecutive per unit, so
+    "the next 10 segments" are seq + 1 .. seq + 10). A signed update swaps the
     classifier. `on_trip(vehicle, trip)` sees every simulated trip (the demo's ground truth)."""
     from vehicles.tiny import TinyModel
 
