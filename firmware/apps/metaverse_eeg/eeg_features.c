@@ -40,15 +40,21 @@ void eeg_fft(float *a, int n, int inverse) {
   }
   for (len = 2; len <= n; len <<= 1) {
     double ang = 2.0 * M_PI / len * (inverse ? 1.0 : -1.0);
-    for (i = 0; i < n; i += len) {
-      for (k = 0; k < len / 2; k++) {
-        double wr = cos(ang * k), wi = sin(ang * k);
+    double sr = cos(ang), si = sin(ang); /* one cos / sin per stage: twiddles by recurrence */
+    double wr = 1.0, wi = 0.0;
+    for (k = 0; k < len / 2; k++) {
+      for (i = 0; i < n; i += len) {
         float *u = &a[2 * (i + k)], *v = &a[2 * (i + k + len / 2)];
         double vr = v[0] * wr - v[1] * wi, vi = v[0] * wi + v[1] * wr;
         v[0] = (float)(u[0] - vr);
         v[1] = (float)(u[1] - vi);
         u[0] = (float)(u[0] + vr);
         u[1] = (float)(u[1] + vi);
+      }
+      {
+        double t = wr * sr - wi * si;
+        wi = wr * si + wi * sr;
+        wr = t;
       }
     }
   }
@@ -65,18 +71,20 @@ static double mean_of(const float *x, int n) {
 static void welch_bands(const float *x, float *buf, double *bp) {
   const int n = EEG_NPERSEG, step = EEG_NPERSEG - EEG_NOVERLAP;
   const double df = (double)EEG_FS_HZ / n;
-  double wsum = 0.0, acc[EEG_NPERSEG / 2 + 1];
+  static double hann[EEG_NPERSEG], wsum = 0.0;
+  double acc[EEG_NPERSEG / 2 + 1];
   int s, i, b, segs = 0;
-  for (i = 0; i < n; i++) {
-    double w = 0.5 - 0.5 * cos(2.0 * M_PI * i / n);
-    wsum += w * w;
+  if (wsum == 0.0) { /* the periodic Hann window, once */
+    for (i = 0; i < n; i++) {
+      hann[i] = 0.5 - 0.5 * cos(2.0 * M_PI * i / n);
+      wsum += hann[i] * hann[i];
+    }
   }
   for (i = 0; i <= n / 2; i++) acc[i] = 0.0;
   for (s = 0; s + n <= EEG_WINDOW_SAMPLES; s += step) {
     double m = mean_of(x + s, n);
     for (i = 0; i < n; i++) {
-      double w = 0.5 - 0.5 * cos(2.0 * M_PI * i / n);
-      buf[2 * i] = (float)((x[s + i] - m) * w);
+      buf[2 * i] = (float)((x[s + i] - m) * hann[i]);
       buf[2 * i + 1] = 0.0f;
     }
     eeg_fft(buf, n, 0);
