@@ -13,7 +13,8 @@
   deadletter (``--service-user``: more users with the cloud's rights, one per service process);
   application users read the downward streams and status; operators (``--operator-user``, the
   dashboard) read every stream, status and ``tinylarge/_deadletter/#`` and write nothing; site users
-  (``--ehr-user``) write the streams their role publishes (healthcare ``chart``);
+  (``--ehr-user``, ``--site-user ROLE:NAME``) write the streams their role publishes (healthcare ``chart``,
+  metaverse_eeg ``scene``);
 - broker-wide delivery settings (:func:`delivery_lines`): ``use_username_as_clientid`` (a client's
   id is its user name, so no user can take another's persistent session) and queue limits large
   enough that a burst of QoS 1 messages is queued for a slow subscriber, not dropped (Mosquitto's
@@ -92,6 +93,7 @@ class BrokerConfig:
     operator_users: tuple[str, ...] = ()
     service_users: tuple[str, ...] = ()
     ehr_users: tuple[str, ...] = ()
+    site_users: tuple[tuple[str, str], ...] = ()  #: (role, user): writers of the streams a site role publishes
     port: int = 8883
     bind_address: str | None = None
     plain_port: int | None = None
@@ -173,7 +175,12 @@ def _check(cfg: BrokerConfig) -> list[str]:
     if not cfg.devices:
         raise BrokerConfigError("devices: give at least one device id (--device ID)")
     users = [*cfg.devices, cfg.cloud_user, *cfg.service_users, *cfg.app_users, *cfg.operator_users,
-             *cfg.ehr_users]
+             *cfg.ehr_users, *(u for _, u in cfg.site_users)]
+    roles = _site_roles()
+    for role, _ in cfg.site_users:
+        if role not in roles:
+            raise BrokerConfigError(f"site role {role!r}: no registered domain has a stream written by it; "
+                                    f"site roles: {', '.join(sorted(roles)) or '(none)'}")
     for user in users:
         try:
             check_id(user, "user")
@@ -239,8 +246,8 @@ def acl_text(cfg: BrokerConfig) -> str:
     for user in cfg.app_users:
         lines += ["", f"user {user}", *[f"topic read {root}/+/+/{stream}" for stream in down],
                   f"topic read {root}/+/+/status"]
-    for user in cfg.ehr_users:
-        lines += ["", f"user {user}", *[f"topic write {root}/{d}/+/{stream}" for d, stream in _site_streams("ehr")]]
+    for role, user in [*(("ehr", u) for u in cfg.ehr_users), *cfg.site_users]:
+        lines += ["", f"user {user}", *[f"topic write {root}/{d}/+/{stream}" for d, stream in _site_streams(role)]]
     return "\n".join(lines) + "\n"
 
 
@@ -256,6 +263,21 @@ def _streams_by_direction() -> tuple[list[str], list[str]]:
             if name not in target:
                 target.append(name)
     return up, down
+
+
+def _site_roles() -> set[str]:
+    """Writer roles of upward streams other than the devices' (``ehr``, ``world``, ...)."""
+    from shared.domain import registry
+
+    return {st.writer for d in registry().values() for st in d.streams.values()
+            if st.direction == "up" and st.writer not in ("device", "cloud")}
+
+
+def _site_role_user(text: str) -> tuple[str, str]:
+    role, sep, user = text.partition(":")
+    if not sep or not role or not user:
+        raise argparse.ArgumentTypeError(f"expected ROLE:NAME (e.g. world:world-1), got {text!r}")
+    return role, user
 
 
 def _site_streams(role: str) -> list[tuple[str, str]]:
@@ -355,6 +377,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="read-only operator (dashboard): every stream, status and dead letters, repeatable")
     parser.add_argument("--ehr-user", action="append", default=[], metavar="NAME",
                         help="user allowed to publish healthcare chart observations, repeatable")
+    parser.add_argument("--site-user", action="append", default=[], metavar="ROLE:NAME", type=_site_role_user,
+                        help="user allowed to publish the streams a site role writes (e.g. world:world-1 for "
+                             "metaverse_eeg's scene), repeatable")
     parser.add_argument("--port", type=int, default=d.port, help="TLS port (default: %(default)s)")
     parser.add_argument("--bind", default=None, help="TLS listener address (default: all interfaces)")
     parser.add_argument("--plain-port", type=int, default=None, help="also listen unencrypted on 127.0.0.1")
@@ -374,7 +399,8 @@ def broker_config_main(argv: Sequence[str] | None = None) -> int:
     cfg = BrokerConfig(
         pki_dir=args.pki, out_dir=args.out, devices=tuple(args.device), cloud_user=args.cloud_user,
         app_users=tuple(args.app_user), operator_users=tuple(args.operator_user),
-        service_users=tuple(args.service_user), ehr_users=tuple(args.ehr_user), port=args.port,
+        service_users=tuple(args.service_user), ehr_users=tuple(args.ehr_user),
+        site_users=tuple(args.site_user), port=args.port,
         bind_address=args.bind, plain_port=args.plain_port, server_cert=args.server_cert,
         require_certificate=args.require_certificate, identity_as_username=args.identity_as_username,
         persistence=not args.no_persistence, autosave_interval_s=args.autosave_s, run_as_user=args.run_as,

@@ -112,6 +112,21 @@ def test_acl_grants(pki: Path, tmp_path: Path) -> None:
     assert not any("%c" in p for p in patterns)
 
 
+def test_site_users_write_only_their_roles_streams(pki: Path, tmp_path: Path) -> None:
+    """A site role comes from the registry (metaverse_eeg's world writes ``scene``); an unknown role is refused."""
+    from shared.domain import registry
+
+    files = write_broker_config(_cfg(pki, tmp_path, site_users=(("world", "world-1"),)), env={})
+    rules = _conf(files.acl)
+    start = rules.index(("user", "world-1")) + 1
+    end = next((i for i in range(start, len(rules)) if rules[i][0] == "user"), len(rules))
+    mine = [v for k, v in rules[start:end] if k == "topic"]
+    expected = [f"write tinylarge/{d.name}/+/{s}" for d in registry().values() for s in d.writers("world")]
+    assert expected and mine == expected
+    with pytest.raises(BrokerConfigError, match="site role 'pilot'"):
+        write_broker_config(_cfg(pki, tmp_path / "x", site_users=(("pilot", "p1"),)), env={})
+
+
 @pytest.mark.parametrize(
     ("kw", "needle"),
     [
