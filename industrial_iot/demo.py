@@ -48,7 +48,8 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     add_dashboard_args(ap)
     ap.add_argument("--machines", type=int, default=20, help="machines in the plant (default 20)")
     ap.add_argument("--days", type=float, default=21.0, help="simulated days (default 21)")
-    ap.add_argument("--every-h", type=float, default=3.0, help="hours between windows of one machine (default 3)")
+    ap.add_argument("--every-h", type=float, default=4.0,
+                    help="hours between windows of one machine (default 4: the cadence the transformer learned)")
     ap.add_argument("--seconds", type=float, default=60.0, help="wall seconds the simulated span should take")
     ap.add_argument("--seed", type=int, default=2026, help="demo plant seed (not a training seed)")
     ap.add_argument("--models", type=Path, default=Path("models/industrial_iot"), help="trained models folder")
