@@ -103,8 +103,9 @@ class World:
             self.publish(u.id, "scene", scene_message(u, self.scene_seq, ts_ms, applied.get(u.id, "none")))
         self.scene_seq += 1
 
-    def collect(self, seq: int, timeout_s: float) -> dict[str, dict]:
-        """The actions answering window ``seq`` of every user (waits up to timeout_s)."""
+    def collect(self, seqs: dict[str, int], timeout_s: float) -> dict[str, dict]:
+        """The actions answering each user's window ``seqs[user]`` (the seq its headset just published;
+        headsets count from their boot, not from the tick), waiting up to timeout_s."""
         got: dict[str, dict] = {}
         deadline = time.monotonic() + timeout_s
         while len(got) < len(self.users) and time.monotonic() < deadline:
@@ -112,7 +113,7 @@ class World:
                 msg = self.inbox.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            if msg["source_seq"] == seq and msg["device"] in self.users:
+            if msg["device"] in self.users and msg["source_seq"] == seqs.get(msg["device"]):
                 got[msg["device"]] = msg
         return got
 
@@ -169,8 +170,11 @@ def run(args: argparse.Namespace) -> dict:
     events = {u.id: [] for u in users}
     missing = 0
 
+    last_seq: dict[str, int] = {}
+
     def on_publish(device: str, seq: int) -> None:
         sent_at[(device, seq)] = time.perf_counter()
+        last_seq[device] = seq
 
     def on_action(msg: dict) -> None:
         with lock:
@@ -213,7 +217,7 @@ def run(args: argparse.Namespace) -> dict:
                 name, _, version = tiny.model_id.rpartition("@")
                 roll_out_update(publisher(cloud.client, DOMAIN), DOMAIN, [d.id for d in nodes.devices], name,
                                 int(version) + 1, (args.models / "tiny.tflite").read_bytes(), private_key)
-            got = world.collect(i, args.action_timeout_s)
+            got = world.collect(dict(last_seq), args.action_timeout_s)
             missing += len(users) - len(got)
             applied = {}
             for u in users:
