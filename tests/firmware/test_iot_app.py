@@ -168,8 +168,8 @@ def test_class_matches_python(runs, models_dir):
 def test_anomaly_matches_python(runs):
     err = np.array([abs(c["anomaly"] - py["anomaly"]) for _, _, c, py, _ in runs])
     ref = np.array([py["anomaly"] for _, _, _, py, _ in runs])
-    assert np.all(err <= 0.05 + 0.10 * ref), list(zip(err.tolist(), ref.tolist()))
-    assert np.mean(err <= 2e-3 + 0.02 * ref) >= 0.95, list(zip(err.tolist(), ref.tolist()))
+    assert np.all(err <= 0.05 + 0.10 * ref), list(zip(err.tolist(), ref.tolist(), strict=True))
+    assert np.mean(err <= 2e-3 + 0.02 * ref) >= 0.95, list(zip(err.tolist(), ref.tolist(), strict=True))
 
 
 def test_invalid_configuration_refuses_to_start(models_dir, tmp_path):
