@@ -50,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from shared.tiny.targets import (
@@ -75,26 +75,17 @@ _TFLM_PROBE = ("import sys\nfrom tflite_micro.python.tflite_micro import runtime
                "runtime.Interpreter.from_bytes(open(sys.argv[1], 'rb').read()).print_allocations()\n")
 
 
-def collect_models(work: Path, test_models: bool = True) -> dict[str, Path]:
-    """name -> .tflite path."""
+def collect_models(work: Path) -> dict[str, Path]:
+    """name -> .tflite path: every registered domain's tiny model (or its stand-in)."""
     from shared.domain import names
 
-    models: dict[str, Path] = {}
-    for domain in names():
-        trained = models_dir(domain) / "tiny.tflite"
-        models[f"{domain}_tiny" if trained.exists() else f"{domain}_standin"] = domain_tflite(domain, work)
-    if test_models:
-        try:
-            sys.path.insert(0, str(REPO))
-            from tests.firmware import _models
-        except ImportError as exc:  # the compiler's test models are optional here
-            print(f"note: test models not importable ({exc})", file=sys.stderr)
-        else:
-            for name, buf in _models.build_all().items():
-                path = work / f"test_{name}.tflite"
-                path.write_bytes(buf)
-                models[f"test_{name}"] = path
-    return models
+    return {f"{domain}_tiny" if (models_dir(domain) / "tiny.tflite").exists() else f"{domain}_standin":
+            domain_tflite(domain, work) for domain in names()}
+
+
+#: extra(work, args) -> more name -> .tflite models (bench/firmware_report.py adds the compiler's test
+#: models and the MLPerf Tiny models; the installed command reports the domains' models only)
+ExtraModels = Callable[[Path, argparse.Namespace], dict[str, Path]]
 
 
 def tflm_arena_bytes(tflite: Path) -> int | None:
@@ -296,14 +287,15 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, extra: ExtraModels | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tinylarge firmware report", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT_DEFAULT)
     ap.add_argument("--no-test-models", action="store_true",
-                    help="only the domains' tiny models (or their stand-ins)")
+                    help="only the domains' tiny models (or their stand-ins); with make firmware-report")
     ap.add_argument("--parity-inputs", type=int, default=PARITY_INPUTS,
                     help=f"random inputs per model for the parity check (default {PARITY_INPUTS}; 0 = skip it)")
-    ap.add_argument("--no-mlperf", action="store_true", help="leave out the MLPerf Tiny reference models")
+    ap.add_argument("--no-mlperf", action="store_true", help="leave out the MLPerf Tiny reference models "
+                    "(make firmware-report)")
     ap.add_argument("--mlperf-dir", type=Path, default=REPO / "out" / "bench" / "mlperf_tiny",
                     help="where the MLPerf Tiny .tflite files are built (reused when there)")
     args = ap.parse_args(argv)
@@ -311,12 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tl-fwreport-") as tmp:
         work = Path(tmp)
-        models = collect_models(work, not args.no_test_models)
-        if not args.no_mlperf:
-            sys.path.insert(0, str(REPO))
-            from bench import mlperf_tiny
-
-            models.update(mlperf_tiny.build_all(args.mlperf_dir))
+        models = collect_models(work)
+        if extra is not None:
+            models.update(extra(work, args))
         rows = []
         for i, (name, path) in enumerate(models.items(), 1):
             print(f"[{i}/{len(models)}] {name}", file=sys.stderr, flush=True)
