@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# Flower's own pins (typer<0.21) clash with amqtt 0.12's typer>=0.24, which only amqtt's command-line
+	@# scripts import (TinyLarge embeds the broker and never runs them), so Flower goes in a second step.
+	$(BIN)/python -m pip install -q flwr==1.42.0 'click>=8.4.2'
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv and install TinyLarge with its dependencies
