@@ -45,6 +45,9 @@ test-all: system-deps $(STAMP) ## run every test, the slow ones included
 lint: $(STAMP) ## ruff over the whole tree
 	$(BIN)/ruff check .
 
+integration-report: $(STAMP) ## every integration strategy x domain -> out/integration/report.json, a table, PNGs
+	$(BIN)/python -m shared.integration.report $(INTEGRATION_ARGS)
+
 bench: $(STAMP) ## pipeline benchmark -> out/bench/pipeline.json
 	$(BIN)/python -m bench.pipeline
 
@@ -60,4 +63,4 @@ clean: ## remove build outputs (keeps .venv and trained models)
 distclean: clean ## remove everything generated, .venv and trained models too
 	rm -rf $(VENV) models
 
-.PHONY: help venv system-deps test test-all lint bench bench-faults firmware-report clean distclean
+.PHONY: help venv system-deps test test-all lint integration-report bench bench-faults firmware-report clean distclean

@@ -38,5 +38,6 @@ DOMAIN = Domain(
         "window_channels": "healthcare.device:window_channels", "baseline": "healthcare.news2:score",
         "ensure_trained": "healthcare.train:ensure_trained", "quick_demo": "healthcare.demo:quick_argv",
         "sample_messages": "healthcare.device:sample_messages",
+        "tiny_task": "healthcare.train:tiny_task",
     },
 )

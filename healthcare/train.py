@@ -169,3 +169,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def tiny_task(quick: bool = False) -> Any:
+    """The tiny model's windows over the training and held-out cohorts, by patient (integration strategies)."""
+    import numpy as np
+
+    from healthcare import tiny
+    from healthcare._dataset import load_table
+    from healthcare.signals import LABELS
+    from shared.integration.task import TinyTask
+
+    cfg = TrainConfig.quick() if quick else TrainConfig()
+    cache = DEFAULT_MODELS_DIR / "cache"
+    tables = [load_table(c, cache, cfg.workers, desc=f"features (cohort {c.seed})")
+              for c in (cfg.train_cohort, cfg.test_cohort)]
+    return TinyTask("healthcare", np.concatenate([t.vector for t in tables]),
+                    np.concatenate([t.label for t in tables]).astype(int),
+                    np.concatenate([t.patient for t in tables]), tuple(LABELS), tuple(cfg.tiny.hidden),
+                    tiny.MODEL_NAME)

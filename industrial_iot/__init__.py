@@ -38,5 +38,6 @@ DOMAIN = Domain(
         "baseline": "industrial_iot.iso10816:zone", "ensure_trained": "industrial_iot.train:ensure_trained",
         "quick_demo": "industrial_iot.demo:quick_argv",
         "sample_messages": "industrial_iot.device:sample_messages",
+        "tiny_task": "industrial_iot.train:tiny_task",
     },
 )

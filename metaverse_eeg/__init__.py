@@ -50,5 +50,6 @@ DOMAIN = Domain(
         "baseline": "metaverse_eeg.agent:rule_action", "ensure_trained": "metaverse_eeg.train:ensure_trained",
         "quick_demo": "metaverse_eeg.demo:quick_argv",
         "sample_messages": "metaverse_eeg.device:sample_messages",
+        "tiny_task": "metaverse_eeg.train:tiny_task",
     },
 )

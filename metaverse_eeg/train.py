@@ -196,3 +196,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def tiny_task(quick: bool = False) -> Any:
+    """The emotion model's labelled windows of the training and held-out users, by user (integration)."""
+    from metaverse_eeg import LABELS
+    from metaverse_eeg import tiny as tn
+    from shared.integration.task import TinyTask
+
+    cfg = TrainConfig.quick() if quick else TrainConfig()
+    cache = DEFAULT_MODELS_DIR / "cache"
+    parts = [_features(n, cfg.windows_per_user, seed, cache)
+             for n, seed in ((cfg.tiny_train_users, cfg.tiny_seeds[0]), (cfg.tiny_test_users, cfg.tiny_seeds[1]))]
+    return TinyTask("metaverse_eeg", np.concatenate([p["x"] for p in parts]),
+                    np.concatenate([p["y"] for p in parts]).astype(int),
+                    np.concatenate([p["groups"] for p in parts]), tuple(LABELS), tuple(cfg.tiny.hidden),
+                    tn.MODEL_NAME, extra={"affect": np.concatenate([p["affect"] for p in parts])})

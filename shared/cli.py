@@ -36,6 +36,10 @@ _TOOLS: dict[str, tuple[str, str, str]] = {
     "broker": ("shared.cli", "_broker_main", "broker config: write a secured Mosquitto configuration"),
     "ei": ("shared.tiny.edge_impulse", "ei_main", "Edge Impulse interop: export, profile, deploy"),
     "dashboard": ("shared.dashboard.server", "dashboard_main", "serve the live fleet dashboard (read-only)"),
+    "fl": ("shared.integration.federated.cli", "fl_main",
+           "federated learning on Flower: a SuperLink and one SuperNode per client, then a signed rollout"),
+    "split": ("shared.integration.split.cli", "split_main",
+              "split learning, SplitFed and split inference: cut-layer activations over MQTT"),
 }
 
 
