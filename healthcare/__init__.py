@@ -39,5 +39,6 @@ DOMAIN = Domain(
         "ensure_trained": "healthcare.train:ensure_trained", "quick_demo": "healthcare.demo:quick_argv",
         "sample_messages": "healthcare.device:sample_messages",
         "tiny_task": "healthcare.train:tiny_task",
+        "distill_task": "healthcare.large:distill_task",
     },
 )

@@ -298,3 +298,46 @@ def train_large(cfg: LargeConfig, train: list[PatientSteps], test: list[PatientS
         "config": asdict(cfg),
     }
     return model, metrics
+
+
+def distill_task(quick: bool = False, models_dir: Path | None = None) -> Any:
+    """The risk transformer as a teacher for the wearable (``shared.integration.distill``): per eligible
+    window (before the event) of the training and held-out cohorts, the device's input vector, the
+    transformer's risk given the patient's history up to that window, the truth (event within the
+    horizon) and the patient. Trains the models if needed; the teacher's outputs are cached per stamp."""
+    import json
+
+    from healthcare import train as hc_train
+    from healthcare._dataset import load_table
+    from healthcare.tiny import TinyModel
+    from shared.integration.distill import DistillTask
+    from shared.runtime.training import cached_arrays
+
+    models = Path(models_dir or hc_train.DEFAULT_MODELS_DIR)
+    hc_train.ensure_trained(models, quick=quick)
+    stamp = json.loads((models / "stamp.json").read_text())
+    cfg = hc_train.TrainConfig.quick() if stamp.get("quick") else hc_train.TrainConfig()
+
+    def build() -> dict[str, np.ndarray]:
+        model = RiskTransformer.from_pretrained(str(models / "large")).eval()
+        tm = TinyModel.load(models)
+        torch.set_num_threads(cfg.large.threads)
+        cols: dict[str, list] = {"x": [], "teacher": [], "y": [], "groups": [], "train": []}
+        for is_train, cohort in ((True, cfg.train_cohort), (False, cfg.test_cohort)):
+            table = load_table(cohort, models / "cache", cfg.workers)
+            steps = patient_steps(table, tm.scores(table.vector), float(model.config.horizon_h))
+            for s, risk in zip(steps, _predict_steps(model, steps), strict=True):
+                rows = table.rows_of(s.patient)[s.eligible]
+                cols["x"].append(table.vector[rows])
+                cols["teacher"].append(risk[s.eligible])
+                cols["y"].append(s.y[s.eligible])
+                cols["groups"].append(np.full(len(rows), s.patient))
+                cols["train"].append(np.full(len(rows), is_train))
+        return {k: np.concatenate(v) for k, v in cols.items()}
+
+    arrays = cached_arrays(models / "cache" / f"distill-{stamp['key']}.npz", build)
+    horizon = cfg.large.horizon_h
+    return DistillTask("healthcare", arrays["x"], arrays["teacher"], arrays["y"], arrays["groups"], arrays["train"],
+                       tuple(cfg.tiny.hidden), "hc-risk-tiny", f"deterioration {horizon:g}h",
+                       f"{MODEL_NAME}@{cfg.large.version}",
+                       extra={"models_dir": str(models), "quick_models": bool(stamp.get("quick"))})

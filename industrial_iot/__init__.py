@@ -39,5 +39,6 @@ DOMAIN = Domain(
         "quick_demo": "industrial_iot.demo:quick_argv",
         "sample_messages": "industrial_iot.device:sample_messages",
         "tiny_task": "industrial_iot.train:tiny_task",
+        "distill_task": "industrial_iot.large:distill_task",
     },
 )
