@@ -29,10 +29,10 @@ SCHEMA_DIR = Path(__file__).parent / "schemas"
 TOPIC_ROOT = "tinylarge"
 DEADLETTER_ROOT = f"{TOPIC_ROOT}/_deadletter"
 #: streams whose schema is shared by every domain
-COMMON_STREAMS = ("status", "model")
+COMMON_STREAMS = ("status", "model", "smashed", "cutgrad", "splitpred")  # the last three: shared.integration.split
 #: payloads above this many bytes are refused before parsing (per stream overrides below)
 MAX_BYTES = 16 * 1024
-MAX_BYTES_BY_STREAM = {"model": 512 * 1024}
+MAX_BYTES_BY_STREAM = {"model": 512 * 1024, "smashed": 512 * 1024, "cutgrad": 512 * 1024, "splitpred": 512 * 1024}
 #: nesting deeper than this is refused before schema validation
 MAX_DEPTH = 8
 
