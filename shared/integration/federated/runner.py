@@ -1,0 +1,271 @@
+"""One federated run end to end: PKI, partitions, SuperLink + SuperNodes, ``flwr run``, comparison, rollout.
+
+:func:`run_federated` is what ``tinylarge fl`` and the benchmark call. It
+
+1. issues a CA and a server certificate for 127.0.0.1 with :mod:`shared.security.pki` (TLS on the
+   SuperLink's Fleet/Control/Runtime API and on every SuperNode's local runtime API);
+2. writes one partition per client (one training subject each) and the held-out subjects' windows;
+3. starts ``flower-superlink`` and N ``flower-supernode`` processes on free loopback ports (subprocess
+   isolation, no Ray, no runtime dependency installation), each node's ``--node-config`` naming its
+   partition;
+4. submits the app with ``flwr run APP tinylarge --stream`` (a generated Flower config in ``FLWR_HOME``
+   points the connection at the SuperLink with the CA as ``root-certificates``) and waits for the
+   ServerApp's result file;
+5. optionally kills one SuperNode's whole process group while it holds a round's train message
+   (``kill_client``: the fault the tests inject);
+6. stops every process (also on exceptions, Ctrl-C and SIGTERM), then compares the global model with
+   centralised and per-client training and rolls it out (:mod:`shared.integration.federated.compare`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.integration.federated.processes import Processes, bin_path, free_port
+from shared.integration.federated.task import load_meta, prepare_partitions
+
+APP_NAME = "tinylarge-fl"
+CONNECTION = "tinylarge"
+
+
+class FederatedRunError(RuntimeError):
+    """The run could not complete; the message names the step and quotes the relevant log."""
+
+
+@dataclass
+class FLConfig:
+    """A federated run. ``min_clients``: rounds continue while at least this many nodes answer (default
+    half of ``clients``, at least 1); ``round_timeout_s``: how long a round waits for replies."""
+
+    domain: str
+    clients: int = 3
+    rounds: int = 5
+    strategy: str = "fedavg"
+    quick: bool = False
+    proximal_mu: float = 0.1
+    local_epochs: int = 5
+    lr: float = 0.01
+    batch_size: int = 32
+    seed: int = 0
+    min_clients: int | None = None
+    round_timeout_s: float = 60.0
+    connect_timeout_s: float = 120.0
+    out_dir: Path = Path("out/integration/fl")
+    mqtt: str | None = None
+    signing_key: Path | None = None
+    rollout: bool = True
+    kill_client: tuple[int, int] | None = None  #: (partition id, round): SIGKILL that SuperNode mid-round
+    insecure: bool = False  #: plaintext gRPC/HTTP; only for a test that says why
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("fedavg", "fedprox"):
+            raise ValueError(f"--strategy must be fedavg or fedprox, got {self.strategy!r}")
+        if self.clients < 1 or self.rounds < 1:
+            raise ValueError(f"--clients and --rounds must be >= 1, got {self.clients} and {self.rounds}")
+        if self.min_clients is None:
+            self.min_clients = max(1, self.clients // 2)
+        if not 1 <= self.min_clients <= self.clients:
+            raise ValueError(f"--min-clients must be in 1..{self.clients}, got {self.min_clients}")
+        if self.local_epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.proximal_mu < 0:
+            raise ValueError("local epochs, batch size and lr must be positive, proximal mu >= 0")
+        if self.round_timeout_s <= 0 or self.connect_timeout_s <= 0:
+            raise ValueError("timeouts must be positive")
+        if self.kill_client is not None:
+            pid, rnd = self.kill_client
+            if not (0 <= pid < self.clients and 1 <= rnd <= self.rounds):
+                raise ValueError(f"kill_client {self.kill_client}: partition must be < {self.clients}, round in "
+                                 f"1..{self.rounds}")
+        self.out_dir = Path(self.out_dir)
+
+    @property
+    def run_dir(self) -> Path:
+        tag = "quick" if self.quick else "full"
+        return self.out_dir / f"{self.domain}-{self.strategy}-{self.clients}c{self.rounds}r-{tag}"
+
+
+@dataclass
+class FLRun:
+    """What the Flower part of a run produced (the ServerApp's result and where things are)."""
+
+    config: FLConfig
+    run_dir: Path
+    result: dict[str, Any]
+    meta: dict[str, Any]
+    token: str
+    killed: dict[str, Any] = field(default_factory=dict)
+    leftover_pids: list[int] = field(default_factory=list)
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived; raised so every ``finally`` runs."""
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block SIGTERM raises (like Ctrl-C raises KeyboardInterrupt), so cleanup code runs."""
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(f"signal {signum}")
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _toml_str(s: str | Path) -> str:
+    return json.dumps(str(s))  # a JSON string is a valid TOML basic string
+
+
+def write_app(app_dir: Path, cfg: FLConfig, data_dir: Path, out_file: Path) -> None:
+    """The Flower app manifest (``pyproject.toml``) whose components are this package's apps."""
+    app_dir.mkdir(parents=True, exist_ok=True)
+    run_config = {
+        "data-dir": _toml_str(data_dir.resolve()), "out-file": _toml_str(out_file.resolve()),
+        "strategy": _toml_str(cfg.strategy), "num-rounds": cfg.rounds, "num-clients": cfg.clients,
+        "min-clients": cfg.min_clients, "round-timeout": float(cfg.round_timeout_s),
+        "connect-timeout": float(cfg.connect_timeout_s), "local-epochs": cfg.local_epochs, "lr": float(cfg.lr),
+        "batch-size": cfg.batch_size, "proximal-mu": float(cfg.proximal_mu), "seed": cfg.seed,
+    }
+    lines = [
+        "[build-system]", 'requires = ["hatchling"]', 'build-backend = "hatchling.build"', "",
+        "[project]", f'name = "{APP_NAME}"', 'version = "1.0.0"',
+        'description = "TinyLarge: the tiny model federated over SuperNodes"', 'license = "MIT"',
+        "dependencies = []", "",
+        "[tool.flwr.app]", 'publisher = "tinylarge"', "",
+        "[tool.flwr.app.components]",
+        'serverapp = "shared.integration.federated.server_app:app"',
+        'clientapp = "shared.integration.federated.client_app:app"', "",
+        "[tool.flwr.app.config]", *(f"{k} = {v}" for k, v in run_config.items()), "",
+    ]
+    (app_dir / "pyproject.toml").write_text("\n".join(lines))
+
+
+def write_flwr_home(home: Path, port: int, ca: Path | None) -> None:
+    """``FLWR_HOME/config.toml``: the SuperLink connection ``flwr run`` uses."""
+    home.mkdir(parents=True, exist_ok=True)
+    lines = ["[superlink]", f'default = "{CONNECTION}"', "", f"[superlink.{CONNECTION}]",
+             f'address = "127.0.0.1:{port}"']
+    lines.append("insecure = true" if ca is None else f"root-certificates = {_toml_str(ca.resolve())}")
+    (home / "config.toml").write_text("\n".join(lines) + "\n")
+
+
+def _tail(text: str, n: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-n:])
+
+
+def _watch_and_kill(procs: Processes, name: str, rnd: int) -> dict[str, Any] | None:
+    """Kill SuperNode ``name`` (its process group) once it has received its ``rnd``-th train message."""
+    received = len(re.findall(r"Receiving: train message", procs.log(name)))
+    if received >= rnd:
+        procs.kill(name)
+        return {"node": name, "round": rnd, "at_s": time.monotonic()}
+    return None
+
+
+def _wait_listening(port: int, timeout_s: float, procs: Processes) -> None:
+    """Until the SuperLink accepts TCP connections on ``port`` (or it exits, or ``timeout_s`` passes)."""
+    end = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return
+        except OSError:
+            pass
+        link = procs.procs["superlink"]
+        if link.poll() is not None:
+            raise FederatedRunError(f"flower-superlink exited ({link.returncode}):\n{_tail(procs.log('superlink'))}")
+        if time.monotonic() > end:
+            raise FederatedRunError(f"flower-superlink not listening on {port} within {timeout_s:.0f} s")
+        time.sleep(0.3)
+
+
+def run_flower(cfg: FLConfig) -> FLRun:
+    """Steps 1-6 of the module doc up to the ServerApp's result; every process stopped on return or raise."""
+    from shared.security import pki
+
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("result.json", "result.npz"):
+        (run_dir / stale).unlink(missing_ok=True)
+    data_dir, pki_dir = run_dir / "data", run_dir / "pki"
+    prepare_partitions(cfg.domain, cfg.clients, cfg.quick, data_dir, seed=cfg.seed)
+    meta = load_meta(data_dir)
+    ca: Path | None = None
+    tls: list[str] = []
+    if not cfg.insecure:
+        if not (pki_dir / pki.CA_CERT).exists():
+            pki.create_ca(pki_dir, cn="TinyLarge FL CA")
+        server = pki.issue(pki_dir, "superlink", "server", hosts=("127.0.0.1", "localhost"))
+        ca = pki_dir / pki.CA_CERT
+        tls = ["--ssl-ca-certfile", str(ca), "--ssl-certfile", str(server.cert), "--ssl-keyfile", str(server.key)]
+    out_file = run_dir / "result.json"
+    write_app(run_dir / "app", cfg, data_dir, out_file)
+    port = free_port()
+    write_flwr_home(run_dir / "flwr_home", port, ca)
+    token = uuid.uuid4().hex
+    procs = Processes(token, run_dir / "logs")
+    (run_dir / "run.json").write_text(json.dumps({"token": token, "port": port, "pid": os.getpid()}) + "\n")
+    killed: dict[str, Any] = {}
+    leftover: list[int] = []
+    try:
+        with sigterm_raises():
+            procs.start("superlink", [bin_path("flower-superlink"), *(tls or ["--insecure"]), "--host", "127.0.0.1",
+                                      "--port", str(port), "--disable-runtime-dependency-installation"])
+            for i in range(cfg.clients):
+                node_cfg = f"partition-id={i} data-dir={_toml_str(data_dir.resolve())}"
+                node_tls = (["--root-certificates", str(ca), *tls] if ca is not None else ["--insecure"])
+                procs.start(f"supernode{i}", [bin_path("flower-supernode"), *node_tls, "--superlink",
+                                              f"127.0.0.1:{port}", "--node-config", node_cfg,
+                                              "--host", "127.0.0.1", "--port", str(free_port())])
+            _wait_listening(port, cfg.connect_timeout_s, procs)
+            flwr = procs.start("flwr-run", [bin_path("flwr"), "run", str((run_dir / "app").resolve()), CONNECTION,
+                                            "--stream"], env={"FLWR_HOME": str((run_dir / "flwr_home").resolve())})
+            budget = cfg.connect_timeout_s + cfg.rounds * (cfg.round_timeout_s * 2 + 30) + 60
+            end = time.monotonic() + budget
+            while not out_file.exists():
+                if cfg.kill_client is not None and not killed:
+                    killed = _watch_and_kill(procs, f"supernode{cfg.kill_client[0]}", cfg.kill_client[1]) or {}
+                if flwr.poll() is not None and not out_file.exists():
+                    time.sleep(1.0)  # the result may land just after the stream closes
+                    if not out_file.exists():
+                        raise FederatedRunError(
+                            f"flwr run exited ({flwr.returncode}) without a result\n--- flwr run:\n"
+                            f"{_tail(procs.log('flwr-run'))}\n--- superlink:\n{_tail(procs.log('superlink'))}")
+                if time.monotonic() > end:
+                    raise FederatedRunError(f"no result within {budget:.0f} s\n--- superlink:\n"
+                                            f"{_tail(procs.log('superlink'))}")
+                time.sleep(0.2)
+            try:
+                flwr.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        leftover = procs.close()
+    result = json.loads(out_file.read_text())
+    if killed:
+        killed["at_s"] = None
+    return FLRun(cfg, run_dir, result, meta, token, killed, leftover)
+
+
+def config_dict(cfg: FLConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["out_dir"] = str(cfg.out_dir)
+    d["signing_key"] = None if cfg.signing_key is None else str(cfg.signing_key)
+    return d
