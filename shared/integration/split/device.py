@@ -73,6 +73,17 @@ class DeviceNet:
 
     def backward(self, grad: np.ndarray) -> None:
         """Backpropagate ``grad`` (d loss / d output of the last :meth:`forward` with ``train=True``); Adam step."""
+        grads = self.gradients(grad)
+        self._t += 1
+        for k, (p, dp) in enumerate(zip(self.params(), grads, strict=True)):
+            self._m[k] = BETA1 * self._m[k] + (1 - BETA1) * dp
+            self._v[k] = BETA2 * self._v[k] + (1 - BETA2) * dp * dp
+            mh = self._m[k] / (1 - BETA1 ** self._t)
+            vh = self._v[k] / (1 - BETA2 ** self._t)
+            p -= (self.lr * mh / (np.sqrt(vh) + EPS)).astype(np.float32)
+
+    def gradients(self, grad: np.ndarray) -> list[np.ndarray]:
+        """d loss / d :meth:`params` given ``grad`` at the cut, for the last ``forward(train=True)``."""
         if not self._cache:
             raise RuntimeError("backward() without a forward(train=True) before it")
         g = np.asarray(grad, np.float32)
@@ -85,14 +96,7 @@ class DeviceNet:
             if i:
                 g = g @ self.w[i].T
         self._cache = []
-        self._t += 1
-        params = self.params()
-        for k, (p, dp) in enumerate(zip(params, grads, strict=True)):
-            self._m[k] = BETA1 * self._m[k] + (1 - BETA1) * dp
-            self._v[k] = BETA2 * self._v[k] + (1 - BETA2) * dp * dp
-            mh = self._m[k] / (1 - BETA1 ** self._t)
-            vh = self._v[k] / (1 - BETA2 ** self._t)
-            p -= (self.lr * mh / (np.sqrt(vh) + EPS)).astype(np.float32)
+        return grads
 
 
 def average(weight_sets: list[list[np.ndarray]], counts: list[int]) -> list[np.ndarray]:
