@@ -8,7 +8,9 @@
 #endif
 
 static int8_t tl_requant_clamp(int32_t acc, const tl_conv_params *p, int32_t ch) {
-  acc = tl_mul_by_quantized_multiplier(acc, p->multiplier[ch], (int)p->shift[ch]);
+  /* the generic kernels: the slow path of either rounding (the narrow one is exact for the double too) */
+  acc = tl_round_mode(p->rounding) == TL_ROUND_SINGLE ? tl_mbqm_single(acc, p->multiplier[ch], (int)p->shift[ch])
+                                                      : tl_mbqm_double(acc, p->multiplier[ch], (int)p->shift[ch]);
   acc += p->output_offset;
   if (acc < p->act_min) acc = p->act_min;
   if (acc > p->act_max) acc = p->act_max;
@@ -102,6 +104,7 @@ void tl_conv2d_im2col(const tl_conv_params *p, const int8_t *input, int8_t *outp
   fc.bias = p->bias;
   fc.multiplier = p->multiplier;
   fc.shift = p->shift;
+  fc.rounding = p->rounding;
   if (fc.in_n > TL_IM2COL_MAX) return; /* the compiler never selects this kernel then */
   for (b = 0; b < p->batches; ++b) {
     const int8_t *in_b = input + (int32_t)b * p->in_h * p->in_w * p->in_c;
@@ -181,8 +184,14 @@ static void tl_dw_rows(const tl_conv_params *p, const int8_t *in_b, const int8_t
   }
 }
 
-static void tl_dw_folded(const tl_conv_params *p, const int8_t *input, int8_t *output, int8_t *ring,
-                         int32_t ring_rows) {
+#if defined(__GNUC__) || defined(__clang__)
+#define TL_INLINE static inline __attribute__((always_inline))
+#else
+#define TL_INLINE static inline
+#endif
+
+TL_INLINE void tl_dw_folded_mode(const tl_conv_params *p, const int8_t *input, int8_t *output, int8_t *ring,
+                                 int32_t ring_rows, const int mode) {
   const int32_t ch = p->in_c, taps = p->k_h * p->k_w;
   const int32_t zp = -p->input_offset;
   const int8_t *src[TL_DW_TAPS_MAX];
@@ -233,22 +242,34 @@ static void tl_dw_folded(const tl_conv_params *p, const int8_t *input, int8_t *o
             a3 += w[3] * s_t[c + 3];
 #endif
           }
-          *output++ = tl_requant(a0, p->multiplier[c], p->shift[c], p->output_offset, p->act_min, p->act_max);
-          *output++ = tl_requant(a1, p->multiplier[c + 1], p->shift[c + 1], p->output_offset, p->act_min,
-                                 p->act_max);
-          *output++ = tl_requant(a2, p->multiplier[c + 2], p->shift[c + 2], p->output_offset, p->act_min,
-                                 p->act_max);
-          *output++ = tl_requant(a3, p->multiplier[c + 3], p->shift[c + 3], p->output_offset, p->act_min,
-                                 p->act_max);
+          *output++ = tl_requant_mode(a0, p->multiplier[c], p->shift[c], p->output_offset, p->act_min, p->act_max, mode);
+          *output++ = tl_requant_mode(a1, p->multiplier[c + 1], p->shift[c + 1], p->output_offset, p->act_min, p->act_max, mode);
+          *output++ = tl_requant_mode(a2, p->multiplier[c + 2], p->shift[c + 2], p->output_offset, p->act_min, p->act_max, mode);
+          *output++ = tl_requant_mode(a3, p->multiplier[c + 3], p->shift[c + 3], p->output_offset, p->act_min, p->act_max, mode);
         }
         for (; c < ch; ++c) {
           int32_t acc = p->bias[c];
           const int8_t *w = p->weights + c;
           for (t = 0; t < taps; ++t, w += ch) acc += *w * (src[t] == 0 ? zp : src[t][c]);
-          *output++ = tl_requant(acc, p->multiplier[c], p->shift[c], p->output_offset, p->act_min, p->act_max);
+          *output++ = tl_requant_mode(acc, p->multiplier[c], p->shift[c], p->output_offset, p->act_min, p->act_max, mode);
         }
       }
     }
+  }
+}
+
+static void tl_dw_folded(const tl_conv_params *p, const int8_t *input, int8_t *output, int8_t *ring,
+                         int32_t ring_rows) {
+  switch (tl_round_mode(p->rounding)) {
+    case TL_ROUND_SINGLE:
+      tl_dw_folded_mode(p, input, output, ring, ring_rows, TL_ROUND_SINGLE);
+      break;
+    case TL_ROUND_DOUBLE_NARROW:
+      tl_dw_folded_mode(p, input, output, ring, ring_rows, TL_ROUND_DOUBLE_NARROW);
+      break;
+    default:
+      tl_dw_folded_mode(p, input, output, ring, ring_rows, TL_ROUND_DOUBLE);
+      break;
   }
 }
 

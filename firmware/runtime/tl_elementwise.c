@@ -1,4 +1,5 @@
-/* ADD, MUL (with broadcasting), PAD, table lookups, requantize and concatenation. */
+/* ADD, MUL (with broadcasting), PAD, table lookups, requantize and concatenation. ADD, MUL and QUANTIZE
+ * round twice (tl_mbqm_double) in both arithmetics: TFLite Micro and LiteRT's reference kernels agree there. */
 #include <string.h>
 
 #include "tl_runtime.h"
@@ -10,16 +11,16 @@ static int32_t tl_clamp(int32_t v, int32_t lo, int32_t hi) {
 static int32_t tl_add_one(const tl_add_params *p, int32_t a, int32_t b) {
   const int32_t a_shifted = (a + p->input1_offset) * ((int32_t)1 << p->left_shift);
   const int32_t b_shifted = (b + p->input2_offset) * ((int32_t)1 << p->left_shift);
-  const int32_t a_scaled = tl_mul_by_quantized_multiplier(a_shifted, p->input1_multiplier, (int)p->input1_shift);
-  const int32_t b_scaled = tl_mul_by_quantized_multiplier(b_shifted, p->input2_multiplier, (int)p->input2_shift);
-  const int32_t out = tl_mul_by_quantized_multiplier(a_scaled + b_scaled, p->output_multiplier,
+  const int32_t a_scaled = tl_mbqm_double(a_shifted, p->input1_multiplier, (int)p->input1_shift);
+  const int32_t b_scaled = tl_mbqm_double(b_shifted, p->input2_multiplier, (int)p->input2_shift);
+  const int32_t out = tl_mbqm_double(a_scaled + b_scaled, p->output_multiplier,
                                                      (int)p->output_shift) + p->output_offset;
   return tl_clamp(out, p->act_min, p->act_max);
 }
 
 static int32_t tl_mul_one(const tl_mul_params *p, int32_t a, int32_t b) {
   const int32_t prod = (a + p->input1_offset) * (b + p->input2_offset);
-  const int32_t out = tl_mul_by_quantized_multiplier(prod, p->output_multiplier, (int)p->output_shift) +
+  const int32_t out = tl_mbqm_double(prod, p->output_multiplier, (int)p->output_shift) +
                       p->output_offset;
   return tl_clamp(out, p->act_min, p->act_max);
 }
@@ -58,7 +59,7 @@ void tl_lut(const int8_t *table, int32_t n, const int8_t *input, int8_t *output)
 void tl_requantize(const tl_requantize_params *p, const int8_t *input, int8_t *output) {
   int32_t i;
   for (i = 0; i < p->n; ++i) {
-    const int32_t v = tl_mul_by_quantized_multiplier((int32_t)input[i] - p->input_zero_point, p->multiplier,
+    const int32_t v = tl_mbqm_double((int32_t)input[i] - p->input_zero_point, p->multiplier,
                                                      (int)p->shift) + p->output_zero_point;
     output[i] = (int8_t)tl_clamp(v, -128, 127);
   }

@@ -146,8 +146,16 @@ static int32_t tl_row(const int8_t *w, const int8_t *x, int32_t in_n, int32_t ac
   return acc;
 }
 
-/* The blocks of rows, then the leftover rows; xs: x's words pre-extended (DSP build only). */
-static void tl_fc_rows(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
+#if defined(__GNUC__) || defined(__clang__)
+#define TL_INLINE static inline __attribute__((always_inline))
+#else
+#define TL_INLINE static inline
+#endif
+
+/* The blocks of rows, then the leftover rows; xs: x's words pre-extended (DSP build only); mode: the
+ * rounding (a constant in each of tl_fc_rows' calls, so each gets its own requantization inline). */
+TL_INLINE void tl_fc_rows_mode(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y,
+                               const int mode) {
   const int8_t *w = p->weights;
   const int32_t blocks = p->out_n / TL_FC_BLOCK, in_n = p->in_n, out_offset = p->output_offset;
   const int32_t act_min = p->act_min, act_max = p->act_max, qstep = p->per_channel ? 1 : 0;
@@ -181,16 +189,30 @@ static void tl_fc_rows(const tl_fc_params *p, const int8_t *x, const uint32_t *x
     w = tl_block4(w, x, in_n, acc);
 #endif
     for (r = 0; r < TL_FC_BLOCK; ++r) {
-      *y++ = tl_requant(acc[r], *mult, *shift, out_offset, act_min, act_max);
+      *y++ = tl_requant_mode(acc[r], *mult, *shift, out_offset, act_min, act_max, mode);
       mult += qstep;
       shift += qstep;
     }
     o += TL_FC_BLOCK;
   }
   for (; o < p->out_n; ++o, w += in_n) {
-    *y++ = tl_requant(tl_row(w, x, in_n, *bias++), *mult, *shift, out_offset, act_min, act_max);
+    *y++ = tl_requant_mode(tl_row(w, x, in_n, *bias++), *mult, *shift, out_offset, act_min, act_max, mode);
     mult += qstep;
     shift += qstep;
+  }
+}
+
+static void tl_fc_rows(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
+  switch (tl_round_mode(p->rounding)) {
+    case TL_ROUND_SINGLE:
+      tl_fc_rows_mode(p, x, xs, y, TL_ROUND_SINGLE);
+      break;
+    case TL_ROUND_DOUBLE_NARROW:
+      tl_fc_rows_mode(p, x, xs, y, TL_ROUND_DOUBLE_NARROW);
+      break;
+    default:
+      tl_fc_rows_mode(p, x, xs, y, TL_ROUND_DOUBLE);
+      break;
   }
 }
 

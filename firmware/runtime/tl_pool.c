@@ -1,4 +1,5 @@
-/* MAX_POOL_2D, AVERAGE_POOL_2D, MEAN and REDUCE_MAX, int8 NHWC. */
+/* MAX_POOL_2D, AVERAGE_POOL_2D, MEAN and REDUCE_MAX, int8 NHWC. MEAN rounds twice (tl_mbqm_double) in
+ * both arithmetics, as TFLite Micro and LiteRT's reference kernels do. */
 #include "tl_runtime.h"
 
 static int32_t tl_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
@@ -60,7 +61,7 @@ void tl_mean(const tl_mean_params *p, const int8_t *input, int8_t *output) {
       int32_t out;
       for (r = 0; r < p->reduce_n; ++r) sum += in_o[r * p->inner + i];
       sum -= p->input_zero_point * p->reduce_n;
-      out = tl_mul_by_quantized_multiplier(sum, p->multiplier, (int)p->shift) + p->output_zero_point;
+      out = tl_mbqm_double(sum, p->multiplier, (int)p->shift) + p->output_zero_point;
       *output++ = (int8_t)tl_min_i32(tl_max_i32(out, -128), 127);
     }
   }

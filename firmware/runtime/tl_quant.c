@@ -25,19 +25,20 @@ int32_t tl_rounding_divide_by_pot(int32_t x, int exponent) {
   return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-int32_t tl_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
-#ifdef TL_ARITH_TFLM
+int32_t tl_mbqm_double(int32_t x, int32_t multiplier, int shift) {
   /* TFLite Micro's double rounding: a saturating rounding doubling high multiply, then a rounding
    * (half away from zero) division by 2^-shift; a positive shift multiplies x first (wrapping). */
   const int left = shift > 0 ? shift : 0;
   const int right = shift > 0 ? 0 : -shift;
   return tl_rounding_divide_by_pot(
       tl_sat_rounding_doubling_high_mul((int32_t)((uint32_t)x << left), multiplier), right);
-#else
-  /* Single rounding (TFLITE_SINGLE_ROUNDING, what LiteRT's reference kernels and XNNPACK compute):
+}
+
+int32_t tl_mbqm_single(int32_t x, int32_t multiplier, int shift) {
+  /* Single rounding (TFLITE_SINGLE_ROUNDING, LiteRT's reference kernels for most ops, and XNNPACK):
    * round(x * multiplier / 2^(31 - shift)) with ties toward +infinity, shift in [-31, 30]. */
   const int total_shift = 31 - shift;
-  const int64_t round = (int64_t)1 << (total_shift - 1);
+  int64_t result;
   if (total_shift >= 33) {
     /* The usual case (real multiplier < 0.5): the rounding constant lands in the high word, and
      * floor(floor(p / 2^32) / 2^k) = floor(p / 2^(32+k)), so one SMULL high word, an add and a shift
@@ -45,11 +46,18 @@ int32_t tl_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
     const int32_t hi = (int32_t)(((int64_t)x * (int64_t)multiplier) >> 32);
     return (int32_t)((hi + ((int32_t)1 << (total_shift - 33))) >> (total_shift - 32));
   }
-  int64_t result = (int64_t)x * (int64_t)multiplier + round;
+  result = (int64_t)x * (int64_t)multiplier + ((int64_t)1 << (total_shift - 1));
   /* floor division by 2^total_shift; written without shifting a negative value */
   result = result >= 0 ? (result >> total_shift) : -(((-result) + (((int64_t)1 << total_shift) - 1)) >> total_shift);
   if (result > INT32_MAX) return INT32_MAX;
   if (result < INT32_MIN) return INT32_MIN;
   return (int32_t)result;
+}
+
+int32_t tl_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
+#ifdef TL_ARITH_TFLM
+  return tl_mbqm_double(x, multiplier, shift);
+#else
+  return tl_mbqm_single(x, multiplier, shift);
 #endif
 }

@@ -29,6 +29,20 @@ int32_t tl_rounding_divide_by_pot(int32_t x, int exponent);
 /* round(x * multiplier * 2^(shift - 31)), ties toward +inf; multiplier a Q31 value in [2^30, 2^31).
  * Built with -DTL_ARITH_TFLM: TFLite Micro's double rounding instead (the compiler's arithmetic="tflm"). */
 int32_t tl_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift);
+/* The two roundings, whatever the build: single (LiteRT's reference FULLY_CONNECTED, ADD, MUL, MEAN,
+ * QUANTIZE) and double (TFLite Micro everywhere; LiteRT's reference CONV_2D and DEPTHWISE_CONV_2D). */
+int32_t tl_mbqm_single(int32_t x, int32_t multiplier, int shift);
+int32_t tl_mbqm_double(int32_t x, int32_t multiplier, int shift);
+
+/* Requantization rounding of one FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D layer (the `rounding`
+ * field of its parameters, chosen by the compiler): */
+#define TL_ROUND_DEFAULT 0 /* the build's: double with -DTL_ARITH_TFLM, single otherwise */
+#define TL_ROUND_SINGLE 1  /* tl_mbqm_single */
+#define TL_ROUND_DOUBLE 2  /* tl_mbqm_double */
+/* tl_mbqm_double's value where the compiler has shown that every accumulator of the layer has
+ * |acc| < 2^30 and every shift is <= -1: then SRDHM(acc, m) = (2 acc m + 2^31) >> 32 (SMMULR of acc << 1)
+ * and the rounding division needs no overflow care. */
+#define TL_ROUND_DOUBLE_NARROW 3
 
 /* ---- convolution (tl_conv.c) ------------------------------------------- */
 
@@ -48,6 +62,7 @@ typedef struct {
   const int32_t *bias;       /* [out_c] or NULL */
   const int32_t *multiplier; /* [out_c] */
   const int32_t *shift;      /* [out_c] */
+  int32_t rounding;          /* TL_ROUND_* */
 } tl_conv_params;
 
 void tl_conv2d(const tl_conv_params *p, const int8_t *input, int8_t *output);
@@ -91,6 +106,7 @@ typedef struct {
   const int32_t *bias;       /* [out_n], input offset folded in; never NULL */
   const int32_t *multiplier;
   const int32_t *shift;
+  int32_t rounding;          /* TL_ROUND_* */
 } tl_fc_params;
 
 void tl_fully_connected(const tl_fc_params *p, const int8_t *input, int8_t *output);
@@ -98,23 +114,57 @@ void tl_fully_connected(const tl_fc_params *p, const int8_t *input, int8_t *outp
  * CONV_2D 1x1 and the im2col convolution. */
 void tl_fc_vector(const tl_fc_params *p, const int8_t *input, int8_t *output);
 
-/* Requantize an int32 accumulator to int8 with the output offset and activation clamp. */
-static inline int8_t tl_requant(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
-                                int32_t act_min, int32_t act_max) {
+/* The rounding a layer's TL_ROUND_* value stands for in this build (never TL_ROUND_DEFAULT). */
+static inline int tl_round_mode(int32_t rounding) {
+  if (rounding == TL_ROUND_DEFAULT) {
 #ifdef TL_ARITH_TFLM
-  if (0) {
+    return TL_ROUND_DOUBLE;
 #else
-  if (shift <= -2) {
+    return TL_ROUND_SINGLE;
 #endif
-    /* inline the usual case of tl_mul_by_quantized_multiplier (real multiplier < 0.5), same value */
-    const int32_t hi = (int32_t)(((int64_t)acc * (int64_t)multiplier) >> 32);
-    acc = ((hi + ((int32_t)1 << (-shift - 2))) >> (-shift - 1)) + out_offset;
-  } else {
-    acc = tl_mul_by_quantized_multiplier(acc, multiplier, (int)shift) + out_offset;
   }
+  return (int)rounding;
+}
+
+/* acc * multiplier * 2^shift in rounding `mode` (a constant where the kernels call it, so each use
+ * compiles to one path). */
+static inline int32_t tl_scale(int32_t acc, int32_t multiplier, int32_t shift, int mode) {
+  if (mode == TL_ROUND_SINGLE) {
+    if (shift <= -2) {
+      /* the usual case of tl_mbqm_single (real multiplier < 0.5), same value: one high word */
+      const int32_t hi = (int32_t)(((int64_t)acc * (int64_t)multiplier) >> 32);
+      return (hi + ((int32_t)1 << (-shift - 2))) >> (-shift - 1);
+    }
+    return tl_mbqm_single(acc, multiplier, (int)shift);
+  }
+  if (mode == TL_ROUND_DOUBLE_NARROW) {
+    /* |acc| < 2^30, shift <= -1 (the compiler checked): x = SRDHM(acc, multiplier) exactly, |x| <= |acc|;
+     * then x / 2^e rounded half away from zero as floor((x + 2^(e-1) - (x < 0)) / 2^e), no overflow */
+    const int32_t e = -shift;
+    int32_t x;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    __asm__("smmulr %0, %1, %2" : "=r"(x) : "r"(acc * 2), "r"(multiplier));
+#else
+    x = (int32_t)(((int64_t)acc * (int64_t)multiplier + ((int64_t)1 << 30)) >> 31);
+#endif
+    return (x + ((int32_t)1 << (e - 1)) - (int32_t)((uint32_t)x >> 31)) >> e;
+  }
+  return tl_mbqm_double(acc, multiplier, (int)shift);
+}
+
+/* Requantize an int32 accumulator to int8 with the output offset and activation clamp. */
+static inline int8_t tl_requant_mode(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
+                                     int32_t act_min, int32_t act_max, int mode) {
+  acc = tl_scale(acc, multiplier, shift, mode) + out_offset;
   if (acc < act_min) acc = act_min;
   if (acc > act_max) acc = act_max;
   return (int8_t)acc;
+}
+
+/* The same in the build's default rounding. */
+static inline int8_t tl_requant(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
+                                int32_t act_min, int32_t act_max) {
+  return tl_requant_mode(acc, multiplier, shift, out_offset, act_min, act_max, tl_round_mode(TL_ROUND_DEFAULT));
 }
 
 /* ---- pooling and reduction (tl_pool.c) --------------------------------- */

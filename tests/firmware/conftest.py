@@ -37,9 +37,12 @@ def gcc() -> str:
     return require_tool("gcc")
 
 
-def build_harness(gcc: str, source: Path, name: str, exe: Path, sanitize: bool = True) -> Path:
-    """Compile the generated model with the runtime and the generic harness."""
-    cmd = [gcc, *STRICT_CFLAGS, *(SANITIZE if sanitize else ["-O2"]), f"-I{RUNTIME}", f"-I{source.parent}",
+def build_harness(gcc: str, source: Path, name: str, exe: Path, sanitize: bool = True,
+                  extra_cflags: tuple[str, ...] = ()) -> Path:
+    """Compile the generated model with the runtime and the generic harness (extra_cflags: -DTL_ARITH_TFLM
+    for a model compiled with arithmetic="tflm")."""
+    cmd = [gcc, *STRICT_CFLAGS, *(SANITIZE if sanitize else ["-O2"]), *extra_cflags, f"-I{RUNTIME}",
+           f"-I{source.parent}",
            f"-DTL_MODEL={name}", f"-DTL_MODEL_UPPER={name.upper()}", f'-DTL_MODEL_HEADER="{name}.h"',
            str(HARNESS), str(source), *sorted(str(p) for p in RUNTIME.glob("*.c")), "-o", str(exe)]
     res = subprocess.run(cmd, capture_output=True, text=True)

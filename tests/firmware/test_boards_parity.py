@@ -9,14 +9,12 @@ from __future__ import annotations
 import pytest
 
 from tests._tools import require_tool
-from tests.firmware import _models
 from tests.firmware.test_compiler_parity import PARITY_MODELS, _interpret
 from tests.firmware.test_parity_qemu import _assert_same, _inputs
 
 pytestmark = pytest.mark.firmware
 BOARDS = ("mps2-an500", "mps2-an505")
 QUICK = "conv1d_pool"
-XFAIL = [n for n in _models.BUILDERS if n not in PARITY_MODELS]
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +50,7 @@ def test_quick_model_bit_identical(board, board_run, int8_models):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("board", BOARDS)
-@pytest.mark.parametrize("name", [*[n for n in PARITY_MODELS if n != QUICK], *(pytest.param(n, marks=pytest.mark.xfail(
-    reason="known gap (README): Dense with fused TANH head vs the XNNPACK-delegated interpreter", strict=False))
-    for n in XFAIL)])
+@pytest.mark.parametrize("name", [n for n in PARITY_MODELS if n != QUICK])
 def test_every_model_bit_identical(board, name, board_run, int8_models):
     xs, ys, _ = board_run(board, name)
     assert len(xs) >= 1000

@@ -59,14 +59,24 @@ class Case:
         self.ref = None  # (input vector, arith) -> int8 outputs
 
 
+TIE_MULTIPLIERS = (1 << 30, 3 << 29, 5 << 28)  # 0.5, 0.75, 0.625: short binary fractions make rounding ties
+
+
 def _mults(rng, n: int, shifts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Random Q31 multipliers, every other one a short binary fraction (ties, where the roundings differ)."""
     m = rng.integers(1 << 30, (1 << 31) - 1, size=n)
+    m[1::2] = [TIE_MULTIPLIERS[i % 3] for i in range(len(m[1::2]))]
     s = np.array([shifts[i % len(shifts)] for i in range(n)])
     return m, s
 
 
+def _arith_of(rounding: int, arith: str) -> str:
+    """The reference rounding of a layer's TL_ROUND_* value (0: the build's) in a build for `arith`."""
+    return arith if rounding == 0 else ("litert" if rounding == 1 else "tflm")
+
+
 def fc_case(rng, name: str, batches: int, in_n: int, out_n: int, per_channel: bool, shifts: list[int],
-            misalign: bool = False, in_place: bool = False) -> Case:
+            misalign: bool = False, in_place: bool = False, rounding: int = 0) -> Case:
     c = Case(name, batches * in_n, batches * out_n)
     w = rng.integers(-128, 128, size=(out_n, in_n)).astype(np.int8)
     bias = rng.integers(-5000, 5000, size=out_n)
@@ -83,7 +93,7 @@ def fc_case(rng, name: str, batches: int, in_n: int, out_n: int, per_channel: bo
     c.decls += [c_array("int32_t", f"{name}_b", fold_bias(w, bias, zp_in, name)),
                 c_array("int32_t", f"{name}_m", m), c_array("int32_t", f"{name}_s", s),
                 f"static const tl_fc_params {name}_p = {{{batches}, {in_n}, {out_n}, {zp_out}, {lo}, {hi}, "
-                f"{int(per_channel)}, {wsym}, {name}_b, {name}_m, {name}_s}};"]
+                f"{int(per_channel)}, {wsym}, {name}_b, {name}_m, {name}_s, {rounding}}};"]
     if in_place:
         c.decls.append(f"static int8_t {name}_buf[{batches * in_n}];")
         c.call = (f"memcpy({name}_buf, in, {batches * in_n}); tl_fully_connected(&{name}_p, {name}_buf, {name}_buf); "
@@ -95,7 +105,8 @@ def fc_case(rng, name: str, batches: int, in_n: int, out_n: int, per_channel: bo
         xs = x[:batches * in_n].reshape(batches, in_n).astype(np.int64) - zp_in
         acc = xs @ w.astype(np.int64).T + bias
         return np.array([[_out(acc[b, o], m[o if per_channel else 0], s[o if per_channel else 0], zp_out, lo, hi,
-                               arith) for o in range(out_n)] for b in range(batches)], np.int8).reshape(-1)
+                               _arith_of(rounding, arith)) for o in range(out_n)] for b in range(batches)],
+                        np.int8).reshape(-1)
 
     c.ref = ref
     return c
@@ -106,13 +117,14 @@ def _conv_geometry(in_h, in_w, k_h, k_w, stride, pad_h, pad_w):
 
 
 def conv_case(rng, name: str, in_h: int, in_w: int, in_c: int, out_c: int, k_h: int, k_w: int, stride: int,
-              pad_h: int, pad_w: int, depthwise: bool, in_place: bool = False) -> Case:
+              pad_h: int, pad_w: int, depthwise: bool, in_place: bool = False, rounding: int = 0,
+              shifts: tuple[int, ...] = (-9, -7, -1, 0, 1, -12)) -> Case:
     out_h, out_w = _conv_geometry(in_h, in_w, k_h, k_w, stride, pad_h, pad_w)
     if depthwise:
         out_c = in_c
     c = Case(name, in_h * in_w * in_c, out_h * out_w * out_c)
     zp_in, zp_out = int(rng.integers(-20, 20)), int(rng.integers(-10, 10))
-    m, s = _mults(rng, out_c, [-9, -7, -1, 0, 1, -12])
+    m, s = _mults(rng, out_c, list(shifts))
     bias = rng.integers(-3000, 3000, size=out_c)
     lo, hi = zp_out, 127
     if depthwise:
@@ -127,7 +139,7 @@ def conv_case(rng, name: str, in_h: int, in_w: int, in_c: int, out_c: int, k_h: 
                 c_array("int32_t", f"{name}_m", m), c_array("int32_t", f"{name}_s", s),
                 f"static const tl_conv_params {name}_p = {{1, {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
                 f"{k_h}, {k_w}, {stride}, {stride}, 1, 1, {pad_h}, {pad_w}, 1, {-zp_in}, {zp_out}, {lo}, {hi}, "
-                f"{name}_w, {name}_b, {name}_m, {name}_s}};"]
+                f"{name}_w, {name}_b, {name}_m, {name}_s, {rounding}}};"]
     if in_place:
         c.decls.append(f"static int8_t {name}_buf[{in_h * in_w * in_c}];")
         c.call = (f"memcpy({name}_buf, in, {c.in_size}); {fn}(&{name}_p, {name}_buf, {name}_buf); "
@@ -148,7 +160,7 @@ def conv_case(rng, name: str, in_h: int, in_w: int, in_c: int, out_c: int, k_h: 
                     acc = (patch * w.astype(np.int64)).sum(axis=(0, 1)) + bias
                 else:
                     acc = np.tensordot(w.astype(np.int64), patch, axes=([1, 2, 3], [0, 1, 2])) + bias
-                y[oy, ox] = [_out(acc[o], m[o], s[o], zp_out, lo, hi, arith) for o in range(out_c)]
+                y[oy, ox] = [_out(acc[o], m[o], s[o], zp_out, lo, hi, _arith_of(rounding, arith)) for o in range(out_c)]
         return y.reshape(-1)
 
     c.ref = ref
@@ -168,6 +180,16 @@ def build_cases() -> list[Case]:
         conv_case(rng, "dw_3x3", 6, 5, 10, 10, 3, 3, 1, 1, 1, depthwise=True),
         conv_case(rng, "dw_stride2", 7, 6, 8, 8, 3, 3, 2, 1, 1, depthwise=True),
         conv_case(rng, "dw_in_place", 6, 5, 12, 12, 3, 3, 1, 1, 1, depthwise=True, in_place=True),
+        # each rounding named explicitly, whatever the build (TL_ROUND_SINGLE 1, DOUBLE 2, DOUBLE_NARROW 3)
+        fc_case(rng, "fc_single", 1, 37, 7, True, [-9, -8, -1, 0, 2], rounding=1),
+        fc_case(rng, "fc_double", 1, 37, 7, True, [-9, -8, -1, 0, 2], rounding=2),
+        fc_case(rng, "fc_narrow", 2, 45, 9, True, [-9, -8, -1, -14, -3], rounding=3),
+        conv_case(rng, "conv_narrow", 7, 5, 3, 6, 3, 2, 2, 1, 0, depthwise=False, rounding=3,
+                  shifts=(-9, -7, -1, -12)),
+        conv_case(rng, "dw_double", 6, 5, 10, 10, 3, 3, 1, 1, 1, depthwise=True, rounding=2),
+        conv_case(rng, "dw_narrow", 6, 5, 12, 12, 3, 3, 1, 1, 1, depthwise=True, in_place=True, rounding=3,
+                  shifts=(-9, -7, -1, -12, -2)),
+        conv_case(rng, "dw_single", 7, 6, 8, 8, 3, 3, 2, 1, 1, depthwise=True, rounding=1),
     ]
 
 

@@ -1,7 +1,8 @@
-"""Parity on the Cortex-M4: every test model compiled to C, built for -mcpu=cortex-m4 -mfloat-abi=hard
--mfpu=fpv4-sp-d16 (target cortex-m4-parity) and run under qemu-system-arm -M mps2-an386, one QEMU
-process per model, gives the LiteRT interpreter's outputs bit for bit on 1000 random int8 inputs (the
-inputs of the host parity test), and the host build's outputs bit for bit."""
+"""Parity on the Cortex-M4: every test model compiled to C (default arithmetic, "litert"), built for
+-mcpu=cortex-m4 -mfloat-abi=hard -mfpu=fpv4-sp-d16 (target cortex-m4-parity) and run under qemu-system-arm
+-M mps2-an386, one QEMU process per model, gives LiteRT's reference kernels' outputs bit for bit on 1000
+random int8 inputs (the inputs of the host parity test), and the host build's outputs bit for bit. The
+arithmetic="tflm" build on the M4 is checked against TFLite Micro by make firmware-report."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from tests.firmware.conftest import build_harness, run_harness
 from tests.firmware.test_compiler_parity import N_INPUTS, PARITY_MODELS, _interpret
 
 pytestmark = pytest.mark.firmware
-XFAIL_MODELS = [n for n in _models.BUILDERS if n not in PARITY_MODELS]  # dense_tanh_head: see README
 
 
 def _inputs(name: str, input_size: int) -> np.ndarray:
@@ -55,13 +55,11 @@ def _assert_same(name: str, got: np.ndarray, want: np.ndarray, what: str) -> Non
                            f"{bad[0][0]}: M4 {got[tuple(bad[0])]} vs {what} {want[tuple(bad[0])]}")
 
 
-@pytest.mark.parametrize("name", [*PARITY_MODELS, *(pytest.param(n, marks=pytest.mark.xfail(
-    reason="known gap (README): Dense with fused TANH head vs the XNNPACK-delegated interpreter", strict=False))
-    for n in XFAIL_MODELS)])
+@pytest.mark.parametrize("name", PARITY_MODELS)
 def test_m4_bit_identical_with_interpreter(name, int8_models, m4_run):
     xs, y_m4, _ = m4_run(name)
     assert len(xs) >= 1000
-    _assert_same(name, y_m4, _interpret(int8_models[name], xs), "the interpreter")
+    _assert_same(name, y_m4, _interpret(int8_models[name], xs), "LiteRT's reference kernels")
 
 
 @pytest.mark.parametrize("name", list(_models.BUILDERS))

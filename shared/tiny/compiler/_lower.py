@@ -62,10 +62,35 @@ def _c_value(v: object) -> str:
     return str(v)
 
 
+ROUND_SINGLE, ROUND_DOUBLE, ROUND_DOUBLE_NARROW = 1, 2, 3  # TL_ROUND_* in firmware/runtime/tl_runtime.h
+NARROW_ACC_LIMIT = 1 << 30
+
+
+def rounding_for(arithmetic: str, conv: bool, acc_bound: int | None, shifts: tuple[int, ...]) -> int:
+    """TL_ROUND_* of one FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D layer. TFLite Micro rounds twice
+    everywhere; LiteRT's reference kernels round once in FULLY_CONNECTED and twice in the per-channel
+    CONV_2D and DEPTHWISE_CONV_2D (measured against its BUILTIN_REF interpreter op by op). The double
+    rounding takes its fast path where every accumulator is below 2^30 in magnitude (`acc_bound`, None
+    where the kernel does not fold the input offset) and every shift is at most -1."""
+    if arithmetic == "litert" and not conv:
+        return ROUND_SINGLE
+    if acc_bound is not None and acc_bound < NARROW_ACC_LIMIT and max(shifts, default=0) <= -1:
+        return ROUND_DOUBLE_NARROW
+    return ROUND_DOUBLE
+
+
+def acc_bound(w: np.ndarray, folded_bias: np.ndarray) -> int:
+    """Largest |accumulator| (partial sums included) of rows `w` [out][k] on int8 inputs, starting from
+    the folded bias: |bias| + 128 * sum |w|."""
+    w = np.asarray(w, np.int64).reshape(len(folded_bias), -1)
+    return int((np.abs(np.asarray(folded_bias, np.int64)) + 128 * np.abs(w).sum(axis=1)).max(initial=0))
+
+
 class Lowerer:
-    def __init__(self, graph: Graph, prefix: str) -> None:
+    def __init__(self, graph: Graph, prefix: str, arithmetic: str = "litert") -> None:
         self.g = graph
         self.prefix = prefix
+        self.arithmetic = arithmetic
 
     # ---- helpers --------------------------------------------------------------------------
     def t(self, op: Operator, k: int, role: str) -> Tensor:
@@ -166,7 +191,9 @@ class Lowerer:
             step.const_bytes = 0
             bias_sym = self.sym(op, "bias")
             fmat = wd.reshape(out_c, patch)
-            step.decls += [c_array("int32_t", bias_sym, fold_bias(fmat, bias, x.zero_point, self.desc(op))),
+            folded = fold_bias(fmat, bias, x.zero_point, self.desc(op))
+            rounding = rounding_for(self.arithmetic, True, acc_bound(fmat, folded), shifts)
+            step.decls += [c_array("int32_t", bias_sym, folded),
                            c_array("int8_t", self.sym(op, "weights"), block_rows(fmat), align=True),
                            c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
                            c_array("int32_t", self.sym(op, "shift"), np.array(shifts))]
@@ -174,7 +201,8 @@ class Lowerer:
             if pointwise:
                 params = dict(batches=n * in_h * in_w, in_n=in_c, out_n=out_c, output_offset=y.zero_point,
                               act_min=act_min, act_max=act_max, per_channel=1, weights=self.sym(op, "weights"),
-                              bias=bias_sym, multiplier=self.sym(op, "mult"), shift=self.sym(op, "shift"))
+                              bias=bias_sym, multiplier=self.sym(op, "mult"), shift=self.sym(op, "shift"),
+                              rounding=rounding)
                 step.decls.append(c_struct("tl_fc_params", self.sym(op, "p"), params))
                 step.call = f"tl_fully_connected(&{self.sym(op, 'p')}, @T{x.index}@, @T{y.index}@);"
                 step.inplace = in_c == out_c
@@ -185,8 +213,9 @@ class Lowerer:
             step.decls = []
             step.const_bytes = 0
             bias_sym = self.sym(op, "bias")
-            step.decls += [c_array("int32_t", bias_sym, fold_bias(wd.reshape(-1, out_c).T, bias, x.zero_point,
-                                                                  self.desc(op))),
+            folded = fold_bias(wd.reshape(-1, out_c).T, bias, x.zero_point, self.desc(op))
+            rounding = rounding_for(self.arithmetic, True, acc_bound(wd.reshape(-1, out_c).T, folded), shifts)
+            step.decls += [c_array("int32_t", bias_sym, folded),
                            c_array("int8_t", self.sym(op, "weights"), wd),
                            c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
                            c_array("int32_t", self.sym(op, "shift"), np.array(shifts))]
@@ -197,6 +226,7 @@ class Lowerer:
             step.inplace = (stride_h == stride_w == 1 and (in_h, in_w) == (out_h, out_w) and ring <= DW_RING_MAX
                             and 2 * ring <= x.size)
         else:
+            rounding = rounding_for(self.arithmetic, True, None, shifts)
             step.decls += [c_array("int8_t", self.sym(op, "weights"), wd),
                            c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
                            c_array("int32_t", self.sym(op, "shift"), np.array(shifts))]
@@ -206,7 +236,7 @@ class Lowerer:
                       pad_h=pad_h, pad_w=pad_w, depth_multiplier=out_c // in_c if depthwise else 1,
                       input_offset=-x.zero_point, output_offset=y.zero_point, act_min=act_min, act_max=act_max,
                       weights=self.sym(op, "weights"), bias=bias_sym, multiplier=self.sym(op, "mult"),
-                      shift=self.sym(op, "shift"))
+                      shift=self.sym(op, "shift"), rounding=rounding)
         step.decls.append(c_struct("tl_conv_params", self.sym(op, "p"), params))
         fn = ("tl_depthwise_conv2d_folded" if folded_dw else "tl_depthwise_conv2d") if depthwise else (
             "tl_conv2d_im2col" if patch <= IM2COL_MAX else "tl_conv2d")
@@ -249,14 +279,16 @@ class Lowerer:
         bias_sym = self.sym(op, "bias")
         step = Step(op.name, "", reads=[x.index], writes=[y.index], const_bytes=wd.size + 4 * out_n + 8 * len(mults),
                     macs=x.size // in_n * in_n * out_n)
-        step.decls += [c_array("int32_t", bias_sym, fold_bias(wd, bias, x.zero_point, self.desc(op))),
+        folded = fold_bias(wd, bias, x.zero_point, self.desc(op))
+        step.decls += [c_array("int32_t", bias_sym, folded),
                        c_array("int8_t", self.sym(op, "weights"), block_rows(wd), align=True),
                        c_array("int32_t", self.sym(op, "mult"), np.array(mults)),
                        c_array("int32_t", self.sym(op, "shift"), np.array(shifts))]
         params = dict(batches=x.size // in_n, in_n=in_n, out_n=out_n, output_offset=y.zero_point,
                       act_min=act_min, act_max=act_max, per_channel=int(len(mults) > 1),
                       weights=self.sym(op, "weights"), bias=bias_sym, multiplier=self.sym(op, "mult"),
-                      shift=self.sym(op, "shift"))
+                      shift=self.sym(op, "shift"),
+                      rounding=rounding_for(self.arithmetic, False, acc_bound(wd, folded), shifts))
         step.decls.append(c_struct("tl_fc_params", self.sym(op, "p"), params))
         step.call = f"tl_fully_connected(&{self.sym(op, 'p')}, @T{x.index}@, @T{y.index}@);"
         return step

@@ -73,7 +73,7 @@ def _load(model: str | Path | bytes | bytearray) -> bytes:
     return path.read_bytes()
 
 
-def _build(model: str | Path | bytes, prefix: str) -> _Program:
+def _build(model: str | Path | bytes, prefix: str, arithmetic: str = "litert") -> _Program:
     graph = parse_model(_load(model), OP_NAMES)
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise CompileError(f"model must have exactly one input and one output, got {len(graph.inputs)} and "
@@ -96,7 +96,7 @@ def _build(model: str | Path | bytes, prefix: str) -> _Program:
     def r(t: int) -> int:
         return root.get(t, t)
 
-    lowerer = Lowerer(graph, prefix)
+    lowerer = Lowerer(graph, prefix, arithmetic)
     steps: list[Step] = []
     for op in graph.operators:
         if op.name in ALIAS_OPS:
@@ -264,7 +264,7 @@ def compile_tflite(model: str | Path | bytes, name: str, out_dir: str | Path,
         if labels is not None and tuple(str(lb) for lb in labels) != metadata.labels:
             raise CompileError(f"labels {list(labels)} differ from metadata.labels {list(metadata.labels)}")
         labels = list(metadata.labels)
-    prog = _build(model, name)
+    prog = _build(model, name, arithmetic)
     g = prog.graph
     x, y = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
     if labels is not None:
