@@ -193,8 +193,10 @@ def publish_updates(domain: str, updates: Sequence[dict], publish: Publish | Non
 def roll_out(model: Any, *, domain: str, devices: Sequence[str], model_id: str, private_key: Any,
              out_dir: Path, representative: np.ndarray | None = None, labels: Sequence[str] | None = None,
              publish: Publish | None = None, mqtt: str | None = None, weights_max: int | None = None,
-             arena_max: int | None = None) -> Rollout:
-    """int8 -> budget -> C (compiled when a compiler exists) -> signed -> published retained. See the module doc."""
+             arena_max: int | None = None, args: Any = None) -> Rollout:
+    """int8 -> budget -> C (compiled when a compiler exists) -> signed -> published retained. See the module doc.
+
+    ``args``: an argparse namespace with the endpoint flags (``--ca``, ``--cert``, ``--key``) for ``mqtt``."""
     from shared.protocol.messages import encode
     from shared.tiny import int8
 
@@ -211,6 +213,6 @@ def roll_out(model: Any, *, domain: str, devices: Sequence[str], model_id: str, 
     compiled = compile_c(blob, c_ident if c_ident[0].isalpha() else f"m_{c_ident}", out_dir / "c", labels,
                          model_id, domain)
     updates = signed_updates(domain, list(devices), name, version, blob, private_key)
-    sent = publish_updates(domain, updates, publish=publish, mqtt=mqtt)
+    sent = publish_updates(domain, updates, publish=publish, mqtt=mqtt, args=args)
     return Rollout(domain, name, version, blob, budget, compiled.model, compiled.compiler, list(devices), sent,
                    len(encode(domain, "model", updates[0])))
