@@ -1,0 +1,71 @@
+"""Split learning, SplitFed and split inference at full size, into ``out/integration/report.json``.
+
+    python -m bench.split [--domains healthcare,industrial_iot,metaverse_eeg] [--quick] [--mqtt URL]
+
+For each domain: the centralised baseline, SL and SplitFed over MQTT with 2, 4, 8 and 16 clients
+(epochs and batch per domain: ``shared.integration.split.report.FULL_EPOCHS`` / ``FULL_BATCH``), split
+inference on the 4-client SL model; rows merged into the report (strategies ``sl``, ``splitfed``,
+``split_inference``), plots ``out/integration/split_scaling_<domain>.png``, one table printed.
+With no ``--mqtt`` it starts its own Mosquitto (TCP_NODELAY on, persistence off) on a free loopback
+port, or the embedded broker where Mosquitto is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from shared.integration.report import DEFAULT_OUT, format_table, merge_rows
+from shared.integration.split import report
+
+DEFAULT_DOMAINS = ("healthcare", "industrial_iot", "metaverse_eeg")
+
+
+@contextmanager
+def _broker(url: str | None) -> Iterator[str | None]:
+    if url:
+        yield url
+        return
+    exe = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
+    if exe is None:
+        print("bench.split: no mosquitto; using the embedded broker", file=sys.stderr)
+        yield None
+        return
+    from tests.fixtures.mqtt import MosquittoServer
+
+    with tempfile.TemporaryDirectory(prefix="split-mosquitto-") as tmp:
+        server = MosquittoServer(exe, Path(tmp), persistence=False, conf_extra="set_tcp_nodelay true")
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.split", description=__doc__.split("\n\n")[0])
+    p.add_argument("--domains", default=",".join(DEFAULT_DOMAINS))
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--mqtt", default=None, help="broker URL (default: a private Mosquitto)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = p.parse_args(argv)
+    rows = []
+    with _broker(args.mqtt) as url:
+        for domain in [d for d in args.domains.split(",") if d]:
+            t0 = time.monotonic()
+            got = report.report_rows(domain, args.quick, args.out, url=url)
+            merge_rows(got, args.out)
+            rows += got
+            print(f"bench.split: {domain}: {len(got)} rows in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
