@@ -64,6 +64,7 @@ class CloudService:
         self.bytes_in: defaultdict[str, int] = defaultdict(int)
         self.bytes_out: defaultdict[str, int] = defaultdict(int)
         self.errors: list[str] = []
+        self.round: int | None = None  #: the round (epoch) being trained; batches of others are ignored
         self._answered: dict[str, tuple[tuple[int, int, str], str, bytes]] = {}
         self._lock = threading.Lock()
         self.client = _client(url, client_id)
@@ -106,11 +107,15 @@ class CloudService:
                 return  # another run's device, or a dead one's late message
             self.last_seen[device] = time.monotonic()
             self.bytes_in[device] += len(payload)
+            if self.round is not None and msg["round"] != self.round:
+                return  # a batch of another round (a straggler's): it must not touch this round's models
             ident = (msg["round"], msg["batch"], msg["phase"])
             cached = self._answered.get(device)
         if cached is not None and cached[0] == ident:  # a redelivery: answer again, learn nothing twice
             self._send(device, cached[1], cached[2])
             return
+        if cached is not None and ident[:2] < cached[0][:2]:
+            return  # an older batch redelivered: its device has moved on, nothing waits for it
         acts = wire.unpack(msg)
         base = {"round": msg["round"], "batch": msg["batch"]}
         if msg["phase"] == "train":

@@ -238,6 +238,7 @@ class _Run:
                 with lock:
                     done[i] = net
 
+        self.cloud.round = rnd
         threads = {}
         for i in clients:
             self.link(i)

@@ -127,3 +127,35 @@ def test_cli_runs_splitfed_end_to_end(url, capsys):
     assert out["mode"] == "splitfed" and out["dead"] == [] and 0 <= out["acc"] <= 1
     assert out["bytes_per_client_epoch"] > out["activation_grad_bytes_per_client_epoch"] > 0
     assert out["fl_bytes_per_client_round"] == 2 * 4 * (21 * 16 + 16 + 16 * 7 + 7)
+
+
+def test_cloud_answers_only_current_devices_and_rounds_and_each_batch_once(url):
+    from shared.integration.split.cloud import CloudServer
+    from shared.integration.split.link import CloudService, DeviceLink, LinkTimeout
+
+    server = CloudServer(4, 3)
+    cloud = CloudService(url, DOMAIN, server, "t@1", "split-test-cloud", lambda d: "k").start()
+    links = []
+    try:
+        cloud.round = 1
+        cloud.admit("split-t-dev")
+        link = DeviceLink(url, DOMAIN, "split-t-dev", "t@1", "float32", timeout_s=1.0).start()
+        stranger = DeviceLink(url, DOMAIN, "split-t-stranger", "t@1", "float32", timeout_s=1.0).start()
+        links += [link, stranger]
+        acts, labels = np.ones((2, 4), np.float32), np.array([0, 2])
+        with pytest.raises(LinkTimeout):
+            link.exchange(0, 0, acts, labels)  # a straggler's batch of another round
+        with pytest.raises(LinkTimeout):
+            stranger.exchange(1, 0, acts, labels)  # not a device of this run
+        grad, loss = link.exchange(1, 0, acts, labels)
+        assert grad.shape == (2, 4) and loss > 0 and server.steps == 1
+        again, _ = link.exchange(1, 0, acts, labels)  # redelivered: same answer, no second step
+        assert np.array_equal(again, grad) and server.steps == 1
+        bad = b'{"v":1,"device":"split-t-dev","seq":1,"ts":1,"model":"t@1","round":1}'
+        link.client.publish(messages.topic(DOMAIN, "split-t-dev", wire.SMASHED), bad, qos=1)
+        link.exchange(1, 1, acts, labels)  # answered after the bad one was refused (in order)
+        assert server.steps == 2 and any("schema" in e for e in cloud.errors)
+    finally:
+        for lk in links:
+            lk.stop()
+        cloud.stop()
