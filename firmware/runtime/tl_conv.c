@@ -184,19 +184,21 @@ static void tl_dw_rows(const tl_conv_params *p, const int8_t *in_b, const int8_t
   }
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#define TL_INLINE static inline __attribute__((always_inline))
-#else
-#define TL_INLINE static inline
-#endif
-
-TL_INLINE void tl_dw_folded_mode(const tl_conv_params *p, const int8_t *input, int8_t *output, int8_t *ring,
-                                 int32_t ring_rows, const int mode) {
+static void tl_dw_folded(const tl_conv_params *p, const int8_t *input, int8_t *output, int8_t *ring,
+                         int32_t ring_rows) {
   const int32_t ch = p->in_c, taps = p->k_h * p->k_w;
   const int32_t zp = -p->input_offset;
   const int8_t *src[TL_DW_TAPS_MAX];
   const int8_t *rowp[TL_DW_TAPS_MAX];
   int32_t b, oy, ox, ky, kx, t, c;
+  int32_t acc[4];
+  tl_requant_ctx rq;
+  const tl_requant_run_fn run = tl_requant_run_for(tl_round_mode(p->rounding));
+  rq.qstep = 1;
+  rq.out_offset = p->output_offset;
+  rq.act_min = p->act_min;
+  rq.act_max = p->act_max;
+  rq.mode = tl_round_mode(p->rounding);
   for (b = 0; b < p->batches; ++b) {
     const int8_t *in_b = input + (int32_t)b * p->in_h * p->in_w * ch;
     for (oy = 0; oy < p->out_h; ++oy) {
@@ -242,34 +244,24 @@ TL_INLINE void tl_dw_folded_mode(const tl_conv_params *p, const int8_t *input, i
             a3 += w[3] * s_t[c + 3];
 #endif
           }
-          *output++ = tl_requant_mode(a0, p->multiplier[c], p->shift[c], p->output_offset, p->act_min, p->act_max, mode);
-          *output++ = tl_requant_mode(a1, p->multiplier[c + 1], p->shift[c + 1], p->output_offset, p->act_min, p->act_max, mode);
-          *output++ = tl_requant_mode(a2, p->multiplier[c + 2], p->shift[c + 2], p->output_offset, p->act_min, p->act_max, mode);
-          *output++ = tl_requant_mode(a3, p->multiplier[c + 3], p->shift[c + 3], p->output_offset, p->act_min, p->act_max, mode);
+          acc[0] = a0;
+          acc[1] = a1;
+          acc[2] = a2;
+          acc[3] = a3;
+          rq.mult = p->multiplier + c;
+          rq.shift = p->shift + c;
+          output = run(&rq, acc, 4, output);
         }
         for (; c < ch; ++c) {
-          int32_t acc = p->bias[c];
+          int32_t a = p->bias[c];
           const int8_t *w = p->weights + c;
-          for (t = 0; t < taps; ++t, w += ch) acc += *w * (src[t] == 0 ? zp : src[t][c]);
-          *output++ = tl_requant_mode(acc, p->multiplier[c], p->shift[c], p->output_offset, p->act_min, p->act_max, mode);
+          for (t = 0; t < taps; ++t, w += ch) a += *w * (src[t] == 0 ? zp : src[t][c]);
+          rq.mult = p->multiplier + c;
+          rq.shift = p->shift + c;
+          output = run(&rq, &a, 1, output);
         }
       }
     }
-  }
-}
-
-static void tl_dw_folded(const tl_conv_params *p, const int8_t *input, int8_t *output, int8_t *ring,
-                         int32_t ring_rows) {
-  switch (tl_round_mode(p->rounding)) {
-    case TL_ROUND_SINGLE:
-      tl_dw_folded_mode(p, input, output, ring, ring_rows, TL_ROUND_SINGLE);
-      break;
-    case TL_ROUND_DOUBLE_NARROW:
-      tl_dw_folded_mode(p, input, output, ring, ring_rows, TL_ROUND_DOUBLE_NARROW);
-      break;
-    default:
-      tl_dw_folded_mode(p, input, output, ring, ring_rows, TL_ROUND_DOUBLE);
-      break;
   }
 }
 

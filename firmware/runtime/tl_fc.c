@@ -72,7 +72,7 @@ static inline int32_t tl_dot4(uint32_t w, uint32_t xa, uint32_t xb) {
 
 /* acc[0..3] += the block's four rows . x, with xs = x's words pre-extended (SXTB16, SXTB16 ROR 8);
  * w word-aligned. Returns the pointer past the block. */
-static inline const int8_t *tl_block4(const int8_t *w, const int8_t *x, const uint32_t *xs, int32_t in_n,
+TL_INLINE const int8_t *tl_block4(const int8_t *w, const int8_t *x, const uint32_t *xs, int32_t in_n,
                                int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
   int32_t n = in_n >> 4, t;
@@ -146,28 +146,30 @@ static int32_t tl_row(const int8_t *w, const int8_t *x, int32_t in_n, int32_t ac
   return acc;
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#define TL_INLINE static inline __attribute__((always_inline))
-#else
-#define TL_INLINE static inline
-#endif
-
-/* The blocks of rows, then the leftover rows; xs: x's words pre-extended (DSP build only); mode: the
- * rounding (a constant in each of tl_fc_rows' calls, so each gets its own requantization inline). */
-TL_INLINE void tl_fc_rows_mode(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y,
-                               const int mode) {
+/* The blocks of rows, then the leftover rows; xs: x's words pre-extended (DSP build only). Each block's
+ * four sums are requantized out of line (tl_requant_run_for: the layer's rounding, one call per block). */
+static void tl_fc_rows(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
   const int8_t *w = p->weights;
-  const int32_t blocks = p->out_n / TL_FC_BLOCK, in_n = p->in_n, out_offset = p->output_offset;
-  const int32_t act_min = p->act_min, act_max = p->act_max, qstep = p->per_channel ? 1 : 0;
-  const int32_t *bias = p->bias, *mult = p->multiplier, *shift = p->shift;
-  int32_t o = 0, b, r;
+  const int32_t blocks = p->out_n / TL_FC_BLOCK, in_n = p->in_n, left = p->out_n % TL_FC_BLOCK;
+  const int32_t *bias = p->bias;
+  int32_t b, r;
   int32_t acc[TL_FC_BLOCK];
+  tl_requant_ctx rq;
+  tl_requant_run_fn run;
 #ifdef TL_FC_DSP
   const int aligned = ((uintptr_t)w & 3u) == 0; /* LDRD needs word-aligned weights (TL_ALIGN4) */
   const int32_t words = in_n >> 2, tail = in_n & 3;
 #else
   (void)xs;
 #endif
+  rq.mult = p->multiplier;
+  rq.shift = p->shift;
+  rq.qstep = p->per_channel ? 1 : 0;
+  rq.out_offset = p->output_offset;
+  rq.act_min = p->act_min;
+  rq.act_max = p->act_max;
+  rq.mode = tl_round_mode(p->rounding);
+  run = tl_requant_run_for(rq.mode);
   for (b = 0; b < blocks; ++b) {
     acc[0] = bias[0];
     acc[1] = bias[1];
@@ -188,32 +190,12 @@ TL_INLINE void tl_fc_rows_mode(const tl_fc_params *p, const int8_t *x, const uin
 #else
     w = tl_block4(w, x, in_n, acc);
 #endif
-    for (r = 0; r < TL_FC_BLOCK; ++r) {
-      *y++ = tl_requant_mode(acc[r], *mult, *shift, out_offset, act_min, act_max, mode);
-      mult += qstep;
-      shift += qstep;
-    }
-    o += TL_FC_BLOCK;
+    y = run(&rq, acc, TL_FC_BLOCK, y);
+    rq.mult += TL_FC_BLOCK * rq.qstep;
+    rq.shift += TL_FC_BLOCK * rq.qstep;
   }
-  for (; o < p->out_n; ++o, w += in_n) {
-    *y++ = tl_requant_mode(tl_row(w, x, in_n, *bias++), *mult, *shift, out_offset, act_min, act_max, mode);
-    mult += qstep;
-    shift += qstep;
-  }
-}
-
-static void tl_fc_rows(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
-  switch (tl_round_mode(p->rounding)) {
-    case TL_ROUND_SINGLE:
-      tl_fc_rows_mode(p, x, xs, y, TL_ROUND_SINGLE);
-      break;
-    case TL_ROUND_DOUBLE_NARROW:
-      tl_fc_rows_mode(p, x, xs, y, TL_ROUND_DOUBLE_NARROW);
-      break;
-    default:
-      tl_fc_rows_mode(p, x, xs, y, TL_ROUND_DOUBLE);
-      break;
-  }
+  for (r = 0; r < left; ++r, w += in_n) acc[r] = tl_row(w, x, in_n, bias[r]);
+  run(&rq, acc, left, y);
 }
 
 void tl_fc_vector(const tl_fc_params *p, const int8_t *x, int8_t *y) {

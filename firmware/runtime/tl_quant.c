@@ -61,3 +61,32 @@ int32_t tl_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
   return tl_mbqm_single(x, multiplier, shift);
 #endif
 }
+
+TL_INLINE int8_t *tl_requant_run_mode(const tl_requant_ctx *c, const int32_t *acc, int32_t n, int8_t *y,
+                                      const int mode) {
+  const int32_t *mult = c->mult, *shift = c->shift;
+  const int32_t qstep = c->qstep, off = c->out_offset, lo = c->act_min, hi = c->act_max;
+  int32_t k;
+  for (k = 0; k < n; ++k, mult += qstep, shift += qstep) {
+    *y++ = tl_requant_mode(acc[k], *mult, *shift, off, lo, hi, mode);
+  }
+  return y;
+}
+
+static int8_t *tl_requant_run_single_narrow(const tl_requant_ctx *c, const int32_t *acc, int32_t n, int8_t *y) {
+  return tl_requant_run_mode(c, acc, n, y, TL_ROUND_SINGLE_NARROW);
+}
+
+static int8_t *tl_requant_run_double_narrow(const tl_requant_ctx *c, const int32_t *acc, int32_t n, int8_t *y) {
+  return tl_requant_run_mode(c, acc, n, y, TL_ROUND_DOUBLE_NARROW);
+}
+
+static int8_t *tl_requant_run_any(const tl_requant_ctx *c, const int32_t *acc, int32_t n, int8_t *y) {
+  return tl_requant_run_mode(c, acc, n, y, (int)c->mode);
+}
+
+tl_requant_run_fn tl_requant_run_for(int32_t mode) {
+  if (mode == TL_ROUND_SINGLE_NARROW) return tl_requant_run_single_narrow;
+  if (mode == TL_ROUND_DOUBLE_NARROW) return tl_requant_run_double_narrow;
+  return tl_requant_run_any;
+}

@@ -43,6 +43,9 @@ int32_t tl_mbqm_double(int32_t x, int32_t multiplier, int shift);
  * |acc| < 2^30 and every shift is <= -1: then SRDHM(acc, m) = (2 acc m + 2^31) >> 32 (SMMULR of acc << 1)
  * and the rounding division needs no overflow care. */
 #define TL_ROUND_DOUBLE_NARROW 3
+/* tl_mbqm_single's value where every shift of the layer is <= -2 (real multipliers below 0.5): the high
+ * word of one 64-bit product, a rounding constant and a shift, with no test per output. */
+#define TL_ROUND_SINGLE_NARROW 4
 
 /* ---- convolution (tl_conv.c) ------------------------------------------- */
 
@@ -114,8 +117,15 @@ void tl_fully_connected(const tl_fc_params *p, const int8_t *input, int8_t *outp
  * CONV_2D 1x1 and the im2col convolution. */
 void tl_fc_vector(const tl_fc_params *p, const int8_t *input, int8_t *output);
 
+/* Small helpers the kernels need inlined whatever the image's optimisation level. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TL_INLINE static inline __attribute__((always_inline))
+#else
+#define TL_INLINE static inline
+#endif
+
 /* The rounding a layer's TL_ROUND_* value stands for in this build (never TL_ROUND_DEFAULT). */
-static inline int tl_round_mode(int32_t rounding) {
+TL_INLINE int tl_round_mode(int32_t rounding) {
   if (rounding == TL_ROUND_DEFAULT) {
 #ifdef TL_ARITH_TFLM
     return TL_ROUND_DOUBLE;
@@ -128,9 +138,9 @@ static inline int tl_round_mode(int32_t rounding) {
 
 /* acc * multiplier * 2^shift in rounding `mode` (a constant where the kernels call it, so each use
  * compiles to one path). */
-static inline int32_t tl_scale(int32_t acc, int32_t multiplier, int32_t shift, int mode) {
-  if (mode == TL_ROUND_SINGLE) {
-    if (shift <= -2) {
+TL_INLINE int32_t tl_scale(int32_t acc, int32_t multiplier, int32_t shift, int mode) {
+  if (mode == TL_ROUND_SINGLE || mode == TL_ROUND_SINGLE_NARROW) {
+    if (mode == TL_ROUND_SINGLE_NARROW || shift <= -2) {
       /* the usual case of tl_mbqm_single (real multiplier < 0.5), same value: one high word */
       const int32_t hi = (int32_t)(((int64_t)acc * (int64_t)multiplier) >> 32);
       return (hi + ((int32_t)1 << (-shift - 2))) >> (-shift - 1);
@@ -153,13 +163,26 @@ static inline int32_t tl_scale(int32_t acc, int32_t multiplier, int32_t shift, i
 }
 
 /* Requantize an int32 accumulator to int8 with the output offset and activation clamp. */
-static inline int8_t tl_requant_mode(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
+TL_INLINE int8_t tl_requant_mode(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
                                      int32_t act_min, int32_t act_max, int mode) {
   acc = tl_scale(acc, multiplier, shift, mode) + out_offset;
   if (acc < act_min) acc = act_min;
   if (acc > act_max) acc = act_max;
   return (int8_t)acc;
 }
+
+/* Requantization of a run of accumulators, out of line (the kernels' loops keep their registers):
+ * output channel k of the run uses mult[k * qstep], shift[k * qstep]. */
+typedef struct {
+  const int32_t *mult, *shift;
+  int32_t qstep;             /* 1: per channel, 0: per tensor */
+  int32_t out_offset, act_min, act_max;
+  int32_t mode;              /* TL_ROUND_* (not DEFAULT) */
+} tl_requant_ctx;
+typedef int8_t *(*tl_requant_run_fn)(const tl_requant_ctx *c, const int32_t *acc, int32_t n, int8_t *y);
+/* The function for c->mode: a fast path's own, or one that tests per output. Writes n int8 to y,
+ * returns y + n. */
+tl_requant_run_fn tl_requant_run_for(int32_t mode);
 
 /* The same in the build's default rounding. */
 static inline int8_t tl_requant(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,

@@ -72,7 +72,7 @@ def _mults(rng, n: int, shifts: list[int]) -> tuple[np.ndarray, np.ndarray]:
 
 def _arith_of(rounding: int, arith: str) -> str:
     """The reference rounding of a layer's TL_ROUND_* value (0: the build's) in a build for `arith`."""
-    return arith if rounding == 0 else ("litert" if rounding == 1 else "tflm")
+    return arith if rounding == 0 else ("litert" if rounding in (1, 4) else "tflm")
 
 
 def fc_case(rng, name: str, batches: int, in_n: int, out_n: int, per_channel: bool, shifts: list[int],
@@ -180,10 +180,13 @@ def build_cases() -> list[Case]:
         conv_case(rng, "dw_3x3", 6, 5, 10, 10, 3, 3, 1, 1, 1, depthwise=True),
         conv_case(rng, "dw_stride2", 7, 6, 8, 8, 3, 3, 2, 1, 1, depthwise=True),
         conv_case(rng, "dw_in_place", 6, 5, 12, 12, 3, 3, 1, 1, 1, depthwise=True, in_place=True),
-        # each rounding named explicitly, whatever the build (TL_ROUND_SINGLE 1, DOUBLE 2, DOUBLE_NARROW 3)
+        # each rounding named explicitly, whatever the build (TL_ROUND_SINGLE 1, DOUBLE 2, DOUBLE_NARROW 3,
+        # SINGLE_NARROW 4)
         fc_case(rng, "fc_single", 1, 37, 7, True, [-9, -8, -1, 0, 2], rounding=1),
         fc_case(rng, "fc_double", 1, 37, 7, True, [-9, -8, -1, 0, 2], rounding=2),
         fc_case(rng, "fc_narrow", 2, 45, 9, True, [-9, -8, -1, -14, -3], rounding=3),
+        fc_case(rng, "fc_single_narrow", 2, 45, 9, False, [-9], rounding=4),
+        fc_case(rng, "fc_single_narrow_pc", 1, 37, 7, True, [-9, -8, -2, -14, -3], rounding=4),
         conv_case(rng, "conv_narrow", 7, 5, 3, 6, 3, 2, 2, 1, 0, depthwise=False, rounding=3,
                   shifts=(-9, -7, -1, -12)),
         conv_case(rng, "dw_double", 6, 5, 10, 10, 3, 3, 1, 1, 1, depthwise=True, rounding=2),

@@ -1,7 +1,7 @@
-"""The runtime's three requantization roundings (tl_scale with TL_ROUND_SINGLE, TL_ROUND_DOUBLE and
-TL_ROUND_DOUBLE_NARROW) against Python models of LiteRT's single rounding and TFLite Micro's double
-rounding, on the host (portable C) and on the Cortex-M4 under QEMU (the narrow double rounding on SMMULR
-there), over random accumulators, multipliers and shifts with many rounding ties."""
+"""The runtime's requantization roundings (tl_scale with TL_ROUND_SINGLE, TL_ROUND_DOUBLE and their fast
+paths TL_ROUND_SINGLE_NARROW and TL_ROUND_DOUBLE_NARROW) against Python models of LiteRT's single rounding
+and TFLite Micro's double rounding, on the host (portable C) and on the Cortex-M4 under QEMU (the narrow
+double rounding on SMMULR there), over random accumulators, multipliers and shifts with many ties."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests._tools import require_tool
 from tests.firmware.test_kernels import _requant_litert, _requant_tflm
 
 pytestmark = pytest.mark.firmware
-CASES = 64  # (acc, multiplier, shift) triples per input vector: 12 bytes in, 12 bytes out each
+CASES = 64  # (acc, multiplier, shift) triples per input vector: 12 bytes in, 16 bytes out each
 VECTORS = 60
 
 _MODEL_C = r"""
@@ -24,7 +24,7 @@ _MODEL_C = r"""
 int rt_invoke(const int8_t *input, int8_t *output) {
   int32_t i;
   for (i = 0; i < RT_CASES; ++i) {
-    int32_t acc, m, s, r[3];
+    int32_t acc, m, s, r[4];
     memcpy(&acc, input + 12 * i, 4);
     memcpy(&m, input + 12 * i + 4, 4);
     memcpy(&s, input + 12 * i + 8, 4);
@@ -32,7 +32,9 @@ int rt_invoke(const int8_t *input, int8_t *output) {
     r[1] = tl_scale(acc, m, s, TL_ROUND_DOUBLE);
     /* the narrow path only where the compiler would pick it: |acc| < 2^30, shift <= -1 */
     r[2] = (acc > -(1 << 30) && acc < (1 << 30) && s <= -1) ? tl_scale(acc, m, s, TL_ROUND_DOUBLE_NARROW) : r[1];
-    memcpy(output + 12 * i, r, 12);
+    /* the narrow single rounding only where the compiler would pick it: shift <= -2 */
+    r[3] = s <= -2 ? tl_scale(acc, m, s, TL_ROUND_SINGLE_NARROW) : r[0];
+    memcpy(output + 16 * i, r, 16);
   }
   return 0;
 }
@@ -43,7 +45,7 @@ def _write_model(out_dir) -> int:
     size = 12 * CASES
     (out_dir / "rt.h").write_text(
         f"#ifndef RT_H\n#define RT_H\n#include <stdint.h>\n#define RT_CASES {CASES}\n#define RT_INPUT_SIZE {size}\n"
-        f"#define RT_OUTPUT_SIZE {size}\n#define RT_ARENA_BYTES 0\n"
+        f"#define RT_OUTPUT_SIZE {16 * CASES}\n#define RT_ARENA_BYTES 0\n"
         "int rt_invoke(const int8_t *input, int8_t *output);\n#endif\n")
     (out_dir / "rt.c").write_text(_MODEL_C)
     return size
@@ -63,15 +65,16 @@ def _cases(rng) -> np.ndarray:
 
 
 def _expected(cases: np.ndarray) -> np.ndarray:
-    out = np.zeros((len(cases), 3), np.int64)
+    out = np.zeros((len(cases), 4), np.int64)
     for i, (acc, m, s) in enumerate(cases.tolist()):
         single, double = _requant_litert(acc, m, s), _requant_tflm(acc, m, s)
-        out[i] = (max(-(1 << 31), min((1 << 31) - 1, single)), double, double)
+        single = max(-(1 << 31), min((1 << 31) - 1, single))
+        out[i] = (single, double, double, single)
     return out
 
 
 def _decode(raw: np.ndarray) -> np.ndarray:
-    return np.frombuffer(np.ascontiguousarray(raw, np.int8).tobytes(), "<i4").astype(np.int64).reshape(-1, 3)
+    return np.frombuffer(np.ascontiguousarray(raw, np.int8).tobytes(), "<i4").astype(np.int64).reshape(-1, 4)
 
 
 def test_roundings_on_host_and_cortex_m4(tmp_path):
@@ -96,7 +99,7 @@ def test_roundings_on_host_and_cortex_m4(tmp_path):
     make("cortex-m4-parity", tmp_path, ["rt"], tmp_path / "m4")
     m4 = _decode(run_parity(tmp_path / "m4" / "parity.elf", xs, tmp_path / "m4", timeout_s=120))
     for label, got in (("host", host), ("cortex-m4", m4)):
-        for col, mode in enumerate(("single", "double", "double narrow")):
+        for col, mode in enumerate(("single", "double", "double narrow", "single narrow")):
             bad = np.flatnonzero(got[:, col] != want[:, col])
             assert bad.size == 0, f"{label} {mode}: {bad.size} differ, first {cases[bad[0]].tolist()} -> " \
                                   f"{got[bad[0], col]} (want {want[bad[0], col]})"

@@ -62,7 +62,8 @@ def _c_value(v: object) -> str:
     return str(v)
 
 
-ROUND_SINGLE, ROUND_DOUBLE, ROUND_DOUBLE_NARROW = 1, 2, 3  # TL_ROUND_* in firmware/runtime/tl_runtime.h
+# TL_ROUND_* in firmware/runtime/tl_runtime.h
+ROUND_SINGLE, ROUND_DOUBLE, ROUND_DOUBLE_NARROW, ROUND_SINGLE_NARROW = 1, 2, 3, 4
 NARROW_ACC_LIMIT = 1 << 30
 
 
@@ -71,9 +72,10 @@ def rounding_for(arithmetic: str, conv: bool, acc_bound: int | None, shifts: tup
     everywhere; LiteRT's reference kernels round once in FULLY_CONNECTED and twice in the per-channel
     CONV_2D and DEPTHWISE_CONV_2D (measured against its BUILTIN_REF interpreter op by op). The double
     rounding takes its fast path where every accumulator is below 2^30 in magnitude (`acc_bound`, None
-    where the kernel does not fold the input offset) and every shift is at most -1."""
+    where the kernel does not fold the input offset) and every shift is at most -1; the single rounding
+    where every shift is at most -2."""
     if arithmetic == "litert" and not conv:
-        return ROUND_SINGLE
+        return ROUND_SINGLE_NARROW if max(shifts, default=0) <= -2 else ROUND_SINGLE
     if acc_bound is not None and acc_bound < NARROW_ACC_LIMIT and max(shifts, default=0) <= -1:
         return ROUND_DOUBLE_NARROW
     return ROUND_DOUBLE
