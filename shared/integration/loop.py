@@ -75,9 +75,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     task = load_distill_task(args.domain, quick=args.quick, models_dir=args.models)
     models = Path(task.extra.get("models_dir", args.models or f"models/{args.domain}"))
     factory = (models / "tiny.tflite").read_bytes()
+    import importlib
+
     from shared import domain as domains
 
-    factory_name = domains.get(args.domain).tiny_model
+    dom = domains.get(args.domain)
+    try:  # the id the devices put in their messages (healthcare: hc-tiny), else the registry's name
+        factory_name = str(importlib.import_module(f"{dom.package}.tiny").MODEL_NAME)
+    except (ImportError, AttributeError):
+        factory_name = dom.tiny_model
     te = np.flatnonzero(~task.train)
     subjects = _pick_subjects(task.groups[te], task.y[te], args.devices)
     if len(subjects) < 1:
