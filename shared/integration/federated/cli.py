@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.integration.federated.runner import FederatedRunError, FLConfig, config_dict, run_flower
+from shared.integration.federated.runner import FederatedRunError, FLConfig, RunTerminated, config_dict, run_flower
 
 
 def run_federated(cfg: FLConfig) -> dict[str, Any]:
@@ -126,11 +126,9 @@ def fl_main(argv: Sequence[str] | None = None) -> int:
     except FederatedRunError as exc:
         print(f"tinylarge fl: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:
-        if type(exc).__name__ == "_Terminated":
-            print("tinylarge fl: terminated; every process it started was stopped", file=sys.stderr)
-            return 143
-        raise
+    except RunTerminated:
+        print("tinylarge fl: terminated; every process it started was stopped", file=sys.stderr)
+        return 143
     print(json.dumps(summary, indent=1) if a.json else format_summary(summary))
     print(f"(summary: {cfg.run_dir / 'summary.json'})", file=sys.stderr)
     return 0

@@ -108,7 +108,7 @@ class FLRun:
     leftover_pids: list[int] = field(default_factory=list)
 
 
-class _Terminated(Exception):
+class RunTerminated(Exception):
     """SIGTERM arrived; raised so every ``finally`` runs."""
 
 
@@ -116,7 +116,7 @@ class _Terminated(Exception):
 def sigterm_raises() -> Iterator[None]:
     """Within the block SIGTERM raises (like Ctrl-C raises KeyboardInterrupt), so cleanup code runs."""
     def handler(signum: int, frame: Any) -> None:
-        raise _Terminated(f"signal {signum}")
+        raise RunTerminated(f"signal {signum}")
 
     try:
         old = signal.signal(signal.SIGTERM, handler)
@@ -257,7 +257,11 @@ def run_flower(cfg: FLConfig) -> FLRun:
             except subprocess.TimeoutExpired:
                 pass
     finally:
-        leftover = procs.close()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:  # a second Ctrl-C/SIGTERM waits until every process is stopped, then takes effect
+            leftover = procs.close()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     result = json.loads(out_file.read_text())
     if killed:
         killed["at_s"] = None

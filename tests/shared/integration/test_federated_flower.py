@@ -102,3 +102,23 @@ def test_sigterm_stops_every_process(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.slow
+def test_fl_command_end_to_end_fedprox_int8_and_signed_rollout(tmp_path, capsys):
+    from shared.integration.federated.cli import fl_main
+
+    assert fl_main(["healthcare", "--clients", "2", "--rounds", "2", "--strategy", "fedprox", "--quick",
+                    "--out", str(tmp_path), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["strategy"] == "fl_fedprox" and s["config"]["proximal_mu"] > 0
+    assert len(s["client_alone"]) == 2 and s["client_alone_min"] <= s["client_alone_mean"] <= s["client_alone_max"]
+    assert 0.0 <= s["federated_accuracy"] <= 1.0 and 0.0 <= s["centralised_accuracy"] <= 1.0
+    assert abs(s["int8_accuracy"] - s["federated_accuracy"]) < 0.1
+    t = s["traffic"]
+    assert t["rounds"] == 2 and t["client_received_bytes_per_round"] > t["client_received_array_bytes_per_round"] > 0
+    r = s["rollout"]
+    assert r["published"] == 2 and r["accepted"] == 2 and r["model_id"].startswith("hc-tiny-fl@")
+    assert Path(r["c_source"]).is_file()
+    token = json.loads((tmp_path / "healthcare-fedprox-2c2r-quick" / "run.json").read_text())["token"]
+    assert marked_processes(token) == []
