@@ -32,7 +32,7 @@ from vehicles.features import (
 from vehicles.signals import Trip, Vehicle
 
 DOMAIN = "vehicles"
-MAX_EVENTS = 64
+MAX_EVENTS = 20  #: events per message (the firmware app keeps its messages under 4 KB)
 
 
 def _num(v: float | None, digits: int = 6) -> float | None:
@@ -84,10 +84,18 @@ def inference_message(device: str, seq: int, ts_ms: int, trip: Trip, model: Any)
             "events": events[:MAX_EVENTS]}
 
 
+#: the unit's sensor table (firmware/apps/vehicles/veh_spec.c): IMU axes at fs_hz, GNSS at 1 Hz
+CHANNELS = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z", "speed", "lat", "lon")
+
+
 def window_channels(trip: Trip) -> dict[str, Any]:
-    """The unit's sensor table for one trip segment: channel -> samples."""
-    return {"acc": np.asarray(trip.acc_mps2), "gyro": np.asarray(trip.gyro_rads),
-            "speed": trip.gnss[:, 3].copy(), "lat": trip.gnss[:, 1].copy(), "lon": trip.gnss[:, 2].copy()}
+    """The unit's sensor table for one trip segment: channel -> samples (CHANNELS order; the GNSS
+    channels hold one fix per second, NaN where there was none)."""
+    acc, gyro = np.asarray(trip.acc_mps2), np.asarray(trip.gyro_rads)
+    out = {f"acc_{a}": acc[:, i].copy() for i, a in enumerate("xyz")}
+    out.update({f"gyro_{a}": gyro[:, i].copy() for i, a in enumerate("xyz")})
+    out.update({"speed": trip.gnss[:, 3].copy(), "lat": trip.gnss[:, 1].copy(), "lon": trip.gnss[:, 2].copy()})
+    return out
 
 
 def fleet(args: argparse.Namespace | None, mqtt: str, vehicles: Sequence[Vehicle], models_dir: Path, day0_ms: int,

@@ -32,13 +32,15 @@ OUTPUTS = ("tiny.tflite", "labels.json", "large/config.json")
 
 @dataclass
 class TrainConfig:
-    """Full config: 64 training and 40 held-out vehicles x 24 trip segments; 12 vehicles x 10 crash-rich trips."""
+    """Full config: 160 training and 80 held-out vehicles x 24 trip segments (the classifier learns from 64
+    of the training vehicles); 12 vehicles x 10 crash-rich trips."""
 
-    train_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=64, seed=101))
-    test_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=40, seed=202))
+    train_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=160, seed=101))
+    test_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=80, seed=202))
     n_trips: int = 24
     crash_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=12, seed=303))
     crash_trips: int = 10
+    tiny_vehicles: int = 64  #: the classifier trains on the windows of this many training vehicles
     tiny: TinyConfig = field(default_factory=TinyConfig)
     large: LargeConfig = field(default_factory=LargeConfig)
     workers: int = 2
@@ -109,9 +111,12 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
     cr = load_fleet(cfg.crash_fleet, cfg.crash_trips, cache, extra_crash=3, workers=cfg.workers,
                     desc="trips (crash-rich)")
     t_data = time.monotonic() - t0
-    x = np.concatenate([tr.w_vector, cr.w_vector])
-    y = np.concatenate([tr.w_label, cr.w_label]).astype(int)
-    groups = np.concatenate([tr.vehicle[tr.w_row], cr.vehicle[cr.w_row]])
+    # the classifier learns from the windows of the first tiny_vehicles training vehicles (more add little
+    # but time); the transformer reads every training vehicle's trips
+    keep = np.isin(tr.vehicle[tr.w_row], [v.id for v in simulate_fleet(cfg.train_fleet)[:cfg.tiny_vehicles]])
+    x = np.concatenate([tr.w_vector[keep], cr.w_vector])
+    y = np.concatenate([tr.w_label[keep], cr.w_label]).astype(int)
+    groups = np.concatenate([tr.vehicle[tr.w_row][keep], cr.vehicle[cr.w_row]])
     res = tiny.train_tiny(cfg.tiny, x, y, groups, te.w_vector, te.w_label.astype(int))
     tiny.save_tiny(res, models_dir)
     model = tiny.TinyModel(res.tflite, version=cfg.tiny.version)
@@ -123,8 +128,9 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
 
     vehicles = {v.id: v for fc in (cfg.train_fleet, cfg.test_fleet) for v in simulate_fleet(fc)}
     h = cfg.large.horizon_trips
-    train_seq = large.sequences(tr, tiny_counts(tr, pred_tr), vehicles, h)
-    test_seq = large.sequences(te, tiny_counts(te, pred_te), vehicles, h)
+    fu = cfg.large.follow_up_trips
+    train_seq = large.sequences(tr, tiny_counts(tr, pred_tr), vehicles, h, fu)
+    test_seq = large.sequences(te, tiny_counts(te, pred_te), vehicles, h, fu)
     lc = cfg.large
     with tqdm(total=lc.epochs * min(lc.samples_per_epoch, sum(len(s["y"]) for s in train_seq)),
               desc="risk transformer", unit="sample", disable=None) as bar:
@@ -137,7 +143,9 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
         "tiny_int8_macro_f1": m["int8_macro_f1"], "tiny_int8_recall": m["int8_recall"],
         "tiny_weights_bytes": m["weights_bytes"], "tiny_arena_bytes": m["arena_bytes"], "tiny_ops": m["ops"],
         "tiny_model_id": m["model_id"], **f1,
-        **{k: lm[k] for k in ("risk_auroc", "baseline_auroc", "val_risk_auroc", "val_baseline_auroc", "risk_brier",
+        **{k: lm[k] for k in ("risk_auroc", "baseline_auroc", "risk_auroc_ci95", "baseline_auroc_ci95",
+                              "auroc_gain_ci95", "auroc_gain_mean", "p_risk_beats_baseline", "latent_risk_auroc",
+                              "val_risk_auroc", "val_baseline_auroc", "risk_brier",
                               "baseline_brier", "risk_ece", "baseline_ece", "driver_latent_risk_corr",
                               "alert_threshold", "alert_windows", "horizon_trips", "test_positive_rate")},
         "risk_model_id": lm["model_id"], "train_vehicles": cfg.train_fleet.n_vehicles,
