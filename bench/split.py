@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shared.integration.report import DEFAULT_OUT, format_table, merge_rows
+from shared.integration.report import DEFAULT_OUT, format_table, load_rows, merge_rows
 from shared.integration.split import report
 
 DEFAULT_DOMAINS = ("healthcare", "industrial_iot", "metaverse_eeg")
@@ -48,13 +48,42 @@ def _broker(url: str | None) -> Iterator[str | None]:
             server.kill()
 
 
+def markdown(rows: list[dict]) -> str:
+    """The split rows as the Markdown tables of docs/integration/split.md (headline, then scaling)."""
+    mine = [r for r in rows if r["strategy"] in ("sl", "splitfed", "split_inference")]
+    fl = {(r["domain"], r["strategy"]): r for r in rows if r["strategy"] in ("fl_fedavg", "fl_fedprox")}
+    out = ["| domain | strategy | clients | acc | baseline | bytes / client / epoch | FedAvg bytes / client / round "
+           "| FedAvg acc | device MACs / sample |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(mine, key=lambda r: (r["domain"], r["strategy"])):
+        fedavg = fl.get((r["domain"], "fl_fedavg"))
+        fl_acc = "-" if fedavg is None else f"{fedavg['value']:.3f}"
+        unit = " / window" if r["strategy"] == "split_inference" else ""
+        out.append(f"| {r['domain']} | {r['strategy']} | {r['clients']} | {r['value']:.3f} | "
+                   f"{r['baseline']} {r['baseline_value']:.3f} | {r['bytes_on_wire']:,.0f}{unit} | "
+                   f"{r['fl_bytes_per_client_round']:,} | {fl_acc} | "
+                   f"{r['device_macs_per_inference']:,} |")
+    out += ["", "| domain | strategy | " + " | ".join(f"{n} clients: acc, bytes/client/epoch" for n in (2, 4, 8, 16))
+            + " |", "|---|---|---|---|---|---|"]
+    for r in sorted(mine, key=lambda r: (r["domain"], r["strategy"])):
+        if "scaling" not in r:
+            continue
+        cells = [f"{s['acc']:.3f}, {s['bytes_per_client_epoch']:,}" if (s := r["scaling"].get(str(n))) else "-"
+                 for n in (2, 4, 8, 16)]
+        out.append(f"| {r['domain']} | {r['strategy']} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.split", description=__doc__.split("\n\n")[0])
     p.add_argument("--domains", default=",".join(DEFAULT_DOMAINS))
     p.add_argument("--quick", action="store_true")
     p.add_argument("--mqtt", default=None, help="broker URL (default: a private Mosquitto)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--markdown", action="store_true", help="only print the Markdown tables of OUT/report.json")
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown(load_rows(args.out)))
+        return 0
     rows = []
     with _broker(args.mqtt) as url:
         for domain in [d for d in args.domains.split(",") if d]:

@@ -10,7 +10,7 @@ from shared.integration.split import wire
 from shared.integration.split.cli import split_main
 from shared.integration.split.device import DeviceNet, average, quantize
 from shared.integration.split.train import device_sizes, fl_bytes_per_client_round, prepare, tiny_model_params
-from shared.integration.task import TinyTask, load_task
+from shared.integration.task import TinyTask
 from shared.protocol import messages
 
 RNG = np.random.default_rng(7)
@@ -116,9 +116,8 @@ def test_clients_hold_whole_subjects_and_never_the_held_out_ones():
 
 
 def test_fl_traffic_is_twice_the_tiny_models_float_bytes():
-    task = load_task("industrial_iot", quick=True)
-    sizes = [task.n_features, *task.hidden, task.n_classes]
-    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    task = _task()  # 4 -> 6 -> 5 -> 3
+    params = (4 * 6 + 6) + (6 * 5 + 5) + (5 * 3 + 3)
     assert tiny_model_params(task) == params
     assert fl_bytes_per_client_round(task) == 2 * 4 * params
 
