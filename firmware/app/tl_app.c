@@ -14,6 +14,7 @@ static struct {
   const tl_app_spec *spec;
   tl_identity id;
   int64_t seq, status_seq;
+  int seq_known; /* 0 until the first seq is provisioned or read from an epoch clock (see boot_seq) */
   uint32_t counts[N_COUNTS];
   long max_windows, interval_ms;
 } app;
@@ -105,6 +106,25 @@ static long to_long(const char *s) {
   return v;
 }
 
+/* A non-negative decimal int64 ("0" .. "9007199254740991": JSON's exact integers); -1 if s is not one. */
+static int64_t to_seq(const char *s) {
+  int64_t v = 0;
+  if (!*s) return -1;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9' || v > (TL_APP_SEQ_MAX - (*s - '0')) / 10) return -1;
+    v = v * 10 + (*s - '0');
+  }
+  return v;
+}
+
+/* The first seq when none is provisioned: the epoch ms of now x TL_APP_SEQ_PER_MS, as
+ * shared.protocol.messages.boot_seq, once the clock reads epoch time (else -1: not yet known). */
+static int64_t boot_seq(void) {
+  int64_t now = tl_hal_now_ms();
+  if (now < TL_APP_EPOCH_MIN_MS || now > TL_APP_SEQ_MAX / TL_APP_SEQ_PER_MS) return -1;
+  return now * TL_APP_SEQ_PER_MS;
+}
+
 static int spec_complete(const tl_app_spec *s) {
   return s && s->domain && s->default_device && s->sensors.channels && s->sensors.n_channels > 0 && s->window &&
          s->input && s->input_size > 0 && s->models && s->n_models > 0 && s->models[0].id && s->dsp &&
@@ -128,7 +148,19 @@ int tl_app_setup(const tl_app_spec *spec, int argc, char **argv) {
   app.id.model_id = spec->models[0].id;
   app.max_windows = to_long(opt(argc, argv, "--max-windows", "0"));
   app.interval_ms = to_long(opt(argc, argv, "--interval-ms", "0"));
-  n = tl_app_status_json(will, sizeof will, app.id.device, 0, tl_hal_now_ms(), app.id.model_id, 0, 0, 0, 0);
+  if (opt(argc, argv, "--seq-start", 0)) {
+    app.seq = to_seq(opt(argc, argv, "--seq-start", 0));
+    if (app.seq < 0) {
+      app_log("--seq-start: expected an integer from 0 to 9007199254740991");
+      return 2;
+    }
+  } else {
+    app.seq = boot_seq();
+  }
+  app.seq_known = app.seq >= 0;
+  if (!app.seq_known) app.seq = 0;
+  app.status_seq = app.seq; /* the status stream counts from the same start */
+  n = tl_app_status_json(will, sizeof will, app.id.device, app.status_seq, tl_hal_now_ms(), app.id.model_id, 0, 0, 0, 0);
   app.id.offline_status = will;
   app.id.offline_status_len = n > 0 ? (size_t)n : 0;
   if (tl_hal_init(&app.id, argc, argv) != TL_HAL_OK) {
@@ -155,6 +187,12 @@ int tl_app_loop(void) {
     return TL_APP_DONE;
   }
   if (ts_ms < 0) ts_ms = tl_hal_now_ms();
+  if (!app.seq_known) { /* e.g. a board that learns the epoch from its first window */
+    int64_t first = boot_seq();
+    app.seq_known = 1;
+    if (first >= 0) app.seq = first;
+    else app_log("clock not set: seq counts from 0, which repeats after a reset (provision --seq-start)");
+  }
   if (s->dsp(s->window, s->scratch, s->input) != 0) {
     app_log("dsp failed");
     app.counts[COUNT_ERRORS]++;

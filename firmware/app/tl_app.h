@@ -11,8 +11,9 @@
  *             dequantizes; a domain may run several models, e.g. a classifier and an autoencoder);
  *   message   writes the domain's fields of the inference message after the envelope.
  *
- * The loop owns the rest: options (--device, --max-windows, --interval-ms; the target takes its own,
- * see tl_hal_init), reading windows through the HAL, the envelope (v, device, seq, ts, model), the
+ * The loop owns the rest: options (--device, --max-windows, --interval-ms, --seq-start; the target
+ * takes its own, see tl_hal_init), reading windows through the HAL, the envelope (v, device, seq, ts,
+ * model; seq as below), the
  * retained status with counts and its last will, and publishing over the network or as serial
  * frames. Every target's main() calls tl_app_main(argc, argv) and knows no domain.
  *
@@ -39,6 +40,17 @@ extern "C" {
 #ifndef TL_APP_JSON_MAX
 #define TL_APP_JSON_MAX 1024
 #endif
+
+/* seq: every message's (device, seq) must stay unique across resets, or the cloud refuses the readings
+ * after one (it dead-letters a different message under a stored key). --seq-start N provisions the first
+ * seq (FirmwareFleet passes shared.protocol.messages.boot_seq()); without it the app starts at
+ * tl_hal_now_ms() x TL_APP_SEQ_PER_MS once the clock reads epoch time (>= TL_APP_EPOCH_MIN_MS, at setup
+ * or else at the first window), the Python devices' scheme: a device that restarts continues above every
+ * seq it used, as long as it sent fewer than TL_APP_SEQ_PER_MS messages per ms of uptime. A target whose
+ * clock never reads epoch time counts from 0 (logged). */
+#define TL_APP_SEQ_PER_MS 1000
+#define TL_APP_EPOCH_MIN_MS INT64_C(1577836800000) /* 2020-01-01: below it, a clock counting from boot */
+#define TL_APP_SEQ_MAX INT64_C(9007199254740991)   /* 2^53 - 1: the schema's largest seq */
 
 /* One compiled model (shared.tiny.compiler) as the app runs it. */
 typedef struct {

@@ -15,8 +15,9 @@ are fed in lockstep: :meth:`FirmwareFleet.step_all` writes the window ending at 
 (the host process's stdin, QEMU's semihosting input through a FIFO), through the domain's
 ``window_channels`` (its firmware sensor table), right where the simulated fleet runs the Python DSP, so
 firmware and simulated devices publish on the same clock. The firmware carries the simulated devices'
-model id (``tiny_metrics.json``'s ``model_id``) and counts ``seq`` from 0: the service cannot tell them
-apart.
+model id (``tiny_metrics.json``'s ``model_id``) and its ``seq`` starts where the fleet provisions it
+(``--seq-start``, :func:`shared.protocol.messages.boot_seq` at each start, as the simulated devices count), so
+a device that is restarted never reuses a (device, seq): the service cannot tell them apart.
 
 What else a domain publishes for these subjects (healthcare: the ward EHR's nurse charts) comes through
 ``site``: a hook ``site(subjects, start_ms) -> [(t_s, device, stream, message), ...]`` in time order; each
@@ -49,6 +50,7 @@ from typing import IO, Any
 import numpy as np
 
 from shared.domain import Domain, get
+from shared.protocol.messages import boot_seq
 from shared.tiny.frames import write_sensor_window
 from shared.tiny.targets import FirmwareError  # noqa: F401  (raised here too: one error for firmware steps)
 
@@ -78,6 +80,7 @@ class FirmwareDevice:
     target: str  #: "host" or "cortex-m4"
     start_ms: int  #: epoch ms of the subject's t = 0
     log_path: Path
+    seq_start: int = 0  #: the first seq, provisioned at start (``--seq-start``)
     proc: subprocess.Popen[bytes] | None = None
     feed: _Feeder | None = None  #: writes its sensor windows (stdin or FIFO) from a thread
     gateway: threading.Thread | None = None  #: cortex-m4 only: serial -> gateway -> MQTT
@@ -215,6 +218,7 @@ class FirmwareFleet:
         self._started = True
         try:
             for d in self.devices:
+                d.seq_start = boot_seq()
                 self._start_host(d) if d.target == "host" else self._start_qemu(d)
             if self._site is not None:
                 from shared.runtime.app import client_config, publisher
@@ -233,7 +237,7 @@ class FirmwareFleet:
 
     def _start_host(self, d: FirmwareDevice) -> None:
         app = self.builds["host"].artifacts["app"]
-        cmd = [str(app), "--input", "-", "--device", d.device, "--mqtt", self.mqtt_url,
+        cmd = [str(app), "--input", "-", "--device", d.device, "--seq-start", str(d.seq_start), "--mqtt", self.mqtt_url,
                "--client-id", f"tinylarge-{self.domain.name}-{d.device}", *self._device_args(d)]
         with open(d.log_path, "wb") as logf:
             d.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=logf)
@@ -250,7 +254,7 @@ class FirmwareFleet:
         elf = self.builds["cortex-m4"].artifacts["app.elf"]
         with open(d.log_path, "wb") as logf:
             d.proc = subprocess.Popen(qemu_command(elf, ["--input", str(fifo), "--device", d.device,
-                                                         *self._device_args(d)]),
+                                                         "--seq-start", str(d.seq_start), *self._device_args(d)]),
                                       stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=logf)
         keys = (self.trusted_key,) if self.trusted_key is not None else ()
         cfg = GatewayConfig(self.mqtt_url, self.domain.name, f"tinylarge-fw-gateway-{d.device}", trusted_keys=keys,
@@ -305,7 +309,7 @@ class FirmwareFleet:
                                     f"{d.log_tail()}")
             d.feed.put(w, d.start_ms + int(round(t_end_s * 1000)))
             if self.on_publish is not None:
-                self.on_publish(d.device, d.windows)
+                self.on_publish(d.device, d.seq_start + d.windows)
             d.windows += 1
         return len(self.devices)
 

@@ -130,7 +130,7 @@ def stm32():
     from shared.tiny.targets import FirmwareModel
 
     return build_board("netduinoplus2", "healthcare", [FirmwareModel(_fw.model(), "hc_tiny", _fw.MODEL_ID)],
-                       _fw.workdir() / "boards", fw_args=["--device", DEVICE])
+                       _fw.workdir() / "boards", fw_args=["--device", DEVICE, "--seq-start", "0"])
 
 
 def test_board_build_writes_elf_bin_hex_and_a_size_report(stm32):
@@ -174,8 +174,8 @@ def _frames(serial: bytes) -> tuple[list[tuple[str, dict]], list[str]]:
 
 def _host_inference(text: bytes) -> list[dict]:
     app = _fw.built("host").artifacts["app"]
-    out = subprocess.run([str(app), "--input", "-", "--device", DEVICE], input=text, capture_output=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run([str(app), "--input", "-", "--device", DEVICE, "--seq-start", "0"], input=text,
+                         capture_output=True, timeout=60, check=True).stdout
     return [m for s, m in _frames(out)[0] if s == "inference"]
 
 
@@ -223,7 +223,7 @@ def test_windows_from_flash_give_the_same_messages(tmp_path):
     text = _sensor_text(2)
     (tmp_path / "w.txt").write_bytes(text)
     res = build_board("netduinoplus2", "healthcare", [FirmwareModel(_fw.model(), "hc_tiny", _fw.MODEL_ID)], tmp_path,
-                      fw_args=["--device", DEVICE], sensor_file=tmp_path / "w.txt")
+                      fw_args=["--device", DEVICE, "--seq-start", "0"], sensor_file=tmp_path / "w.txt")
     assert res.size.flash_used > len(text)
     run = run_board_qemu("netduinoplus2", res.artifacts["elf"], b"", timeout_s=60)  # nothing on the USART's RX
     assert run.returncode == 0, run.stderr[-1000:]

@@ -103,8 +103,8 @@ def runs(models_dir, windows, tmp_path_factory):
     out = []
     for uid in dict.fromkeys(u for u, _, _ in windows):
         mine = [w for w in windows if w[0] == uid]
-        res = subprocess.run([str(app), "--input", "-", "--device", uid], input=_sensor_text(mine).encode("ascii"),
-                             capture_output=True, timeout=120)
+        res = subprocess.run([str(app), "--input", "-", "--device", uid, "--seq-start", "0"],
+                             input=_sensor_text(mine).encode("ascii"), capture_output=True, timeout=120)
         assert res.returncode == 0, res.stderr.decode(errors="replace")
         msgs = _frames(res.stdout)
         assert [s for s, _ in msgs] == ["status"] + ["inference"] * len(mine) + ["status"]
@@ -162,7 +162,7 @@ def test_cortex_m4_under_qemu_matches_python(models_dir, windows, tmp_path):
     mine = windows[:3]
     sensors = tmp_path / "windows.tls"
     sensors.write_text(_sensor_text(mine))
-    run = run_qemu(elf, ["--input", str(sensors), "--device", mine[0][0]], timeout_s=240)
+    run = run_qemu(elf, ["--input", str(sensors), "--device", mine[0][0], "--seq-start", "0"], timeout_s=240)
     assert run.returncode == 0, run.stderr[-2000:]
     inf = [c for s, c in _frames(run.serial) if s == "inference"]
     assert len(inf) == len(mine)

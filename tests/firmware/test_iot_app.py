@@ -109,7 +109,7 @@ def runs(models_dir, machines, tmp_path_factory):
     times = [h * 3600.0 for h in TIMES_H]
     out = []
     for m in machines:
-        res = subprocess.run([str(app), "--input", "-", "--device", m.id, *device_args(m)],
+        res = subprocess.run([str(app), "--input", "-", "--device", m.id, *device_args(m), "--seq-start", "0"],
                              input=_sensor_text(m, times).encode("ascii"), capture_output=True, timeout=120)
         assert res.returncode == 0, res.stderr.decode(errors="replace")
         msgs = _frames(res.stdout)
@@ -191,7 +191,7 @@ def test_cortex_m4_under_qemu_produces_valid_messages(models_dir, machines, tmp_
     times = [h * 3600.0 for h in TIMES_H[-2:]]
     sensors = tmp_path / "windows.tls"
     sensors.write_text(_sensor_text(m, times))
-    run = run_qemu(elf, ["--input", str(sensors), "--device", m.id, *device_args(m)], timeout_s=180)
+    run = run_qemu(elf, ["--input", str(sensors), "--device", m.id, *device_args(m), "--seq-start", "0"], timeout_s=180)
     assert run.returncode == 0, run.stderr[-2000:]
     msgs = _frames(run.serial)
     inf = [c for s, c in msgs if s == "inference"]

@@ -40,7 +40,7 @@ def test_host_build_is_warning_free_under_werror():
 
 def test_host_app_frames_validate():
     app = _fw.built("host").artifacts["app"]
-    out = subprocess.run([str(app), "--input", str(_fw.sensor_file()), "--device", _fw.DEVICE],
+    out = subprocess.run([str(app), "--input", str(_fw.sensor_file()), "--device", _fw.DEVICE, "--seq-start", "0"],
                          capture_output=True, timeout=60, check=True)
     msgs = _messages(out.stdout)
     streams = [s for s, _ in msgs]
@@ -57,11 +57,12 @@ def test_host_app_frames_validate():
 def test_cortex_m4_under_qemu_emits_the_same_messages_as_the_host():
     require_tool("qemu-system-arm")
     elf = _fw.built("cortex-m4").artifacts["app.elf"]
-    run = run_qemu(elf, ["--input", str(_fw.sensor_file()), "--device", _fw.DEVICE], timeout_s=120)
+    run = run_qemu(elf, ["--input", str(_fw.sensor_file()), "--device", _fw.DEVICE, "--seq-start", "0"], timeout_s=120)
     assert run.returncode == 0, run.stderr
     m4 = [m for s, m in _messages(run.serial) if s == "inference"]
     host_out = subprocess.run([str(_fw.built("host").artifacts["app"]), "--input", str(_fw.sensor_file()),
-                               "--device", _fw.DEVICE], capture_output=True, timeout=60, check=True).stdout
+                               "--device", _fw.DEVICE, "--seq-start", "0"], capture_output=True, timeout=60,
+                              check=True).stdout
     host = [m for s, m in _messages(host_out) if s == "inference"]
     assert len(m4) == len(host) == len(_fw.windows())
     for a, b in zip(m4, host, strict=True):

@@ -66,6 +66,11 @@ class Scenario:
     def devices(self, target: str) -> list[str]:
         return [d.device for d in self.fw.devices if d.target == target]
 
+    def seqs(self, device: str) -> list[int]:
+        """The seqs of every window of a firmware device: from its provisioned start, one per tick."""
+        (start,) = [d.seq_start for d in self.fw.devices if d.device == device]
+        return list(range(start, start + len(self.ticks)))
+
 
 @pytest.fixture(scope="module")
 def scenario(quick_models, mosquitto, tmp_path_factory) -> Scenario:
@@ -135,11 +140,11 @@ def test_every_firmware_message_is_stored_and_scored(scenario):
     assert scenario.fw.published == n * len(scenario.fw.devices)
     for d in host:
         inf = scenario.rows["inference"][d]
-        assert [p.seq for p in inf] == list(range(n)), d  # seq from 0, one row per window, none twice
+        assert [p.seq for p in inf] == scenario.seqs(d), d  # from seq_start, one row per window, none twice
         assert [p.ts_ms for p in inf] == [scenario.start_ms[d] + int(round(t * 1000)) for t in scenario.ticks]
-        assert [p.seq for p in scenario.rows["vitals"][d]] == list(range(n))
+        assert [p.seq for p in scenario.rows["vitals"][d]] == scenario.seqs(d)
         scored = {r["source_seq"] for r in scenario.risks if r["device"] == d}
-        assert n - 1 in scored, f"{d}: no risk published for its last window"
+        assert scenario.seqs(d)[-1] in scored, f"{d}: no risk published for its last window"
         assert len(scenario.rows["risk"][d]) == len(scored)
 
 
@@ -181,10 +186,10 @@ def test_qemu_cortex_m4_messages_arrive_through_the_gateway_and_are_stored(scena
     assert counts["forwarded_status"] == 2 and counts["all_acked"] == 1  # online, then offline at the end
     assert d.returncode == 0 and d.published == n
     inf = scenario.rows["inference"][d.device]
-    assert [p.seq for p in inf] == list(range(n))
+    assert [p.seq for p in inf] == scenario.seqs(d.device)
     assert [p.ts_ms for p in inf] == [scenario.start_ms[d.device] + int(round(t * 1000)) for t in scenario.ticks]
     assert _shape(inf) == _shape(scenario.rows["inference"][scenario.sim_devices[0]])
-    assert n - 1 in {r["source_seq"] for r in scenario.risks if r["device"] == d.device}
+    assert scenario.seqs(d.device)[-1] in {r["source_seq"] for r in scenario.risks if r["device"] == d.device}
 
 
 def test_firmware_messages_match_the_python_wearable(quick_models, mosquitto, tmp_path):
@@ -210,7 +215,8 @@ def test_firmware_messages_match_the_python_wearable(quick_models, mosquitto, tm
     tiny = TinyModel.load(quick_models)
     total = same_class = 0
     for p in cohort:
-        wearable = Wearable(p, tiny, lambda *a: None, fw.start_ms[p.id])
+        (seq0,) = [d.seq_start for d in fw.devices if d.device == p.id]
+        wearable = Wearable(p, tiny, lambda *a: None, fw.start_ms[p.id], seq=seq0)
         c_msgs = sorted(capture.msgs[p.id], key=lambda m: m["seq"])
         for t_s, c in zip(ticks(cfg), c_msgs, strict=True):
             py = wearable.process(p.window(t_s))
