@@ -18,6 +18,7 @@ from shared.tiny.compiler import (
     plan_buffers,
 )
 from shared.tiny.compiler._quant import quantize_multiplier
+from shared.tiny.compiler.planner import ArenaPlan, Overlap
 from tests.firmware.conftest import RUNTIME, STRICT_CFLAGS
 
 
@@ -53,6 +54,38 @@ def test_planner_random_lifetimes_never_overlap():
         plan = plan_buffers(bufs)
         assert plan.overlaps() == []
         assert plan.arena_bytes >= max(b.size_bytes for b in bufs)
+
+
+def test_planner_ties_let_an_output_start_before_its_input():
+    """A tie (a raster-order kernel's output over the input bytes it no longer reads) shrinks the arena;
+    the same offsets without the tie, or past its delta, are a collision."""
+    bufs = [Buffer(0, 100, 0, 1), Buffer(1, 200, 1, 2), Buffer(2, 50, 2, 3)]
+    plan = plan_buffers(bufs, ties=[Overlap(0, 1, -42)])
+    assert plan.overlaps() == [] and plan.ties == [Overlap(0, 1, -44)]  # delta rounded down to a word
+    assert plan.offsets[1] - plan.offsets[0] <= -44
+    assert plan.arena_bytes == 252 < plan_buffers(bufs).arena_bytes == 300  # 200 + 50, word-aligned
+    assert ArenaPlan(plan.arena_bytes, plan.offsets, bufs).overlaps() == [(0, 1)]
+    shifted = {**plan.offsets, 1: plan.offsets[0] - 40}
+    assert (0, 1) in ArenaPlan(plan.arena_bytes, shifted, bufs, 4, plan.ties).overlaps()
+
+
+def test_planner_random_chains_of_ties_never_collide():
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        bufs = [Buffer(k, int(rng.integers(1, 300)), k, k + 1) for k in range(8)]
+        bufs += [Buffer(100 + k, int(rng.integers(1, 200)), int(rng.integers(0, 8)), 9) for k in range(4)]
+        ties = [Overlap(k, k + 1, -int(rng.integers(0, 400))) for k in range(7) if rng.random() < 0.7]
+        plan = plan_buffers(bufs, ties=ties)
+        assert plan.overlaps() == []
+        assert all(off % 4 == 0 for off in plan.offsets.values())
+
+
+def test_depthwise_gap_arena_uses_ties(int8_models):
+    """depthwise_gap: CONV_2D -> DEPTHWISE (x2 channels) -> DEPTHWISE stride 2, each output tied to its input:
+    the arena is the chain's span, not the two largest activations side by side."""
+    plan = arena_plan(int8_models["depthwise_gap"])
+    assert len(plan.ties) == 2 and plan.overlaps() == []
+    assert plan.arena_bytes < plan_buffers(plan.buffers).arena_bytes == 864 + 1728
 
 
 @pytest.mark.parametrize("blob", [b"", b"TFL3", bytes(range(256)) * 4])

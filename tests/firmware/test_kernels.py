@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.tiny.compiler._lower import block_rows, c_array, fold_bias
+from shared.tiny.compiler._lower import block_rows, c_array, fold_bias, raster_overlap_delta
 from tests._tools import require_tool
 
 pytestmark = pytest.mark.firmware
@@ -76,7 +76,7 @@ def _arith_of(rounding: int, arith: str) -> str:
 
 
 def fc_case(rng, name: str, batches: int, in_n: int, out_n: int, per_channel: bool, shifts: list[int],
-            misalign: bool = False, in_place: bool = False, rounding: int = 0) -> Case:
+            misalign: bool = False, in_place: bool = False, rounding: int = 0, overlap: bool = False) -> Case:
     c = Case(name, batches * in_n, batches * out_n)
     w = rng.integers(-128, 128, size=(out_n, in_n)).astype(np.int8)
     bias = rng.integers(-5000, 5000, size=out_n)
@@ -98,6 +98,8 @@ def fc_case(rng, name: str, batches: int, in_n: int, out_n: int, per_channel: bo
         c.decls.append(f"static int8_t {name}_buf[{batches * in_n}];")
         c.call = (f"memcpy({name}_buf, in, {batches * in_n}); tl_fully_connected(&{name}_p, {name}_buf, {name}_buf); "
                   f"memcpy(out, {name}_buf, {batches * out_n});")
+    elif overlap:  # the output starting before the input, sharing its bytes (the planner's ties)
+        _overlap_call(c, "tl_fully_connected", raster_overlap_delta(batches, (1, 1, in_n), (1, 1, out_n), 1, 0))
     else:
         c.call = f"tl_fully_connected(&{name}_p, in, out);"
 
@@ -112,13 +114,23 @@ def fc_case(rng, name: str, batches: int, in_n: int, out_n: int, per_channel: bo
     return c
 
 
+def _overlap_call(c: Case, fn: str, delta: int) -> None:
+    """Run kernel `fn` with its output `delta` (< 0, rounded down to a word) bytes from its input in one buffer,
+    as the arena planner ties them."""
+    gap = -(delta // 4 * 4)
+    assert gap > 0
+    c.decls.append(f"static int8_t {c.name}_buf[{max(c.out_size, gap + c.in_size)}];")
+    c.call = (f"memcpy({c.name}_buf + {gap}, in, {c.in_size}); {fn}(&{c.name}_p, {c.name}_buf + {gap}, {c.name}_buf); "
+              f"memcpy(out, {c.name}_buf, {c.out_size});")
+
+
 def _conv_geometry(in_h, in_w, k_h, k_w, stride, pad_h, pad_w):
     return (in_h + 2 * pad_h - k_h) // stride + 1, (in_w + 2 * pad_w - k_w) // stride + 1
 
 
 def conv_case(rng, name: str, in_h: int, in_w: int, in_c: int, out_c: int, k_h: int, k_w: int, stride: int,
               pad_h: int, pad_w: int, depthwise: bool, in_place: bool = False, rounding: int = 0,
-              shifts: tuple[int, ...] = (-9, -7, -1, 0, 1, -12)) -> Case:
+              shifts: tuple[int, ...] = (-9, -7, -1, 0, 1, -12), overlap: bool = False) -> Case:
     out_h, out_w = _conv_geometry(in_h, in_w, k_h, k_w, stride, pad_h, pad_w)
     if depthwise:
         out_c = in_c
@@ -144,6 +156,8 @@ def conv_case(rng, name: str, in_h: int, in_w: int, in_c: int, out_c: int, k_h: 
         c.decls.append(f"static int8_t {name}_buf[{in_h * in_w * in_c}];")
         c.call = (f"memcpy({name}_buf, in, {c.in_size}); {fn}(&{name}_p, {name}_buf, {name}_buf); "
                   f"memcpy(out, {name}_buf, {c.out_size});")
+    elif overlap:
+        _overlap_call(c, fn, raster_overlap_delta(1, (in_h, in_w, in_c), (out_h, out_w, out_c), stride, pad_h))
     else:
         c.call = f"{fn}(&{name}_p, in, out);"
 
@@ -193,6 +207,13 @@ def build_cases() -> list[Case]:
         conv_case(rng, "dw_narrow", 6, 5, 12, 12, 3, 3, 1, 1, 1, depthwise=True, in_place=True, rounding=3,
                   shifts=(-9, -7, -1, -12, -2)),
         conv_case(rng, "dw_single", 7, 6, 8, 8, 3, 3, 2, 1, 1, depthwise=True, rounding=1),
+        # outputs tied to their inputs at the planner's distance (raster_overlap_delta)
+        fc_case(rng, "fc_overlap", 6, 8, 16, True, [-9, -7], overlap=True),
+        fc_case(rng, "fc_overlap_shrink", 5, 20, 6, True, [-9, -7], overlap=True),
+        conv_case(rng, "conv_overlap", 7, 5, 3, 12, 3, 2, 1, 1, 0, depthwise=False, overlap=True),
+        conv_case(rng, "conv_overlap_s2", 9, 4, 2, 8, 4, 2, 2, 1, 1, depthwise=False, overlap=True),
+        conv_case(rng, "dw_overlap", 6, 5, 12, 12, 3, 3, 1, 1, 1, depthwise=True, overlap=True),
+        conv_case(rng, "dw_overlap_s2", 7, 6, 8, 8, 3, 3, 2, 1, 1, depthwise=True, overlap=True),
     ]
 
 

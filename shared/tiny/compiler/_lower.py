@@ -37,6 +37,9 @@ class Step:
     const_bytes: int = 0
     inplace: bool = False  # the kernel may write over its (same-sized) input
     macs: int = 0  # multiply-accumulates per inference (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D)
+    # raster-order kernel: the output may start up to this many bytes after the input and share its bytes
+    # (planner.Overlap); None where the kernel does not allow it
+    overlap_delta: int | None = None
 
 
 def c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 16, align: bool = False) -> str:
@@ -208,6 +211,7 @@ class Lowerer:
                 step.decls.append(c_struct("tl_fc_params", self.sym(op, "p"), params))
                 step.call = f"tl_fully_connected(&{self.sym(op, 'p')}, @T{x.index}@, @T{y.index}@);"
                 step.inplace = in_c == out_c
+                step.overlap_delta = raster_overlap_delta(n * in_h * in_w, (1, 1, in_c), (1, 1, out_c), 1, 0)
                 return step
         elif depthwise and out_c == in_c and k_h * k_w <= DW_TAPS_MAX:
             # the folded depthwise path: input offset in the bias over all taps (padding reads the zero point)
@@ -243,6 +247,7 @@ class Lowerer:
         fn = ("tl_depthwise_conv2d_folded" if folded_dw else "tl_depthwise_conv2d") if depthwise else (
             "tl_conv2d_im2col" if patch <= IM2COL_MAX else "tl_conv2d")
         step.call = f"{fn}(&{self.sym(op, 'p')}, @T{x.index}@, @T{y.index}@);"
+        step.overlap_delta = raster_overlap_delta(n, (in_h, in_w, in_c), (out_h, out_w, out_c), stride_h, pad_h)
         return step
 
     def _conv_2d(self, op: Operator) -> Step:
@@ -512,6 +517,21 @@ def fold_bias(w: np.ndarray, bias: np.ndarray, input_zero_point: int, desc: str)
     if folded.min(initial=0) < -(1 << 31) or folded.max(initial=0) >= (1 << 31):
         raise CompileError(f"{desc}: bias with the folded input offset overflows int32")
     return folded
+
+
+def raster_overlap_delta(batches: int, in_hwc: tuple[int, int, int], out_hwc: tuple[int, int, int], stride_h: int,
+                         pad_h: int) -> int:
+    """How far after its input a raster-order kernel's output may start and still never overwrite an input
+    byte before its last read: output pixel p (batch b, row oy) is written while the kernel may still
+    read any input row from max(0, oy * stride_h - pad_h) of batch b on, so the bytes of pixels 0..p must
+    end before that row starts: delta = min over (b, oy) of row_start - end of output row oy."""
+    in_h, in_w, in_c = in_hwc
+    out_h, out_w, out_c = out_hwc
+    b = np.arange(batches, dtype=np.int64)[:, None]
+    oy = np.arange(out_h, dtype=np.int64)[None, :]
+    row_start = b * in_h * in_w * in_c + np.maximum(0, oy * stride_h - pad_h) * in_w * in_c
+    out_end = ((b * out_h + oy) * out_w + out_w) * out_c
+    return int((row_start - out_end).min())
 
 
 def _padding(in_size: int, k: int, stride: int, dil: int, out_size: int) -> int:

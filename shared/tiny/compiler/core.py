@@ -15,7 +15,7 @@ from shared.tiny.compiler._lower import ALIAS_OPS, OP_NAMES, SUPPORTED_OPS, Lowe
 from shared.tiny.compiler._validate import validate_graph
 from shared.tiny.compiler.errors import CompileError
 from shared.tiny.compiler.metadata import ModelMetadata, emit_metadata_header
-from shared.tiny.compiler.planner import ArenaPlan, Buffer, plan_buffers
+from shared.tiny.compiler.planner import ArenaPlan, Buffer, Overlap, plan_buffers
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 ARENA_ALIGN_BYTES = 4
@@ -127,11 +127,25 @@ def _build(model: str | Path | bytes, prefix: str, arithmetic: str = "litert") -
                                    f"before any op writes it")
             last[t] = max(last[t], i)
     buffers = [Buffer(t, graph.tensors[t].size, first[t], last[t]) for t in first if t != out_root]
-    plan = plan_buffers(buffers, ARENA_ALIGN_BYTES)
+    plan = plan_buffers(buffers, ARENA_ALIGN_BYTES, _overlaps(steps, first, last, {in_root, out_root}))
     if plan.arena_bytes > _MAX_ARENA_BYTES:
         raise CompileError(f"the activations need a {plan.arena_bytes}-byte arena, more than {_MAX_ARENA_BYTES}")
     ops = [op.name for op in graph.operators]
     return _Program(graph, steps, root, plan, ops, in_root, out_root)
+
+
+def _overlaps(steps: list[Step], first: dict[int, int], last: dict[int, int], outside: set[int]) -> list[Overlap]:
+    """The raster-order steps whose output may share bytes with their input (Step.overlap_delta): the
+    input is an arena buffer this step reads last and the output one this step writes first."""
+    ties = []
+    for i, s in enumerate(steps):
+        if s.overlap_delta is None or len(s.reads) != 1 or len(s.writes) != 1:
+            continue
+        x, y = s.reads[0], s.writes[0]
+        if x == y or x in outside or y in outside or x not in first or last.get(x) != i or first.get(y) != i:
+            continue
+        ties.append(Overlap(x, y, s.overlap_delta))
+    return ties
 
 
 def _place_in_place(steps: list[Step], root: dict[int, int], in_root: int, out_root: int) -> None:

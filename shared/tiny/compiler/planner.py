@@ -1,4 +1,10 @@
-"""Static arena planning: tensor lifetimes from the op order, greedy-by-size first-fit placement."""
+"""Static arena planning: tensor lifetimes from the op order, greedy-by-size first-fit placement.
+
+Two buffers alive at the same time never share bytes, with one exception the kernels allow: an
+:class:`Overlap` lets a raster-order kernel (convolutions, depthwise, 1x1 convolutions on the matrix
+kernel) write its output over the bytes of its input that no later output pixel reads, the output
+starting at most `delta` bytes after the input (delta is negative: the output starts before the
+input and catches up with it). Buffers tied that way are placed together, at fixed distances."""
 
 from __future__ import annotations
 
@@ -15,6 +21,16 @@ class Buffer:
     last: int
 
 
+@dataclass(frozen=True)
+class Overlap:
+    """Buffer `out` may share bytes with buffer `inp` (which the writing op reads last) when
+    offset(out) - offset(inp) <= delta."""
+
+    inp: int
+    out: int
+    delta: int
+
+
 @dataclass
 class ArenaPlan:
     """Byte offset of every buffer in one arena of `arena_bytes` (a multiple of `align_bytes`)."""
@@ -23,14 +39,22 @@ class ArenaPlan:
     offsets: dict[int, int] = field(default_factory=dict)
     buffers: list[Buffer] = field(default_factory=list)
     align_bytes: int = 4
+    ties: list[Overlap] = field(default_factory=list)  #: the overlaps the plan uses
 
     def overlaps(self) -> list[tuple[int, int]]:
-        """Pairs of buffers alive at the same time whose bytes overlap (empty for a valid plan)."""
+        """Pairs of buffers alive at the same time whose bytes overlap other than as a tie allows
+        (empty for a valid plan)."""
+        allowed = {(t.inp, t.out): t.delta for t in self.ties}
         bad = []
         for i, a in enumerate(self.buffers):
             for b in self.buffers[i + 1:]:
-                if _alive_together(a, b) and _bytes_overlap(self.offsets[a.key], a.size_bytes,
-                                                            self.offsets[b.key], b.size_bytes):
+                if not (_alive_together(a, b) and _bytes_overlap(self.offsets[a.key], a.size_bytes,
+                                                                 self.offsets[b.key], b.size_bytes)):
+                    continue
+                for inp, out in ((a.key, b.key), (b.key, a.key)):
+                    if (inp, out) in allowed and self.offsets[out] - self.offsets[inp] <= allowed[(inp, out)]:
+                        break
+                else:
                     bad.append((a.key, b.key))
         return bad
 
@@ -47,25 +71,63 @@ def _align(n: int, align: int) -> int:
     return (n + align - 1) // align * align
 
 
-def plan_buffers(buffers: list[Buffer], align_bytes: int = 4) -> ArenaPlan:
-    """Place buffers largest first, each at the lowest aligned offset that does not collide with a
-    buffer already placed whose lifetime intersects its own."""
+def _groups(buffers: list[Buffer], ties: list[Overlap], align: int) -> tuple[list[dict[int, int]], list[Overlap]]:
+    """Buffers tied by overlaps -> groups {key: offset within the group}, and the ties used. A tie joins
+    a buffer not yet in a group (`out`) to the group of `inp` at delta rounded down to the alignment."""
+    keys = {b.key for b in buffers}
+    rel: dict[int, int] = {}
+    group_of: dict[int, int] = {}
+    members: dict[int, list[int]] = {}
+    used = []
+    for t in ties:
+        if t.inp not in keys or t.out not in keys or t.out in group_of or t.inp == t.out:
+            continue
+        if t.inp not in group_of:
+            group_of[t.inp], rel[t.inp], members[t.inp] = t.inp, 0, [t.inp]
+        g = group_of[t.inp]
+        delta = t.delta // align * align
+        group_of[t.out], rel[t.out] = g, rel[t.inp] + delta
+        members[g].append(t.out)
+        used.append(Overlap(t.inp, t.out, delta))
+    out = []
+    for ks in members.values():
+        low = min(rel[k] for k in ks)
+        out.append({k: rel[k] - low for k in ks})
+    out += [{b.key: 0} for b in buffers if b.key not in group_of]
+    return out, used
+
+
+def plan_buffers(buffers: list[Buffer], align_bytes: int = 4, ties: list[Overlap] | tuple = ()) -> ArenaPlan:
+    """Place buffers (groups of tied buffers as one piece) largest first, each at the lowest aligned
+    offset where none of its buffers collides with a buffer already placed whose lifetime intersects."""
     if align_bytes < 1:
         raise ValueError(f"align_bytes must be >= 1, got {align_bytes}")
-    order = sorted(buffers, key=lambda b: (-b.size_bytes, b.first, b.key))
+    by_key = {b.key: b for b in buffers}
+    for buf in buffers:
+        if buf.size_bytes < 0 or buf.first > buf.last:
+            raise ValueError(f"invalid buffer {buf}")
+    groups, used = _groups(buffers, list(ties), align_bytes)
+
+    def span(g: dict[int, int]) -> int:
+        return max(rel + by_key[k].size_bytes for k, rel in g.items())
+
+    groups.sort(key=lambda g: (-span(g), min(by_key[k].first for k in g), min(g)))
     placed: list[tuple[int, Buffer]] = []
     offsets: dict[int, int] = {}
     end = 0
-    for buf in order:
-        if buf.size_bytes < 0 or buf.first > buf.last:
-            raise ValueError(f"invalid buffer {buf}")
-        busy = sorted((off, off + b.size_bytes) for off, b in placed if _alive_together(b, buf))
-        candidate = 0
-        for lo, hi in busy:
-            if candidate + buf.size_bytes <= lo:
+    for g in groups:
+        candidates = {0, _align(end, align_bytes)}  # past everything placed: always free
+        for k, rel in g.items():
+            for off, b in placed:
+                if _alive_together(b, by_key[k]):
+                    candidates.add(max(0, _align(off + b.size_bytes - rel, align_bytes)))
+        for base in sorted(candidates):
+            if all(not (_alive_together(b, by_key[k]) and _bytes_overlap(base + rel, by_key[k].size_bytes, off,
+                                                                           b.size_bytes))
+                   for k, rel in g.items() for off, b in placed):
                 break
-            candidate = max(candidate, _align(hi, align_bytes))
-        offsets[buf.key] = candidate
-        placed.append((candidate, buf))
-        end = max(end, candidate + buf.size_bytes)
-    return ArenaPlan(_align(end, align_bytes), offsets, list(buffers), align_bytes)
+        for k, rel in g.items():
+            offsets[k] = base + rel
+            placed.append((base + rel, by_key[k]))
+            end = max(end, base + rel + by_key[k].size_bytes)
+    return ArenaPlan(_align(end, align_bytes), offsets, list(buffers), align_bytes, used)
