@@ -1,7 +1,7 @@
 """On-device DSP for one healthcare window: the arithmetic the C99 firmware ports step by step.
 
-Inputs: ppg_red, ppg_ir (n samples, blood-volume polarity, ADC counts), acc_g (n x 3, g), temp_c,
-fs_hz. Everything below uses only: first-order IIR filters run sample by sample, centred moving
+Inputs: ppg_red, ppg_ir (n samples, ADC counts, blood-volume polarity unless ``polarity`` = -1), acc_g
+(n x 3, g), temp_c, fs_hz. Everything below uses only: first-order IIR filters run sample by sample, centred moving
 averages, means / standard deviations, and a DFT evaluated at a fixed grid of candidate frequencies.
 Python runs it in float64; the float32 C port matches within the tolerances stated in its tests.
 
@@ -10,7 +10,10 @@ Step by step (constants are the module-level names in CAPITALS):
 1. DC. dc_ir = mean(ppg_ir), dc_red = mean(ppg_red). If dc_ir < OFF_WRIST_DC (10 000 counts, for the
    device's 18-bit front end) the device is off the wrist: HR, HRV, SpO2, RR and temperature are NaN,
    quality is 0 (motion is still computed).
-2. Band-pass each channel: two exponential moving averages (EMA) started at the first sample,
+2. Band-pass each channel (then times ``polarity``: 1 for a PPG that rises with blood volume, the
+   device's front end; -1 for raw light intensity, which falls with it; the PPG's own polarity cannot be
+   told reliably from its shape, so it is the device's documented setting, firmware --ppg-polarity):
+   two exponential moving averages (EMA) started at the first sample,
    ``e[0] = x[0];  e[i] = e[i-1] + a * (x[i] - e[i-1])`` with ``a = 1 - exp(-2 pi fc / fs_hz)``,
    fc = BP_HIGH_HZ (4.0) for the fast one and BP_LOW_HZ (0.5) for the slow one; bp = fast - slow.
 3. Beats (on the IR channel; `beat_times_s`): an adaptive-threshold detector on the upstroke slope, with
@@ -24,9 +27,17 @@ Step by step (constants are the module-level names in CAPITALS):
    amplitudes sorted ascending, ref = sorted[(3 (count - 1)) // 4] (integer division); candidates with
    a < PEAK_FRAC (0.35) * ref are dropped (diastolic waves, noise). Going forward in time, a candidate
    closer than REFRACTORY_S (0.3 s, in samples: p - p_prev < 0.3 fs) to the previous kept beat replaces
-   it only if its amplitude is larger, else it is dropped. Beat time = (p + o) / fs with the parabolic
-   offset o = 0.5 (y[-1] - y[+1]) / (y[-1] - 2 y[0] + y[+1]) of the bp samples around p (o = 0 when the
-   denominator is >= 0), clipped to +-0.5.
+   it only if its amplitude is larger, else it is dropped; one closer than D = max(0.3 fs,
+   min(REFRACTORY_FRAC (0.65) K, REFRACTORY_MAX_S (0.6) fs)) samples (K: the beat period of step 3a, 0
+   if none) whose height bp[p] is below DIASTOLIC_HEIGHT (0.45) x bp[p_prev] is the previous beat's
+   diastolic wave and is dropped (a premature beat stands higher: it is kept).
+   Beat time = (p + o) / fs with the parabolic offset o = 0.5 (y[-1] - y[+1]) / (y[-1] - 2 y[0] + y[+1])
+   of the bp samples around p (o = 0 when the denominator is >= 0), clipped to +-0.5.
+3a. Beat period K (samples): r(k) = sum_i bp[i] bp[i+k] (float64) for k from max(1, ceil(IBI_MIN_S fs))
+   to min(n - 1, floor(IBI_MAX_S fs)) (K = 0 if that is fewer than 3 lags). Peaks: the lags with both
+   neighbours in range, r[k-1] < r[k] >= r[k+1] and r[k] > 0 (none: K = 0). K = the shortest peak lag with
+   r >= PERIOD_FRAC (0.8) x the largest peak's r (a beat train correlates at twice its period too, often
+   as much when the pulse alternates in size).
 4. Intervals ibi = diff(beat times). Valid: IBI_MIN_S (0.27) <= ibi <= IBI_MAX_S (2.0). Fewer than
    MIN_BEATS (5) beats or fewer than MIN_BEATS - 1 valid intervals: HR, HRV, SpO2, RR are NaN and
    quality is 0. Otherwise hr_bpm = 60 / mean(valid ibi); hrv_sdnn_ms = 1000 * std(valid ibi, ddof=1);
@@ -82,6 +93,10 @@ BP_HIGH_HZ = 4.0
 BP_LOW_HZ = 0.5
 BETA = 0.02
 REFRACTORY_S = 0.3
+REFRACTORY_FRAC = 0.65
+REFRACTORY_MAX_S = 0.6
+PERIOD_FRAC = 0.8
+DIASTOLIC_HEIGHT = 0.45
 PEAK_SEARCH_S = 0.3
 PEAK_FRAC = 0.35
 IBI_MIN_S = 0.27
@@ -142,6 +157,21 @@ def _parabolic(y_m: float, y_0: float, y_p: float) -> float:
     return min(0.5, max(-0.5, 0.5 * (y_m - y_p) / den))
 
 
+def period_lag(bp: np.ndarray, fs_hz: float) -> int:
+    """Step 3a: the beat period of a band-passed PPG in samples (0: none found); see the module docstring."""
+    n = bp.size
+    k_lo = max(1, int(math.ceil(IBI_MIN_S * fs_hz)))
+    k_hi = min(n - 1, int(math.floor(IBI_MAX_S * fs_hz)))
+    if k_hi - k_lo < 2:
+        return 0
+    r = np.array([float(np.dot(bp[: n - k], bp[k:])) for k in range(k_lo, k_hi + 1)])
+    peak = np.flatnonzero((r[1:-1] > r[:-2]) & (r[1:-1] >= r[2:]) & (r[1:-1] > 0.0)) + 1
+    if peak.size == 0:
+        return 0
+    best = float(r[peak].max())
+    return k_lo + int(peak[np.flatnonzero(r[peak] >= PERIOD_FRAC * best)[0]])
+
+
 def _detect(bp: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
     """Step 3: beat sample indices and sub-sample beat times (s) of a band-passed PPG."""
     n = bp.size
@@ -167,6 +197,7 @@ def _detect(bp: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
     amps = sorted(a for _, a in cand)
     min_amp = PEAK_FRAC * amps[(3 * (len(amps) - 1)) // 4]
     refractory = REFRACTORY_S * fs_hz
+    diastolic = max(refractory, min(REFRACTORY_FRAC * period_lag(bp, fs_hz), REFRACTORY_MAX_S * fs_hz))
     kept: list[int] = []
     kept_amp: list[float] = []
     for p, a in cand:
@@ -176,6 +207,8 @@ def _detect(bp: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
             if a > kept_amp[-1]:
                 kept[-1], kept_amp[-1] = p, a
             continue
+        if kept and p - kept[-1] < diastolic and bp[p] < DIASTOLIC_HEIGHT * bp[kept[-1]]:
+            continue  # the diastolic wave of the previous beat
         kept.append(p)
         kept_amp.append(a)
     idx = np.asarray(kept, dtype=np.int64)
@@ -189,15 +222,24 @@ def _check_fs(fs_hz: float) -> float:
     return float(fs_hz)
 
 
-def beat_times_s(ppg: np.ndarray, fs_hz: float) -> np.ndarray:
-    """Systolic peak times (s from the first sample) of one PPG channel (band-pass + step 3)."""
+def _check_polarity(polarity: int) -> int:
+    if isinstance(polarity, bool) or polarity not in (1, -1):
+        raise ValueError(f"polarity: must be 1 (the signal rises with blood volume) or -1 (it falls: raw "
+                         f"light intensity), got {polarity!r}")
+    return int(polarity)
+
+
+def beat_times_s(ppg: np.ndarray, fs_hz: float, polarity: int = 1) -> np.ndarray:
+    """Systolic peak times (s from the first sample) of one PPG channel (band-pass + step 3); ``polarity``
+    as in `extract`."""
     fs = _check_fs(fs_hz)
+    sign = _check_polarity(polarity)
     x = np.asarray(ppg, dtype=np.float64)
     if x.ndim != 1 or x.size < 3:
         raise ValueError(f"ppg: need a 1-D array of at least 3 samples, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("ppg: contains NaN or infinite samples")
-    return _detect(bandpass(x, fs), fs)[1]
+    return _detect(sign * bandpass(x, fs), fs)[1]
 
 
 @lru_cache(maxsize=16)
@@ -274,9 +316,12 @@ def _validate(ppg_red, ppg_ir, acc_g, temp_c, fs_hz) -> tuple[np.ndarray, np.nda
     return red, ir, acc, temp, fs
 
 
-def extract(ppg_red: np.ndarray, ppg_ir: np.ndarray, acc_g: np.ndarray, temp_c: float, fs_hz: float
-            ) -> Features:
-    """All features of one window (steps 1-9 of the module docstring)."""
+def extract(ppg_red: np.ndarray, ppg_ir: np.ndarray, acc_g: np.ndarray, temp_c: float, fs_hz: float,
+            polarity: int = 1) -> Features:
+    """All features of one window (steps 1-9 of the module docstring). ``polarity``: 1 if the PPG rises with
+    blood volume (the device's front end, the simulator), -1 if it falls (raw light intensity, e.g. an
+    unconditioned photodiode); the band-passed signals are multiplied by it (step 2)."""
+    sign = _check_polarity(polarity)
     red, ir, acc, temp, fs = _validate(ppg_red, ppg_ir, acc_g, temp_c, fs_hz)
     nan = float("nan")
     mag = np.sqrt(np.sum(acc * acc, axis=1))
@@ -286,7 +331,7 @@ def extract(ppg_red: np.ndarray, ppg_ir: np.ndarray, acc_g: np.ndarray, temp_c: 
     if not dc_ir >= OFF_WRIST_DC:
         return Features(nan, nan, nan, nan, nan, nan, motion, 0.0)
     temp = temp if math.isfinite(temp) else nan
-    bp_ir, bp_red = bandpass(ir, fs), bandpass(red, fs)
+    bp_ir, bp_red = sign * bandpass(ir, fs), sign * bandpass(red, fs)
     idx, t = _detect(bp_ir, fs)
     ibi = np.diff(t)
     valid = (ibi >= IBI_MIN_S) & (ibi <= IBI_MAX_S)

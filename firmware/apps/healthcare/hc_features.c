@@ -8,12 +8,17 @@
 #define BP_LOW_HZ 0.5
 #define BETA 0.02
 #define REFRACTORY_S 0.3
+#define REFRACTORY_FRAC 0.65
+#define REFRACTORY_MAX_S 0.6
+#define PERIOD_FRAC 0.8
+#define DIASTOLIC_HEIGHT 0.45
 #define PEAK_SEARCH_S 0.3
 #define PEAK_FRAC 0.35
 #define HC_MAX_CAND 256
 #define IBI_MIN_S 0.27
 #define IBI_MAX_S 2.0
 #define MIN_BEATS 5
+#define MIN_PERFUSION 0.0005
 #define MIN_WINDOW_S 8.0
 #define RR_LO_BPM 6.0
 #define RR_STEP_BPM 0.5
@@ -80,12 +85,45 @@ static double parabolic(double ym, double y0, double yp) {
 
 static void sort_doubles(double *a, int n);
 
-/* Step 3: beat indices and times on the upstroke slope; returns the number of beats.
+static int ppg_polarity = 1;
+
+int hc_set_ppg_polarity(int polarity) {
+  if (polarity != 1 && polarity != -1) return -1;
+  ppg_polarity = polarity;
+  return 0;
+}
+
+/* Step 3a: the beat period in samples (0: none). r(k) = sum_i bp[i] bp[i+k] in double; r: scratch of n
+ * floats (the lags' r, kept as float). */
+static int period_lag(const float *bp, int n, float fs, float *r) {
+  int k_lo = (int)ceil(IBI_MIN_S * fs), k_hi = (int)floor(IBI_MAX_S * fs), k, i, found = 0;
+  double best = 0.0;
+  if (k_lo < 1) k_lo = 1;
+  if (k_hi > n - 1) k_hi = n - 1;
+  if (k_hi - k_lo < 2) return 0;
+  for (k = k_lo; k <= k_hi; k++) {
+    double s = 0.0;
+    for (i = 0; i + k < n; i++) s += (double)bp[i] * (double)bp[i + k];
+    r[k - k_lo] = (float)s;
+  }
+  for (k = 1; k < k_hi - k_lo; k++) /* peaks: r[k-1] < r[k] >= r[k+1] and r[k] > 0 */
+    if (r[k] > r[k - 1] && r[k] >= r[k + 1] && r[k] > 0.0f && (!found || r[k] > best)) {
+      best = r[k];
+      found = 1;
+    }
+  if (!found) return 0;
+  for (k = 1; k < k_hi - k_lo; k++) /* the shortest peak lag with r >= PERIOD_FRAC x the largest */
+    if (r[k] > r[k - 1] && r[k] >= r[k + 1] && r[k] > 0.0f && (double)r[k] >= PERIOD_FRAC * best) break;
+  return k_lo + k;
+}
+
+/* Step 3: beat indices and times on the upstroke slope (the refractory rules as in features.py); returns
+ * the number of beats.
  * z, ma1, ma2: scratch of n floats. */
 static int detect(const float *bp, int n, float fs, float *z, float *ma1, float *ma2, int *idx, double *t) {
   int w1 = 2 * round_half_even(0.055 * fs) + 1, w2 = 2 * round_half_even(0.333 * fs) + 1;
   int search = round_half_even(PEAK_SEARCH_S * fs);
-  double refractory = REFRACTORY_S * fs, zmean, min_amp;
+  double refractory = REFRACTORY_S * fs, diastolic, zmean, min_amp;
   int cand_p[HC_MAX_CAND];
   double cand_a[HC_MAX_CAND], kept_a[HC_MAX_BEATS], sorted[HC_MAX_CAND];
   int i, kept = 0, n_cand = 0, run_start = -1;
@@ -131,6 +169,9 @@ static int detect(const float *bp, int n, float fs, float *z, float *ma1, float 
     }
   }
   if (n_cand == 0) return 0;
+  diastolic = REFRACTORY_FRAC * period_lag(bp, n, fs, ma1); /* ma1 is free once the runs are found */
+  if (diastolic > REFRACTORY_MAX_S * fs) diastolic = REFRACTORY_MAX_S * fs;
+  if (diastolic < refractory) diastolic = refractory;
   for (i = 0; i < n_cand; i++) sorted[i] = cand_a[i];
   sort_doubles(sorted, n_cand);
   min_amp = PEAK_FRAC * sorted[(3 * (n_cand - 1)) / 4];
@@ -145,6 +186,9 @@ static int detect(const float *bp, int n, float fs, float *z, float *ma1, float 
       }
       continue;
     }
+    /* the diastolic wave of the previous beat: within the diastolic window and below DIASTOLIC_HEIGHT of it */
+    if (kept && p - idx[kept - 1] < diastolic && (double)bp[p] < DIASTOLIC_HEIGHT * (double)bp[idx[kept - 1]])
+      continue;
     if (kept < HC_MAX_BEATS) {
       idx[kept] = p;
       kept_a[kept++] = a;
@@ -324,6 +368,11 @@ int hc_extract(const float *ppg_red, const float *ppg_ir, const float *acc_x, co
   /* steps 2-3 */
   bandpass(ppg_ir, n, dc_ir, fs_hz, bp_ir);
   bandpass(ppg_red, n, dc_red, fs_hz, bp_red);
+  if (ppg_polarity < 0)
+    for (i = 0; i < n; i++) {
+      bp_ir[i] = -bp_ir[i];
+      bp_red[i] = -bp_red[i];
+    }
   nb = detect(bp_ir, n, fs_hz, s0, s1, s2, idx, t);
 
   /* step 4 */
@@ -366,6 +415,10 @@ int hc_extract(const float *ppg_red, const float *ppg_ir, const float *acc_x, co
   }
   ac_ir_mean /= n_ks;
   ac_red_mean /= n_ks;
+  if (!(ac_ir_mean >= MIN_PERFUSION * dc_ir)) { /* no pulsatile signal: the beats are noise (as step 4) */
+    out->hr_bpm = out->hrv_rmssd_ms = out->hrv_sdnn_ms = NAN;
+    return 0;
+  }
   if (ac_ir_mean > 0.0 && dc_red > 0.0) {
     double r = (ac_red_mean / dc_red) / (ac_ir_mean / dc_ir), spo2 = 110.0 - 25.0 * r;
     if (isfinite(r)) out->spo2_pct = (float)(spo2 > 100.0 ? 100.0 : (spo2 < 0.0 ? 0.0 : spo2));

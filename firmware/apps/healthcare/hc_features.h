@@ -37,6 +37,11 @@ extern const char *const hc_feature_names[HC_N_FEATURES];
 int hc_extract(const float *ppg_red, const float *ppg_ir, const float *acc_x, const float *acc_y,
                const float *acc_z, int n, float temp_c, float fs_hz, float *scratch, hc_features *out);
 
+/* The PPG's polarity for every later hc_extract (features.extract's `polarity`): 1 (default) if it rises
+ * with blood volume, -1 if it falls (raw light intensity); the band-passed channels are multiplied by it.
+ * Returns 0, or -1 (unchanged) for any other value. */
+int hc_set_ppg_polarity(int polarity);
+
 /* The tiny model's input: (value - centre) / scale, clipped to +-8, NaN -> 0 (features.to_vector). */
 void hc_to_vector(const hc_features *f, float v[HC_N_FEATURES]);
 

@@ -6,8 +6,12 @@
  * metadata) takes the HC_N_FEATURES vector of hc_to_vector and outputs one score per label; the labels
  * and the model id come from its NAME_metadata.h, and the DSP's window geometry is checked against it.
  * The message is healthcare/schemas/inference.json, the same object healthcare.device builds.
+ *
+ * Provisioned option: --ppg-polarity 1|-1 (default 1): 1 if the front end's PPG rises with blood volume,
+ * -1 if it falls (raw light intensity); see healthcare.features step 2. Anything else refuses to start.
  */
 #include <math.h>
+#include <string.h>
 
 #include "hc_features.h"
 #include "tl_app.h"
@@ -104,6 +108,17 @@ static int message(tl_json_writer *w) {
   return 0;
 }
 
+static int configure(int argc, char **argv) {
+  int i;
+  for (i = 1; i + 1 < argc; i++)
+    if (strcmp(argv[i], "--ppg-polarity") == 0) {
+      if (strcmp(argv[i + 1], "1") == 0) return hc_set_ppg_polarity(1);
+      if (strcmp(argv[i + 1], "-1") == 0) return hc_set_ppg_polarity(-1);
+      return -1;
+    }
+  return hc_set_ppg_polarity(1);
+}
+
 const tl_app_spec tl_app_domain = {
     .domain = "healthcare",
     .default_device = "wearable-1",
@@ -118,4 +133,5 @@ const tl_app_spec tl_app_domain = {
     .dsp = dsp,
     .infer = infer,
     .message = message,
+    .configure = configure,
 };
