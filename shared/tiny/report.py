@@ -22,13 +22,15 @@ shared.tiny.compiler, builds it with the runtime for the Cortex-M4 and measures:
   TFLM_CORE_FLASH_BYTES), the latter TFLM's documented core runtime size ("fits in just 16 KB on an
   Arm Cortex M3", https://ai.google.dev/edge/litert/microcontrollers/overview; kernels come on top, so
   the ratio favours TFLM); flash_vs_tflite compares against the flatbuffer alone;
-* parity: the compiled C in each arithmetic (compile option ``arithmetic``: ``litert``, single rounding, the
-  default; ``tflm``, TFLite Micro's double rounding, runtime built with -DTL_ARITH_TFLM) against that
-  arithmetic's reference (LiteRT's reference kernels, ``OpResolverType.BUILTIN_REF``; the tflite-micro
-  package's interpreter) on PARITY_INPUTS random int8 vectors per model (seed crc32 of the name), on the
-  host (gcc -O2, portable kernels, firmware/tools/tl_harness.c) and on the Cortex-M4 under QEMU (DSP-extension
-  kernels; target cortex-m4-parity, one QEMU process), counted in int8 output values; plus how many values
-  LiteRT's default interpreter (XNNPACK) gives differently from its reference kernels.
+* parity: the compiled C in each arithmetic (compile option ``arithmetic``: ``litert``, the default, LiteRT's
+  reference kernels: single rounding in FULLY_CONNECTED, double rounding in CONV_2D, DEPTHWISE_CONV_2D, MEAN,
+  MUL and ADD; ``tflm``, TFLite Micro: double rounding everywhere, runtime built with -DTL_ARITH_TFLM)
+  against that arithmetic's reference (LiteRT's reference kernels, ``OpResolverType.BUILTIN_REF``; the
+  tflite-micro package's interpreter) on PARITY_INPUTS random int8 vectors per model (seed crc32 of the
+  name; ``--quick``: QUICK_PARITY_INPUTS), on the host (gcc -O2, portable kernels,
+  firmware/tools/tl_harness.c) and on the Cortex-M4 under QEMU (DSP-extension kernels; target
+  cortex-m4-parity, one QEMU process), counted in int8 output values; plus how many values LiteRT's default
+  interpreter (XNNPACK, single rounding in every op) gives differently from its reference kernels.
 * macs, insns_per_mac: multiply-accumulates of the dense and convolution layers, and instructions per MAC.
 
 The MLPerf Tiny reference models (bench/mlperf_tiny.py: anomaly-detection autoencoder, KWS DS-CNN) are
@@ -49,6 +51,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -67,6 +70,11 @@ from shared.tiny.targets import (
 OUT_DEFAULT = REPO / "out" / "firmware"
 TFLM_CORE_FLASH_BYTES = 16 * 1024
 PARITY_INPUTS = 1000
+QUICK_PARITY_INPUTS = 100  # --quick (CI): every model, both arithmetics, fewer inputs
+XNNPACK_NOTE = ("LiteRT's default interpreter (XNNPACK delegate) requantizes with single rounding in every op; its "
+                "reference kernels round twice (SaturatingRoundingDoublingHighMul, then a rounding shift) in "
+                "CONV_2D, DEPTHWISE_CONV_2D, MEAN and MUL, so the two differ by 1 on rounding ties of those ops "
+                "(and by more where a tie flips a later op)")
 RAM_GOAL = 0.6
 INSNS_GOALS = {"mlperf_ad_autoencoder": 400_000, "mlperf_kws_dscnn": 8_000_000}
 ANCHORS = {"mlperf_ad_autoencoder": {"tflm_reference_kernels_cycles_m4": 1_200_000,
@@ -287,18 +295,55 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _n(v) -> str:
+    return "-" if v is None else (f"{v:,}" if isinstance(v, int) else str(v))
+
+
+def markdown_table(report: dict) -> str:
+    """The README's firmware table from a report.json: one row per model, both arithmetics' parity."""
+    head = ("| model | MACs | flash B | RAM B (arena + stack) | instructions / inference (M4) | per MAC | TFLM arena B "
+            "| RAM / TFLM | `litert` vs LiteRT reference host / QEMU | `tflm` vs TFLite Micro host / QEMU "
+            "| XNNPACK != reference |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    goals = report.get("goals", {}).get("insns_per_inference_max", {})
+    for r in report["models"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | error: {r['error'][:80]} |")
+            continue
+        p = r.get("parity", {})
+        goal = f" (goal <= {goals[r['model']]:,})" if r["model"] in goals else ""
+        cells = [f"`{r['model']}`", _n(r.get("macs")), _n(r.get("flash_bytes")), _n(r.get("ram_bytes")),
+                 _n(r.get("insns_per_inference")) + goal,
+                 _n(r.get("insns_per_mac")), _n(r.get("tflm_arena_bytes")), _n(r.get("ram_vs_tflm_arena"))]
+        for arith in ARITH_CFLAGS:
+            q = p.get(arith)
+            cells.append("error" if "error" in p else "-" if q is None else
+                         f"{q['host_mismatches']} / {q['qemu_mismatches']} of {q['values']:,}")
+        cells.append(_n(p.get("xnnpack_vs_litert_ref_mismatches")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None, extra: ExtraModels | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tinylarge firmware report", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT_DEFAULT)
     ap.add_argument("--no-test-models", action="store_true",
                     help="only the domains' tiny models (or their stand-ins); with make firmware-report")
-    ap.add_argument("--parity-inputs", type=int, default=PARITY_INPUTS,
+    ap.add_argument("--parity-inputs", type=int, default=None,
                     help=f"random inputs per model for the parity check (default {PARITY_INPUTS}; 0 = skip it)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"CI: the parity check on {QUICK_PARITY_INPUTS} inputs per model (still every model, both "
+                         f"arithmetics, host and Cortex-M4)")
     ap.add_argument("--no-mlperf", action="store_true", help="leave out the MLPerf Tiny reference models "
                     "(make firmware-report)")
     ap.add_argument("--mlperf-dir", type=Path, default=REPO / "out" / "bench" / "mlperf_tiny",
                     help="where the MLPerf Tiny .tflite files are built (reused when there)")
     args = ap.parse_args(argv)
+    if args.parity_inputs is None:
+        args.parity_inputs = QUICK_PARITY_INPUTS if args.quick else PARITY_INPUTS
+    if args.parity_inputs < 0:
+        ap.error(f"--parity-inputs must be >= 0, got {args.parity_inputs}")
+    started = time.monotonic()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tl-fwreport-") as tmp:
@@ -317,7 +362,9 @@ def main(argv: Sequence[str] | None = None, extra: ExtraModels | None = None) ->
     by_name = {r["model"]: r for r in rows}
     speed = {m: (by_name[m].get("insns_per_inference"), limit) for m, limit in INSNS_GOALS.items() if m in by_name}
     report = {"target": "cortex-m4 (qemu-system-arm -M mps2-an386, -icount shift=0)", "models": rows,
-              "arithmetic_default": "litert",
+              "arithmetic_default": "litert", "parity_inputs": args.parity_inputs,
+              "argv": list(argv if argv is not None else sys.argv[1:]),
+              "xnnpack_note": XNNPACK_NOTE,
               "anchors": ANCHORS,
               "goals": {"ram_vs_tflm_arena_max": RAM_GOAL,
                         "ram_goal_met": all(r["ram_vs_tflm_arena"] <= RAM_GOAL for r in ok) if ok else None,
@@ -329,6 +376,7 @@ def main(argv: Sequence[str] | None = None, extra: ExtraModels | None = None) ->
                         "tflm_core_flash_bytes": TFLM_CORE_FLASH_BYTES,
                         "flash_goal_met": all(r["flash_vs_tflm"] < 1 for r in ok) if ok else None,
                         "parity_not_bit_exact": [r["model"] for r in rows if "parity" in r and not _bit_exact(r)]}}
+    report["seconds"] = round(time.monotonic() - started, 1)
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     print(table(rows))
     print(f"wrote {args.out / 'report.json'}")

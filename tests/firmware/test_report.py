@@ -48,3 +48,21 @@ def test_report_parity_entry_for_the_healthcare_model(tmp_path):
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(_fw.model().read_bytes()[:200])
     assert "error" in parity("broken", broken, tmp_path)
+
+
+def test_markdown_table_has_both_arithmetics_and_the_goal():
+    """The README table (python -m bench.firmware_report --markdown) from a report's rows: parity of both
+    arithmetics per model, the speed goal beside the MLPerf rows, errors kept visible."""
+    from shared.tiny.report import markdown_table
+
+    par = {a: {"values": 3000, "host_mismatches": 0, "qemu_mismatches": k} for k, a in enumerate(("litert", "tflm"))}
+    report = {"goals": {"insns_per_inference_max": {"mlperf_ad_autoencoder": 400_000}},
+              "models": [{"model": "mlperf_ad_autoencoder", "macs": 264192, "flash_bytes": 287452, "ram_bytes": 1916,
+                          "insns_per_inference": 390230, "insns_per_mac": 1.477, "tflm_arena_bytes": 17360,
+                          "ram_vs_tflm_arena": 0.11, "parity": {**par, "xnnpack_vs_litert_ref_mismatches": 0}},
+                         {"model": "broken", "error": "CompileError: op 3 (GATHER) is not supported"}]}
+    lines = markdown_table(report).splitlines()
+    assert len(lines) == 4 and lines[1].count("---") == lines[0].count("|") - 1
+    row = lines[2]
+    assert "390,230 (goal <= 400,000)" in row and "0 / 0 of 3,000" in row and "0 / 1 of 3,000" in row
+    assert "GATHER" in lines[3]
