@@ -33,9 +33,16 @@ BAD_PAYLOADS: tuple[tuple[str, bytes], ...] = (
 )
 
 
+#: a 120 s segment (72,000 IMU samples as text) takes the Cortex-M4 image under QEMU seconds to read and
+#: process (soft double precision): 'auto' runs one QEMU unit only on short runs
+QEMU_S_PER_TRIP = 10.0
+QEMU_AUTO_MAX_TRIPS = 12
+
+
 def quick_argv() -> list[str]:
     """A small run of the demo (CI, the contract tests): quick models, few vehicles, few trips."""
-    return ["--vehicles", "6", "--days", "2", "--trips-per-day", "4", "--seconds", "8", "--quick-train"]
+    return ["--vehicles", "6", "--days", "2", "--trips-per-day", "4", "--seconds", "8", "--quick-train",
+            "--firmware", "auto", "--qemu", "auto"]
 
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,16 +58,20 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--models", type=Path, default=Path("models/vehicles"), help="trained models folder")
     ap.add_argument("--out", type=Path, default=Path("out/demo-vehicles"), help="output folder")
     ap.add_argument("--quick-train", action="store_true", help="if models are missing, train small ones fast")
-    ap.add_argument("--firmware", default="0", help="units running C firmware: the vehicles firmware app is not "
-                    "built yet, so only 0 (or 'auto', meaning 0) is accepted")
-    ap.add_argument("--qemu", default="0", help="as --firmware (0 only)")
+    ap.add_argument("--firmware", default="auto", help="how many units run the C firmware app (own MQTT client on "
+                    "the host); 'auto' = 2 when gcc is installed, else 0")
+    ap.add_argument("--qemu", default="auto", help="how many of those run the Cortex-M4 build under QEMU behind the "
+                    f"gateway (about {QEMU_S_PER_TRIP:.0f} s per trip segment); 'auto' = 1 when arm-none-eabi-gcc "
+                    f"and qemu-system-arm are installed and the run has at most {QEMU_AUTO_MAX_TRIPS} segments, else 0")
     args = ap.parse_args(argv)
     if args.vehicles < 2 or not args.days > 0 or args.trips_per_day < 1:
         ap.error("--vehicles must be >= 2, --days > 0, --trips-per-day >= 1")
-    for name in ("firmware", "qemu"):
-        if getattr(args, name) not in ("0", "auto"):
-            ap.error(f"--{name}: the vehicles firmware app is not built yet; only 0 is accepted")
-        setattr(args, name, 0)
+    from shared.runtime.demo import firmware_counts
+
+    qemu = args.qemu
+    if qemu == "auto" and int(round(args.days * args.trips_per_day)) > QEMU_AUTO_MAX_TRIPS:
+        qemu = "0"
+    args.firmware, args.qemu = firmware_counts(ap.prog, args.firmware, qemu, args.vehicles)
     return args
 
 
@@ -118,8 +129,10 @@ def run(args: argparse.Namespace) -> dict:
             run_cloud(args, ep.mqtt, ep.store, args.models, on_action=on_action) as cloud:
         print(f"broker {ep.mqtt}   store {ep.store}", flush=True)
         private_key, public_key = generate_keypair(args.out / "keys", overwrite=True)
-        units = make_fleet(args, ep.mqtt, vehicles, args.models, day0_ms, on_publish=on_publish,
+        units = make_fleet(args, ep.mqtt, vehicles[args.firmware:], args.models, day0_ms, on_publish=on_publish,
                            trusted_key=public_key, on_trip=on_trip)
+        firmware = _firmware_fleet(args, ep.mqtt, vehicles[:args.firmware], day0_ms, every_s, on_publish,
+                                   public_key, on_trip) if args.firmware else None
         units.start()
         faulty = MqttClient(MqttConfig(url=ep.mqtt, client_id="tinylarge-vehicles-faulty", clean_session=True))
         faulty.start()
@@ -128,6 +141,8 @@ def run(args: argparse.Namespace) -> dict:
         t0 = time.monotonic()
         for i in tqdm(range(n_ticks), desc="trip segments", unit="tick", disable=None):
             units.step_all((i + 1) * every_s)
+            if firmware is not None:
+                firmware.step_all((i + 1) * every_s)
             if i in bad_at:
                 faulty.publish(*bad_at[i], qos=1)
             if i == n_ticks // 2:
@@ -136,8 +151,10 @@ def run(args: argparse.Namespace) -> dict:
                                 int(version) + 1, (args.models / "tiny.tflite").read_bytes(), private_key)
             time.sleep(max(0.0, t0 + (i + 1) * tick_wall_s - time.monotonic()))
         units.stop()
+        fw_published = firmware.stop(timeout_s=60.0 + QEMU_S_PER_TRIP * 3 * n_ticks * (args.qemu > 0)) \
+            if firmware is not None else 0
         faulty.stop()
-        published = units.published
+        published = units.published + fw_published
         stored = wait_stored(cloud, published, len(BAD_PAYLOADS), timeout_s=120.0)
         wall_s = time.monotonic() - t0
         consumer_counts = dict(cloud.consumer.counts)
@@ -150,8 +167,8 @@ def run(args: argparse.Namespace) -> dict:
     hz = hazard_map.score(vehicles[0].network.hazards, felt)
     summary = {
         "devices": len(vehicles), "simulated_days": args.days, "trips_per_day": args.trips_per_day,
-        "wall_s": round(wall_s, 1), "firmware_devices": 0, "qemu_devices": 0,
-        "published": published, "published_by_firmware": 0,
+        "wall_s": round(wall_s, 1), "firmware_devices": args.firmware, "qemu_devices": args.qemu,
+        "published": published, "published_by_firmware": fw_published,
         "received": consumer_counts.get("accepted", 0), "stored": stored,
         "deadletters": consumer_counts.get("deadletters", 0),
         "duplicates_ignored": service_counts.get("duplicates", 0), "action_messages": len(actions),
@@ -177,12 +194,32 @@ def run(args: argparse.Namespace) -> dict:
         summary["plot"] = str(_report.plot(trip, msg["events"], hazard_map, vehicles[0].network.hazards, args.out))
     path = write_summary(args.out, summary)
     print_table("vehicles demo", summary, [
-        "devices", "published", "received", "stored", "deadletters", "alerts", "model_updates_accepted",
+        "devices", "firmware_devices", "qemu_devices", "published", "published_by_firmware", "received",
+        "stored", "deadletters", "alerts", "model_updates_accepted",
         "model_updates_rejected", "tiny_float_acc", "tiny_int8_acc", "event_f1", "rule_event_f1", "risk_auroc",
         "baseline_auroc", "train_risk_auroc", "train_baseline_auroc", "hazard_reports", "hazards_confirmed",
         "hazard_precision", "hazard_recall", "p50_ms", "p99_ms", "wall_s"])
     print(f"wrote {path}" + (f" and {summary['plot']}" if "plot" in summary else ""), flush=True)
     return summary
+
+
+def _firmware_fleet(args: argparse.Namespace, mqtt: str, vehicles: Sequence, day0_ms: int, every_s: float,
+                    on_publish: object, public_key: Path, on_trip: object) -> object:
+    """Vehicles whose telematics unit runs the C firmware app (host, and Cortex-M4 under QEMU behind the
+    gateway); started, each unit's trip index continuing from its provisioned first seq."""
+    from shared.runtime.firmware_fleet import FirmwareFleet
+    from vehicles.device import FirmwareUnit
+
+    print(f"building the firmware: {args.firmware - args.qemu} host unit(s), {args.qemu} Cortex-M4 under QEMU",
+          flush=True)
+    subjects = [FirmwareUnit(v, every_s, on_trip) for v in vehicles]
+    fw = FirmwareFleet(DOMAIN, mqtt, subjects, args.models, day0_ms, args.out / "firmware", qemu=args.qemu,
+                       on_publish=on_publish, trusted_key=public_key, args=args)
+    fw.build()
+    fw.start()
+    for unit, dev in zip(subjects, fw.devices, strict=True):
+        unit.first_seq = dev.seq_start
+    return fw
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -121,6 +121,29 @@ def fleet(args: argparse.Namespace | None, mqtt: str, vehicles: Sequence[Vehicle
                        reload=reload, on_publish=on_publish, trusted_key=trusted_key)
 
 
+class FirmwareUnit:
+    """A vehicle as `shared.runtime.firmware_fleet.FirmwareFleet` sees a subject: ``id`` and
+    ``window(t_end_s)`` -> the trip segment the firmware unit records. As for the simulated units the
+    trip index is the message seq: set ``first_seq`` to the device's provisioned ``--seq-start`` after
+    the fleet started; the window ending at ``t_end_s`` is tick ``round(t_end_s / every_s) - 1``.
+    ``on_trip(vehicle, trip)`` sees every trip (the demo's ground truth)."""
+
+    def __init__(self, vehicle: Vehicle, every_s: float, on_trip: Callable[[Vehicle, Trip], None] | None = None):
+        if not every_s > 0:
+            raise ValueError(f"every_s: must be > 0, got {every_s!r}")
+        self.vehicle, self.every_s, self.on_trip = vehicle, float(every_s), on_trip
+        self.id = vehicle.id
+        self.first_seq: int | None = None
+
+    def window(self, t_end_s: float) -> Trip:
+        if self.first_seq is None:
+            raise RuntimeError(f"{self.id}: first_seq not set (the firmware fleet's --seq-start)")
+        trip = self.vehicle.trip(self.first_seq + int(round(t_end_s / self.every_s)) - 1)
+        if self.on_trip is not None:
+            self.on_trip(self.vehicle, trip)
+        return trip
+
+
 def sample_messages(models_dir: Path) -> dict[str, list[dict]]:
     """Inference messages made as the units make them, including a crash trip (for the contract suite)."""
     from vehicles.signals import FleetConfig, simulate_fleet
