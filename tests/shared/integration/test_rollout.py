@@ -134,3 +134,25 @@ def test_roll_out_publishes_retained_signed_updates_devices_verify(keras_model, 
     msg["tflite_b64"] = b64[:40] + ("A" if b64[40] != "A" else "B") + b64[41:]
     ok, reason = fresh.offer(json.dumps(msg).encode())
     assert not ok and fresh.active_bytes is None
+
+
+@pytest.mark.broker
+def test_closed_loop_demo_installs_the_distilled_student(quick_models, mosquitto, tmp_path):
+    """python -m shared.integration.loop: held-out patients' devices start on the factory classifier, the
+    cloud distils the transformer, rolls the student out signed; every device installs it, the forged
+    copy is refused, and the fleet's AUROC before and after is reported on the same windows."""
+    from shared.integration import loop
+
+    out = tmp_path / "loop"
+    rc = loop.main(["healthcare", "--quick", "--models", str(quick_models), "--devices", "3", "--out", str(out),
+                    "--mqtt", mosquitto.url])
+    s = json.loads((out / "summary.json").read_text())
+    assert rc == 0
+    assert s["devices"] == 3 and s["updates_accepted"] == 3 and s["updates_rejected"] == 1
+    assert s["rejected_reasons"] == ["sha256 mismatch: model bytes differ from the signed hash"]
+    assert s["model_before"] == "hc-tiny@1" and s["active_models"] == ["hc-risk-tiny@2"]
+    for k in ("fleet_auroc_before", "fleet_auroc_after", "teacher_auroc_same_windows"):
+        assert s[k] is None or 0.0 <= s[k] <= 1.0, k
+    assert s["fleet_auroc_before"] != s["fleet_auroc_after"]  # a different model, not a new version number
+    assert s["device_macs_per_inference"] == 8 * 16 + 16 * 8 + 8 * 2
+    assert (out / "update" / "hc-risk-tiny@2.tflite").read_bytes()[4:8] == b"TFL3"
