@@ -54,8 +54,8 @@ bench: $(STAMP) ## pipeline benchmark -> out/bench/pipeline.json
 bench-faults: $(STAMP) ## fault-injection reliability report -> out/bench/faults.json
 	$(BIN)/python -m bench.faults
 
-firmware-report: $(STAMP) ## parity and footprint of the compiled firmware -> out/firmware/report.json
-	$(BIN)/python -m bench.firmware_report
+firmware-report: $(STAMP) ## parity and footprint of the compiled firmware -> out/firmware/report.json (FIRMWARE_REPORT_ARGS=--quick: 100 parity inputs)
+	$(BIN)/python -m bench.firmware_report $(FIRMWARE_REPORT_ARGS)
 
 clean: ## remove build outputs (keeps .venv and trained models)
 	rm -rf build out .pytest_cache
