@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mqtt", default=None, help="broker URL (default: a private Mosquitto)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--markdown", action="store_true", help="only print the Markdown tables of OUT/report.json")
+    p.add_argument("--epochs", type=int, default=None, help="override the per-domain epochs")
+    p.add_argument("--batch", type=int, default=None, help="override the per-domain batch size")
     args = p.parse_args(argv)
     if args.markdown:
         print(markdown(load_rows(args.out)))
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     with _broker(args.mqtt) as url:
         for domain in [d for d in args.domains.split(",") if d]:
             t0 = time.monotonic()
-            got = report.report_rows(domain, args.quick, args.out, url=url)
+            cfg = report.config_for(domain, args.quick, epochs=args.epochs, batch=args.batch)
+            got = report.report_rows(domain, args.quick, args.out, url=url, cfg=cfg)
             merge_rows(got, args.out)
             rows += got
             print(f"bench.split: {domain}: {len(got)} rows in {time.monotonic() - t0:.0f} s", file=sys.stderr)

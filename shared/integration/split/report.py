@@ -80,7 +80,7 @@ def run_domain(domain: str, quick: bool, url: str | None = None, sweep: tuple[in
         data = prepare(task, headline, cfg.test_fraction, cfg.seed)
         inference = split_inference(runs[headline]["sl"], data, broker, n_devices=min(headline, 4))
     return {"task": task, "cfg": cfg, "central": central, "runs": runs, "headline": headline, "sweep": sweep,
-            "inference": inference, "data": data}
+            "inference": inference, "data": data, "quick": quick}
 
 
 def rows_from(out: dict[str, Any]) -> list[dict[str, Any]]:
@@ -93,7 +93,8 @@ def rows_from(out: dict[str, Any]) -> list[dict[str, Any]]:
               "device_macs_per_inference": macs, "clients": n, "epochs": cfg.epochs, "batch": cfg.batch,
               "cut_layers": len(sizes) - 1, "cut_width": sizes[-1], "wire_dtype": cfg.wire_dtype,
               "cloud_widths": list(cfg.cloud_widths), "tiny_model_params": tiny_model_params(task),
-              "fl_bytes_per_client_round": fl, "centralised_acc": round(central.acc, 4)}
+              "fl_bytes_per_client_round": fl, "centralised_acc": round(central.acc, 4),
+              "quick_population": bool(out.get("quick")), "train_windows": int(len(data.x_train))}
     rows = []
     for mode in ("sl", "splitfed"):
         res = runs[n][mode]
@@ -154,8 +155,9 @@ def plot(out: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def report_rows(domain: str, quick: bool, out_dir: Path, url: str | None = None) -> list[dict[str, Any]]:
+def report_rows(domain: str, quick: bool, out_dir: Path, url: str | None = None,
+                cfg: SplitConfig | None = None) -> list[dict[str, Any]]:
     """The ``sl``, ``splitfed`` and ``split_inference`` rows of ``domain``; writes split_scaling_<domain>.png."""
-    out = run_domain(domain, quick, url)
+    out = run_domain(domain, quick, url, cfg=cfg)
     plot(out, Path(out_dir) / f"split_scaling_{domain}.png")
     return rows_from(out)
