@@ -91,11 +91,12 @@ def _heartpy(root: Path) -> list[Recording]:
 
 
 def _pyphysio(root: Path) -> list[Recording]:
+    import pandas as pd
     from scipy.signal import resample_poly
 
-    with bz2.open(root / "test_data" / "medical.txt.bz2", "rt") as f:
-        cols = np.loadtxt(f, delimiter="\t")
-    return [Recording("pyphysio/medical_bvp", "pyphysio", resample_poly(cols[:, 2], 1, 16), 2048.0 / 16, 1)]
+    with bz2.open(root / "test_data" / "medical.txt.bz2", "rt") as f:  # columns: ECG, EDA, BVP, respiration
+        bvp = pd.read_csv(f, sep="\t", header=None, usecols=[2]).to_numpy(dtype=float)[:, 0]
+    return [Recording("pyphysio/medical_bvp", "pyphysio", resample_poly(bvp, 1, 16), 2048.0 / 16, 1)]
 
 
 def _e2epyppg(root: Path) -> list[Recording]:
