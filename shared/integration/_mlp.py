@@ -173,8 +173,10 @@ def fit(model: MLP, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float = 3e
 
 def fit_head(w0: np.ndarray, b0: np.ndarray, h: np.ndarray, y: np.ndarray, *, epochs: int, lr: float = 3e-3,
              batch_size: int = 64, seed: int = 0, weight_decay: float = 0.0, anchor_l2: float = 0.0,
-             sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Train a last layer (``w0`` (d, c), ``b0`` (c,)) on backbone features ``h`` (n, d); see :func:`fit`."""
+             sample_weight: np.ndarray | None = None, optimizer: Literal["adam", "sgd"] = "adam"
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Train a last layer (``w0`` (d, c), ``b0`` (c,)) on backbone features ``h`` (n, d); see :func:`fit`
+    (``optimizer="sgd"``: plain minibatch SGD, the textbook FedAvg client)."""
     h = np.asarray(h, np.float64)
     y = np.asarray(y, np.int64)
     if h.ndim != 2 or h.shape[1] != w0.shape[0]:
@@ -191,12 +193,15 @@ def fit_head(w0: np.ndarray, b0: np.ndarray, h: np.ndarray, y: np.ndarray, *, ep
         d *= wts[:, None]
         return [hb.T @ d, d.sum(0)]
 
-    w, b = _adam(params, anchor, grads, len(h), epochs, lr, batch_size, seed, weight_decay, anchor_l2)
+    w, b = _adam(params, anchor, grads, len(h), epochs, lr, batch_size, seed, weight_decay, anchor_l2, optimizer)
     return w.astype(np.float32), b.astype(np.float32)
 
 
 def _adam(params: list[np.ndarray], anchor: list[np.ndarray], grads: Any, n: int, epochs: int, lr: float,
-          batch_size: int, seed: int, weight_decay: float, anchor_l2: float) -> list[np.ndarray]:
+          batch_size: int, seed: int, weight_decay: float, anchor_l2: float, optimizer: str = "adam"
+          ) -> list[np.ndarray]:
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     rng = np.random.default_rng(seed)
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
@@ -212,6 +217,9 @@ def _adam(params: list[np.ndarray], anchor: list[np.ndarray], grads: Any, n: int
             rate = lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * (t - 1) / total)))
             for i, p in enumerate(params):
                 gi = g[i] + 2 * weight_decay * p + 2 * anchor_l2 * (p - anchor[i])
+                if optimizer == "sgd":
+                    p -= rate * gi
+                    continue
                 m[i] = 0.9 * m[i] + 0.1 * gi
                 v[i] = 0.999 * v[i] + 0.001 * gi * gi
                 p -= rate * (m[i] / (1 - 0.9**t)) / (np.sqrt(v[i] / (1 - 0.999**t)) + 1e-8)
