@@ -3,8 +3,8 @@
  * vehicles/features.py (calibrate, vehicle_signals, detect_in; the module docstring there is the
  * specification). Double precision so that Python and C agree to rounding.
  *
- * Not yet wired into a tl_app_spec: a 120 s segment at 100 Hz (6 channels) does not fit a
- * Cortex-M4's RAM as one window; the firmware app needs a streaming version of these steps.
+ * The firmware app (veh_spec.c) runs these on one whole 120 s segment, then veh_trip.c's candidate
+ * windows, features and statistics; the segment does not fit a small MCU's RAM (see veh_spec.c).
  */
 #ifndef VEH_FEATURES_H
 #define VEH_FEATURES_H
