@@ -29,7 +29,7 @@ def row(summary: dict[str, Any]) -> dict[str, Any]:
         "int8_acc": summary.get("int8_accuracy"), "client_alone_mean": summary["client_alone_mean"],
         "client_alone_std": summary["client_alone_std"], "client_alone_min": summary["client_alone_min"],
         "client_alone_max": summary["client_alone_max"], "rounds_to_within_1pt": summary["rounds_to_within_1pt"],
-        "clients": len(summary["clients"]), "rounds": t["rounds"],
+        "clients": len(summary["clients"]), "rounds": t["rounds"], "quick": bool(summary["config"]["quick"]),
         "client_received_bytes_per_round": round(t["client_received_bytes_per_round"]),
         "client_sent_bytes_per_round": round(t["client_sent_bytes_per_round"]),
         "missing_replies": len(t["missing_replies"]),
