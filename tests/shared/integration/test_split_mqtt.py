@@ -91,11 +91,11 @@ def test_splitfed_learns_over_rounds(url, data):
 
 @pytest.mark.parametrize("train", [train_splitfed, train_sl], ids=["splitfed", "sl"])
 def test_a_client_dying_mid_epoch_is_skipped_and_leaves_the_model_untouched(url, data, train):
-    mid = SplitConfig(epochs=1, batch=32, timeout_s=1.5, die_after={1: 3})
+    mid = SplitConfig(epochs=1, batch=32, timeout_s=3.0, die_after={1: 3})
     died = train(data, mid, url)
     assert died.dead == [(0, 1)]
     assert died.bytes_up[1] > 0  # it did send batches before dying
-    early = SplitConfig(epochs=1, batch=32, timeout_s=1.5, die_after={1: 0})
+    early = SplitConfig(epochs=1, batch=32, timeout_s=3.0, die_after={1: 0})
     ref = train(data, early, url)
     assert ref.dead == [(0, 1)] and ref.bytes_up[1] == 0
     for a, b in zip(_weights(died), _weights(ref), strict=True):
@@ -104,7 +104,7 @@ def test_a_client_dying_mid_epoch_is_skipped_and_leaves_the_model_untouched(url,
     acts = died.device.forward(x)
     assert np.array_equal(died.server.predict(acts, died.server_key), ref.server.predict(acts, ref.server_key))
     # and the run goes on: the dead client is back (on a new connection) in the next epoch
-    again = train(data, SplitConfig(epochs=2, batch=32, timeout_s=1.5, die_after={1: 3}), url)
+    again = train(data, SplitConfig(epochs=2, batch=32, timeout_s=3.0, die_after={1: 3}), url)
     assert again.dead == [(0, 1)] and len(again.per_epoch_acc) == 2
 
 
