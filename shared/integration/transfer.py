@@ -55,8 +55,8 @@ class TransferConfig:
     scratch_steps: int = 300
     scratch_lr: float = 0.01
     scratch_weight_decay: float = 1e-3
-    max_int8_subjects: int = 40
-    max_subjects: int = 80  #: new subjects evaluated at most (the first, in a seeded order)
+    max_int8_subjects: int = 16
+    max_subjects: int = 48  #: new subjects evaluated at most (the first, in a seeded order)
     new_subjects: int = 32  #: people simulated where the domain has a NEW_SUBJECTS generator
     new_windows: int = 160  #: windows per simulated new person
 
