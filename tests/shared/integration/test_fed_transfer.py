@@ -47,15 +47,15 @@ def test_config_rejects_one_site():
 
 def test_fedavg_head_beats_label_skewed_sites_alone():
     t = _label_skewed()
-    cfg = ft.FedTransferConfig(n_sites=4, rounds=10, source_samples=10_000)
+    cfg = ft.FedTransferConfig(n_sites=4, rounds=15, source_samples=20_000)
     res = ft.run_fed_transfer("synthetic", task=t, cfg=cfg, int8=False)
     assert min(res["site_classes"]) < 4  # some site lacks a class: alone it cannot learn it
     assert res["fedavg"]["acc"] > res["site_alone_acc"]["mean"] + 0.05
     assert res["fedavg"]["acc"] >= res["pooled"]["acc"] - 0.05
-    assert len(res["round_acc"]) == 10
+    assert len(res["round_acc"]) == 15
     d, c = 8, 4
     assert res["bytes_per_site_per_round"] == 2 * 4 * (d * c + c)
-    assert res["bytes_per_site_total"] == 10 * res["bytes_per_site_per_round"]
+    assert res["bytes_per_site_total"] == 15 * res["bytes_per_site_per_round"]
     again = ft.run_fed_transfer("synthetic", task=t, cfg=cfg, int8=False)
     assert again["round_acc"] == res["round_acc"] and again["site_alone"] == res["site_alone"]
 
