@@ -48,6 +48,9 @@ lint: $(STAMP) ## ruff over the whole tree
 integration-report: $(STAMP) ## every integration strategy x domain -> out/integration/report.json, a table, PNGs
 	$(BIN)/python -m shared.integration.report $(INTEGRATION_ARGS)
 
+loop-%: $(STAMP) ## closed loop: the transformer teaches the tiny model, signed rollout, fleet metric before/after
+	$(BIN)/tinylarge loop $*
+
 bench: $(STAMP) ## pipeline benchmark -> out/bench/pipeline.json
 	$(BIN)/python -m bench.pipeline
 

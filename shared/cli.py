@@ -38,6 +38,8 @@ _TOOLS: dict[str, tuple[str, str, str]] = {
     "dashboard": ("shared.dashboard.server", "dashboard_main", "serve the live fleet dashboard (read-only)"),
     "fl": ("shared.integration.federated.cli", "fl_main",
            "federated learning on Flower: a SuperLink and one SuperNode per client, then a signed rollout"),
+    "loop": ("shared.integration.loop", "main",
+             "the closed loop: distil the cloud model into the device model, roll it out signed, score before/after"),
     "split": ("shared.integration.split.cli", "split_main",
               "split learning, SplitFed and split inference: cut-layer activations over MQTT"),
 }

@@ -1,7 +1,7 @@
 """The closed loop, end to end: the cloud transformer teaches a student, the student is rolled out signed
 over MQTT, the fleet swaps models, and the fleet's own event estimate is scored before and after.
 
-    python -m shared.integration.loop healthcare [--quick] [--devices 8] [--mqtt URL] [--out DIR]
+    tinylarge loop healthcare [--quick] [--devices 8] [--mqtt URL] [--out DIR]
 
 Devices are the held-out subjects (patients, machines) of the domain's :class:`~shared.integration.distill.
 DistillTask`, replaying their windows in time order. Each holds a
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     from shared.cli import add_endpoint_args
 
-    ap = argparse.ArgumentParser(prog="python -m shared.integration.loop", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="tinylarge loop", description=__doc__.splitlines()[0])
     ap.add_argument("domain", nargs="?", default="healthcare", help="a domain with a distill_task (default healthcare)")
     add_endpoint_args(ap)
     ap.add_argument("--quick", action="store_true", help="quick models and a quick student (tests, CI)")
