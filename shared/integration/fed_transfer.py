@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from shared.integration import _mlp
+from shared.integration.report import save_plot
 from shared.integration.task import TinyTask, load_task
 
 PRIVACY = "none: head weights travel in the clear, float32; no encryption, no secure aggregation, no DP"
@@ -179,13 +180,7 @@ def plot(res: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("accuracy, held-out target subjects")
     ax.set_title(f"{res['domain']}: {len(res['site_alone'])} sites train a head on a frozen source backbone",
                  fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, path)
 
 
 def report_rows(domain: str, quick: bool, out_dir: Path) -> list[dict[str, Any]]:

@@ -102,6 +102,20 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def save_plot(fig: Any, ax: Any, path: Path) -> Path:
+    """Grid, legend (lower right), tight layout; write ``path`` (folders made) and close ``fig``."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _strategy(name: str) -> Any:
     module, _, func = STRATEGIES[name].partition(":")
     return getattr(importlib.import_module(module), func)

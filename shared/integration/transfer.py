@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from shared.integration import _mlp
+from shared.integration.report import save_plot
 from shared.integration.task import TinyTask, load_task, split_subjects
 
 METHODS = ("population", "last_layer", "scratch")
@@ -272,13 +273,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax.set_xticks(ks_all)
     ax.set_title(f"{result['domain']}: adapting to {result['subjects']} new subjects "
                  f"(mean, band = IQR)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, path)
 
 
 def report_rows(domain: str, quick: bool, out_dir: Path) -> list[dict[str, Any]]:
