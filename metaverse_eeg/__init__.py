@@ -51,5 +51,6 @@ DOMAIN = Domain(
         "quick_demo": "metaverse_eeg.demo:quick_argv",
         "sample_messages": "metaverse_eeg.device:sample_messages",
         "tiny_task": "metaverse_eeg.train:tiny_task",
+        "new_subjects": "metaverse_eeg.train:new_subjects",
     },
 )

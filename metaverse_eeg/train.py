@@ -198,6 +198,17 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
+def new_subjects(n_users: int, per_user: int, seed: int) -> Any:
+    """Fresh simulated users with more windows each than ``tiny_task`` has (transfer learning's new people)."""
+    from metaverse_eeg import LABELS
+    from metaverse_eeg import tiny as tn
+    from shared.integration.task import TinyTask
+
+    a = _features(n_users, per_user, seed, DEFAULT_MODELS_DIR / "cache")
+    return TinyTask("metaverse_eeg", a["x"], a["y"], a["groups"], tuple(LABELS), tuple(TrainConfig().tiny.hidden),
+                    tn.MODEL_NAME)
+
+
 def tiny_task(quick: bool = False) -> Any:
     """The emotion model's labelled windows of the training and held-out users, by user (integration)."""
     from metaverse_eeg import LABELS

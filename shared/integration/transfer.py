@@ -11,7 +11,7 @@ Protocol (per domain, deterministic for a seed):
 * the population model (the domain's deployed MLP widths) is trained on population subjects; the
   new subjects are held out by subject (:func:`split_subjects`), or, where a domain's tiny task has too
   few windows per subject for k = 20 (metaverse_eeg: 50 per user), simulated afresh by
-  :data:`NEW_SUBJECTS` (other people: a seed no training run uses);
+  the domain's ``new_subjects`` ref (other people: a seed no training run uses);
 * per new subject and class it HAS, an adaptation pool of ``min(max k, n_class // 2)`` windows is drawn
   (at least half of each class stays for evaluation); the k-label set takes the first ``min(k, pool)``;
   evaluation windows are the subject's windows outside the pool, the same for every k and method;
@@ -26,13 +26,13 @@ Protocol (per domain, deterministic for a seed):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from shared import domain as domains
 from shared.integration import _mlp
 from shared.integration.report import save_plot
 from shared.integration.task import TinyTask, load_task, split_subjects
@@ -58,7 +58,7 @@ class TransferConfig:
     scratch_weight_decay: float = 1e-3
     max_int8_subjects: int = 16
     max_subjects: int = 48  #: new subjects evaluated at most (the first, in a seeded order)
-    new_subjects: int = 32  #: people simulated where the domain has a NEW_SUBJECTS generator
+    new_subjects: int = 32  #: people simulated where the domain declares a new_subjects ref
     new_windows: int = 160  #: windows per simulated new person
 
     def __post_init__(self) -> None:
@@ -73,24 +73,6 @@ class TransferConfig:
                    max_subjects=8, new_subjects=6, new_windows=120)
 
 
-def _eeg_new_people(n: int, per_user: int, seed: int, cache: Path) -> TinyTask:
-    """Fresh simulated users (the domain's own simulator and features), more windows each than tiny_task."""
-    from metaverse_eeg import LABELS
-    from metaverse_eeg.features import extract_window, to_vector
-    from metaverse_eeg.signals import labelled_windows, quadrant
-    from shared.runtime.training import cached_arrays
-
-    def build() -> dict[str, np.ndarray]:
-        eeg, affect, groups = labelled_windows(n, per_user, seed)
-        return {"x": np.stack([to_vector(extract_window(w)) for w in eeg]),
-                "y": np.array([quadrant(v, a) for v, a in affect]), "groups": groups}
-
-    a = cached_arrays(cache / f"eeg-new-{n}x{per_user}-s{seed}.npz", build)
-    return TinyTask("metaverse_eeg", a["x"], a["y"], a["groups"], tuple(LABELS), (), "new-people")
-
-
-#: domain -> (n subjects, windows each, seed, cache dir) -> new subjects, where tiny_task has too few per subject
-NEW_SUBJECTS: dict[str, Callable[[int, int, int, Path], TinyTask]] = {"metaverse_eeg": _eeg_new_people}
 NEW_SUBJECT_SEED = 9_001
 
 
@@ -150,14 +132,14 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def run_transfer(domain: str, quick: bool = False, cfg: TransferConfig | None = None,
-                 cache: Path = Path("out/integration/cache"), task: TinyTask | None = None,
+                 task: TinyTask | None = None,
                  int8: bool = True) -> dict[str, Any]:
     """The transfer-learning experiment of one domain -> curves per method with spreads over subjects."""
     cfg = cfg or (TransferConfig.quick() if quick else TransferConfig())
     task = task if task is not None else load_task(domain, quick)
-    if domain in NEW_SUBJECTS:
+    if domain in domains.names() and domains.get(domain).has("new_subjects"):
         pop_task = task
-        new = NEW_SUBJECTS[domain](cfg.new_subjects, cfg.new_windows, NEW_SUBJECT_SEED, Path(cache))
+        new = domains.get(domain).ref("new_subjects")(cfg.new_subjects, cfg.new_windows, NEW_SUBJECT_SEED)
         if new.n_features != task.n_features or new.labels != task.labels:
             raise ValueError(f"{domain}: new subjects' features/labels do not match the tiny task's")
         if set(new.subjects()) & set(task.subjects()):
@@ -279,7 +261,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 def report_rows(domain: str, quick: bool, out_dir: Path) -> list[dict[str, Any]]:
     """Rows for the integration report (strategy "transfer") + ``transfer_<domain>.png`` in ``out_dir``."""
     out_dir = Path(out_dir)
-    res = run_transfer(domain, quick, cache=out_dir / "cache")
+    res = run_transfer(domain, quick)
     png = plot(res, out_dir / f"transfer_{domain}.png")
     k = res["int8_k"]
     tl, pop, sc = (res["curves"][m][str(k)] for m in ("last_layer", "population", "scratch"))

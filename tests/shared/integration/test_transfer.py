@@ -118,7 +118,7 @@ def test_report_rows_industrial_iot_quick_with_int8(tmp_path):
 
 @pytest.mark.slow
 def test_transfer_improves_held_out_machines_industrial_iot(tmp_path):
-    res = transfer.run_transfer("industrial_iot", quick=False, cache=tmp_path, int8=False)
+    res = transfer.run_transfer("industrial_iot", quick=False, int8=False)
     cur = res["curves"]
     assert res["subjects"] >= 20
     assert cur["last_layer"]["10"]["acc"]["mean"] > cur["population"]["10"]["acc"]["mean"] + 0.02
