@@ -31,14 +31,5 @@ DOMAIN = Domain(
     large_model="hc-risk",
     baseline="NEWS2",
     subject="patient",
-    refs={
-        "demo": "healthcare.demo:main", "train": "healthcare.train:main", "serve": "healthcare.service:main",
-        "device": "healthcare.device:main", "simulate": "healthcare.signals:simulate_cohort",
-        "extract": "healthcare.features:extract_window", "to_vector": "healthcare.features:to_vector",
-        "window_channels": "healthcare.device:window_channels", "baseline": "healthcare.news2:score",
-        "ensure_trained": "healthcare.train:ensure_trained", "quick_demo": "healthcare.demo:quick_argv",
-        "sample_messages": "healthcare.device:sample_messages",
-        "tiny_task": "healthcare.train:tiny_task",
-        "distill_task": "healthcare.large:distill_task",
-    },
+    hooks_ref="healthcare.hooks:Hooks",
 )

@@ -2,7 +2,10 @@
 bearing housing.
 
 Modules: `signals` (fleet simulator and readers for real recordings), `features` (the on-device DSP the
-C firmware ports), `iso10816` (the ISO 10816-3 evaluation zones, the baseline rule).
+C firmware ports), `tiny` (classifier + anomaly autoencoder, int8), `large` (the fleet risk transformer),
+`iso10816` (the ISO 10816-3 evaluation zones, the baseline rule), `device` (the sensor node in Python),
+`service` (the cloud's hooks), `scenario` (the demo), `train`, `tasks` (integration adapters), and
+`hooks` (all of it as the platform sees it).
 """
 
 from shared.domain import Channel, Domain, Stream
@@ -30,15 +33,5 @@ DOMAIN = Domain(
     large_model="iot-risk",
     baseline="ISO 10816-3 zones",
     subject="machine",
-    refs={
-        "demo": "industrial_iot.demo:main", "train": "industrial_iot.train:main",
-        "serve": "industrial_iot.service:main", "device": "industrial_iot.device:main",
-        "simulate": "industrial_iot.signals:simulate_fleet", "extract": "industrial_iot.features:extract_window",
-        "to_vector": "industrial_iot.features:to_vector", "window_channels": "industrial_iot.device:window_channels",
-        "baseline": "industrial_iot.iso10816:zone", "ensure_trained": "industrial_iot.train:ensure_trained",
-        "quick_demo": "industrial_iot.demo:quick_argv",
-        "sample_messages": "industrial_iot.device:sample_messages",
-        "tiny_task": "industrial_iot.train:tiny_task",
-        "distill_task": "industrial_iot.large:distill_task",
-    },
+    hooks_ref="industrial_iot.hooks:Hooks",
 )

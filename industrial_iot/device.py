@@ -10,19 +10,17 @@ scores how unusual the window is with the int8 autoencoder (reconstruction error
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from industrial_iot import DOMAIN
 from industrial_iot.features import extract_window, to_vector
 from industrial_iot.signals import Machine, Window
 from shared.protocol.messages import SCHEMA_VERSION
-from shared.runtime.fleet import DeviceFleet, SimDevice, utc_midnight_ms
-
-DOMAIN = "industrial_iot"
+from shared.runtime.fleet import DeviceFleet, SimDevice
 
 
 def _num(v: float | None, digits: int = 6) -> float | None:
@@ -50,10 +48,10 @@ def window_channels(w: Window) -> dict[str, Any]:
     return {"accel": np.asarray(w.accel_g, dtype=np.float64), "shaft_hz": float(w.shaft_hz)}
 
 
-def fleet(args: argparse.Namespace | None, mqtt: str, machines: Sequence[Machine], models_dir: Path, day0_ms: int,
-          on_publish: Any = None, trusted_key: Path | None = None) -> DeviceFleet:
-    """Simulated sensor nodes on ``machines`` (one MQTT client each, the models of ``models_dir``); t = 0 is
-    ``day0_ms``. A signed update replaces the condition classifier; the autoencoder stays."""
+def fleet(args: argparse.Namespace | None, mqtt: str, machines: Sequence[Machine], models_dir: Path,
+          start_ms: Mapping[str, int], on_publish: Any = None, trusted_key: Path | None = None) -> DeviceFleet:
+    """Simulated sensor nodes on ``machines`` (one MQTT client each, the models of ``models_dir``); a machine's
+    t = 0 is ``start_ms[id]``. A signed update replaces the condition classifier; the autoencoder stays."""
     from industrial_iot.tiny import TinyModels
 
     models = TinyModels.load(models_dir)
@@ -66,7 +64,7 @@ def fleet(args: argparse.Namespace | None, mqtt: str, machines: Sequence[Machine
         m = d.model
         return TinyModels(tflite, anomaly_tflite, m.anomaly_threshold, m.labels, str(version))
 
-    return DeviceFleet(DOMAIN, args, mqtt, machines, models, {m.id: day0_ms for m in machines}, process,
+    return DeviceFleet(DOMAIN.name, args, mqtt, machines, models, dict(start_ms), process,
                        reload=reload, on_publish=on_publish, trusted_key=trusted_key)
 
 
@@ -81,40 +79,3 @@ def sample_messages(models_dir: Path) -> dict[str, list[dict]]:
     msgs = [inference_message(m.id, k, 1_700_000_000_000 + int(t * 1000), m, m.window(t), models)
             for m in machines for k, t in enumerate((3600.0, 40 * 3600.0))]
     return {"inference": msgs}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge device industrial_iot``: run N simulated sensor nodes against a broker."""
-    import os
-
-    from industrial_iot.signals import FleetConfig, simulate_fleet
-    from industrial_iot.train import ensure_trained
-    from shared.cli import add_endpoint_args
-
-    ap = argparse.ArgumentParser(prog="tinylarge device industrial_iot", description=__doc__.splitlines()[0])
-    add_endpoint_args(ap)
-    ap.add_argument("--models", type=Path, default=Path("models/industrial_iot"))
-    ap.add_argument("--machines", type=int, default=5, help="number of machines (one sensor node each)")
-    ap.add_argument("--hours", type=float, default=24.0, help="simulated hours to run")
-    ap.add_argument("--speed", type=float, default=3600.0, help="simulated seconds per wall second")
-    ap.add_argument("--seed", type=int, default=7, help="fleet seed")
-    ap.add_argument("--quick-train", action="store_true", help="if models are missing, train small ones fast")
-    args = ap.parse_args(argv)
-    mqtt = args.mqtt or os.environ.get("TINYLARGE_MQTT")
-    if not mqtt:
-        ap.error("--mqtt (or TINYLARGE_MQTT) is required: devices connect to the broker the service uses")
-    if args.machines < 1 or not args.hours > 0:
-        ap.error("--machines must be >= 1 and --hours > 0")
-    ensure_trained(args.models, quick=args.quick_train)
-    cfg = FleetConfig(n_machines=args.machines, duration_h=args.hours, seed=args.seed)
-    nodes = fleet(args, mqtt, simulate_fleet(cfg), args.models, utc_midnight_ms())
-    nodes.start()
-    try:
-        t0 = time.monotonic()
-        for t_s in cfg.times_s:
-            nodes.step_all(float(t_s))
-            time.sleep(max(0.0, t0 + float(t_s) / args.speed - time.monotonic()))
-    finally:
-        nodes.stop()
-    print(f"published {nodes.published} inferences from {len(nodes.devices)} machines", flush=True)
-    return 0

@@ -24,26 +24,20 @@ domain's:
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from industrial_iot import iso10816
+from industrial_iot import DOMAIN, iso10816
 from shared.protocol.messages import SCHEMA_VERSION
-from shared.runtime.cloud import Cloud, serve_main
-from shared.runtime.cloud import run_cloud as _run_cloud
 from shared.runtime.service import Job, ServiceConfig, Subject, SubjectService
 
-DOMAIN = "industrial_iot"
-RISK_MODEL_ID = "iot-risk"
 MAINTAIN_NOW_H = 48.0  #: remaining useful life under which an alert means "maintain now"
 
-__all__ = ["Cloud", "IotService", "run_cloud", "main", "action_for"]
+__all__ = ["IotService", "service_factory", "action_for"]
 
 
 def action_for(risk: float, threshold: float, alerting: bool, alert: bool, rul_h: float | None,
@@ -67,7 +61,7 @@ def action_for(risk: float, threshold: float, alerting: bool, alert: bool, rul_h
 class IotService(SubjectService):
     """industrial_iot's hooks on the platform's subject service."""
 
-    domain = DOMAIN
+    domain = DOMAIN.name
 
     def __init__(self, store: Any, predictor: Any, publish: Callable[[str, str, dict], None],
                  cfg: ServiceConfig | None = None, anomaly_threshold: float = float("inf"),
@@ -76,14 +70,14 @@ class IotService(SubjectService):
 
         self._step_vector = step_vector
         self.anomaly_threshold = anomaly_threshold
-        super().__init__(store, predictor, publish, cfg, model_id=f"{RISK_MODEL_ID}@1", result_stream="action",
+        super().__init__(store, predictor, publish, cfg, model_id=DOMAIN.model_ids[1], result_stream="action",
                          on_result=on_action)
 
     def inference_points(self, msg: dict) -> list:
         from shared.storage.base import Point
 
         device, seq, ts = msg["device"], msg["seq"], msg["ts"]
-        tags = {"domain": DOMAIN, "model": msg["model"]}
+        tags = {"domain": DOMAIN.name, "model": msg["model"]}
         vib = {**msg["features"], "shaft_hz": msg["shaft_hz"]}
         inf = {"class": msg["class"], "anomaly": msg["anomaly"], "iso_group": msg["iso_group"],
                "foundation": msg["foundation"], "window_s": msg["window_s"],
@@ -120,7 +114,7 @@ class IotService(SubjectService):
                "windows": len(job.history), "source_seq": job.msg["seq"]}
         point = Point("action", s.device, job.msg["seq"], job.msg["ts"],
                       {"risk": msg["risk"], "rul_h": rul_h, "iso_zone": job.baseline, "alert": alert,
-                       "action": action}, {"domain": DOMAIN})
+                       "action": action}, {"domain": DOMAIN.name})
         return msg, [point]
 
     def rebuild_subject(self, device: str) -> int:
@@ -158,28 +152,15 @@ def service_settings(models_dir: Path) -> tuple[ServiceConfig, float]:
     return cfg, anomaly_threshold
 
 
-@contextmanager
-def run_cloud(args: argparse.Namespace | None, mqtt: str, store_url: str, models_dir: Path,
-              on_action: Callable[[dict], None] | None = None,
-              client_id: str = "tinylarge-industrial_iot-service") -> Iterator[Cloud]:
-    """Store + fleet transformer + MQTT consumer, started; stopped in order (scoring drained first)."""
+def service_factory(models_dir: Path) -> Callable[..., IotService]:
+    """``build(store, publish, on_result)``: the service on the fleet transformer of ``models_dir``."""
     from industrial_iot.large import RiskPredictor
 
     cfg, anomaly_threshold = service_settings(models_dir)
     predictor = RiskPredictor.load(Path(models_dir) / "large", threads=cfg.torch_threads)
-    cfg.history_steps = int(getattr(getattr(predictor, "model", None), "config", None).seq_len) if hasattr(
-        getattr(predictor, "model", None), "config") else cfg.history_steps
+    cfg.history_steps = int(predictor.model.config.seq_len)
 
-    def build(store: Any, publish: Callable[[str, str, dict], None], on_result: Any) -> IotService:
+    def build(store: Any, publish: Callable[[str, str, dict], None], on_result: Any = None) -> IotService:
         return IotService(store, predictor, publish, cfg, anomaly_threshold, on_action=on_result)
 
-    with _run_cloud(DOMAIN, args, mqtt, store_url, build, f"{RISK_MODEL_ID}@1", on_result=on_action,
-                    client_id=client_id) as cloud:
-        yield cloud
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge serve industrial_iot``: run the cloud service until interrupted."""
-    from industrial_iot.train import ensure_trained
-
-    return serve_main(DOMAIN, argv, __doc__.splitlines()[0], run_cloud, ensure_trained)
+    return build

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,49 +211,3 @@ def ensure_trained(models_dir: Path = DEFAULT_MODELS_DIR, quick: bool = False, c
     also = {TrainConfig().key()} if quick else set()
     return training.ensure_trained(Path(models_dir), cfg.key(), lambda: train_all(models_dir, cfg, quick=quick),
                                    OUTPUTS, also)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge train industrial_iot``: train (or, with --if-needed, only when stale) and print the metrics."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="tinylarge train industrial_iot", description=__doc__.splitlines()[0])
-    ap.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="output folder (default %(default)s)")
-    ap.add_argument("--quick", action="store_true", help="small fleets, few epochs (well under a minute)")
-    ap.add_argument("--if-needed", action="store_true", help="skip training when the stamp is up to date")
-    args = ap.parse_args(argv)
-    metrics = (ensure_trained if args.if_needed else train_all)(args.models, quick=args.quick)
-    width = max(len(k) for k in metrics)
-    for k, v in metrics.items():
-        if k not in ("tiny", "large"):
-            print(f"{k:<{width}}  {v}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
-def tiny_task(quick: bool = False) -> Any:
-    """The classifier's windows of the training and held-out fleets, by machine (integration strategies).
-
-    Normal windows and faults past ``min_severity`` (the windows the tiny model is trained and judged
-    on); each machine carries its own history, so per-machine data is non-IID by construction.
-    """
-    import numpy as np
-
-    from industrial_iot import tiny
-    from industrial_iot._dataset import load_fleet
-    from industrial_iot.signals import LABELS
-    from shared.integration.task import TinyTask
-
-    cfg = TrainConfig.quick() if quick else TrainConfig()
-    cache = DEFAULT_MODELS_DIR / "cache"
-    parts = []
-    for fleet in (cfg.train_fleet, cfg.test_fleet):
-        t = load_fleet(fleet, cache, cfg.workers, desc=f"features (fleet {fleet.seed})")
-        parts.append(t.subset((t.label == 0) | (t.severity >= cfg.min_severity)))
-    return TinyTask("industrial_iot", np.concatenate([t.vector for t in parts]),
-                    np.concatenate([t.label for t in parts]).astype(int),
-                    np.concatenate([t.machine for t in parts]), tuple(LABELS), tuple(cfg.tiny.hidden),
-                    tiny.MODEL_NAME)

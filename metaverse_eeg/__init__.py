@@ -42,15 +42,5 @@ DOMAIN = Domain(
     large_model="eeg-agent",
     baseline="rule controller",
     subject="user",
-    refs={
-        "demo": "metaverse_eeg.demo:main", "train": "metaverse_eeg.train:main",
-        "serve": "metaverse_eeg.service:main", "device": "metaverse_eeg.device:main",
-        "simulate": "metaverse_eeg.signals:simulate_users", "extract": "metaverse_eeg.features:extract_window",
-        "to_vector": "metaverse_eeg.features:to_vector", "window_channels": "metaverse_eeg.device:window_channels",
-        "baseline": "metaverse_eeg.agent:rule_action", "ensure_trained": "metaverse_eeg.train:ensure_trained",
-        "quick_demo": "metaverse_eeg.demo:quick_argv",
-        "sample_messages": "metaverse_eeg.device:sample_messages",
-        "tiny_task": "metaverse_eeg.train:tiny_task",
-        "new_subjects": "metaverse_eeg.train:new_subjects",
-    },
+    hooks_ref="metaverse_eeg.hooks:Hooks",
 )

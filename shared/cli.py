@@ -8,8 +8,8 @@
     tinylarge ei profile|deploy ...
 
 The domains come from the registry (:mod:`shared.domain`, entry point group ``tinylarge.domains``);
-each names the ``main(argv)`` of its four verbs in ``Domain.refs``. The heavy imports (TensorFlow,
-torch) happen only once a command needs them, so ``--help`` stays fast.
+the four domain verbs are the platform's (:mod:`shared.runtime.verbs`), the same for every domain. The
+heavy imports (TensorFlow, torch) happen only once a command needs them, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def add_endpoint_args(p: argparse.ArgumentParser) -> None:
 
 
 def _domain_entry(domain: str, command: str) -> Callable[[Sequence[str]], int]:
-    return domains.get(domain).ref(command)
+    from shared.runtime.verbs import MAINS
+
+    return lambda argv: MAINS[command](domain, argv)
 
 
 def _tool_entry(name: str) -> Callable[[Sequence[str]], int]:

@@ -36,13 +36,5 @@ DOMAIN = Domain(
     large_model="veh-risk",
     baseline="points per 100 km (vendor-style scorecard)",
     subject="vehicle",
-    refs={
-        "demo": "vehicles.demo:main", "train": "vehicles.train:main",
-        "serve": "vehicles.service:main", "device": "vehicles.device:main",
-        "simulate": "vehicles.signals:simulate_fleet", "extract": "vehicles.features:extract_trip",
-        "to_vector": "vehicles.features:to_vector", "window_channels": "vehicles.device:window_channels",
-        "baseline": "vehicles.large:vendor_points", "ensure_trained": "vehicles.train:ensure_trained",
-        "quick_demo": "vehicles.demo:quick_argv",
-        "sample_messages": "vehicles.device:sample_messages",
-    },
+    hooks_ref="vehicles.hooks:Hooks",
 )

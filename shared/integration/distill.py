@@ -10,7 +10,7 @@ against the device budget and compiled to C, so the device keeps an event estima
 the cloud is unreachable.
 
 A domain provides ``distill_task(quick: bool = False, models_dir=None) -> DistillTask``
-(``Domain.refs["distill_task"]``): per window, the device input, the teacher's probability, the ground
+(``DomainHooks.distill_task``): per window, the device input, the teacher's probability, the ground
 truth and the subject, with ``train`` marking the subjects the teacher was trained on. Students train
 on those subjects; every figure is measured on the teacher's held-out subjects (split by subject).
 
@@ -118,12 +118,12 @@ class DistillConfig:
 
 
 def load_distill_task(domain: str, quick: bool = False, models_dir: Path | None = None) -> DistillTask:
-    """The domain's :class:`DistillTask` (``Domain.refs["distill_task"]``); trains its models if needed."""
-    d = domains.get(domain)
-    if not d.has("distill_task"):
-        raise ValueError(f"domain {domain!r} has no distill_task ref (its teacher's outputs per window); "
+    """The domain's :class:`DistillTask` (``DomainHooks.distill_task``); trains its models if needed."""
+    hooks = domains.get(domain).hooks
+    if hooks.distill_task is None:
+        raise ValueError(f"domain {domain!r} offers no distill_task (its teacher's outputs per window); "
                          "distillation needs one")
-    task = d.ref("distill_task")(quick=quick, models_dir=models_dir)
+    task = hooks.distill_task(quick=quick, models_dir=models_dir)
     if not isinstance(task, DistillTask):
         raise TypeError(f"{domain}: distill_task returned {type(task).__name__}, expected DistillTask")
     return task
@@ -280,7 +280,7 @@ def report_rows(domain: str, quick: bool, out_dir: Path, models_dir: Path | None
                 cfg: DistillConfig | None = None) -> list[dict[str, Any]]:
     """One integration-report row: the distilled int8 student's AUROC beside the hard-label student's."""
     cfg = cfg or (DistillConfig.quick() if quick else DistillConfig())
-    if not domains.get(domain).has("distill_task"):
+    if domains.get(domain).hooks.distill_task is None:
         import sys
 
         print(f"distill/{domain}: skipped (the domain declares no distill_task: no teacher outputs per window)",

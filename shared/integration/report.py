@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         fn = _strategy(name)
         for dom in wanted:
-            if not domains.get(dom).has("tiny_task"):
+            if domains.get(dom).hooks.tiny_task is None:
                 print(f"integration-report: {name}/{dom}: skipped (the domain declares no tiny_task)",
                       file=sys.stderr)
                 continue

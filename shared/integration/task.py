@@ -1,6 +1,6 @@
 """The one dataset every integration strategy works on: a domain's tiny-model windows, by subject.
 
-A domain exposes ``tiny_task(quick: bool = False) -> TinyTask`` (``Domain.refs["tiny_task"]``): the
+A domain exposes ``tiny_task(quick: bool = False) -> TinyTask`` (``DomainHooks.tiny_task``): the
 input vectors its device model sees (``to_vector``), the labels, and the subject each window came
 from (patient, machine, vehicle, user), over the same simulated populations its training run uses,
 training and held-out cohorts together. Strategies split by subject themselves (:func:`split_subjects`),
@@ -65,11 +65,12 @@ class TinyTask:
 
 
 def load_task(domain: str, quick: bool = False) -> TinyTask:
-    """The domain's :class:`TinyTask` (from ``Domain.refs["tiny_task"]``)."""
-    d = domains.get(domain)
-    if "tiny_task" not in d.refs:
-        raise ValueError(f"domain {domain!r} has no tiny_task ref; integration strategies need one")
-    task = d.ref("tiny_task")(quick=quick)
+    """The domain's :class:`TinyTask` (from ``DomainHooks.tiny_task``)."""
+    hooks = domains.get(domain).hooks
+    if hooks.tiny_task is None:
+        raise ValueError(f"domain {domain!r} offers no tiny_task (DomainHooks.tiny_task); integration strategies "
+                         "need one")
+    task = hooks.tiny_task(quick=quick)
     if not isinstance(task, TinyTask):
         raise TypeError(f"{domain}: tiny_task returned {type(task).__name__}, expected TinyTask")
     return task

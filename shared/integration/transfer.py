@@ -137,9 +137,9 @@ def run_transfer(domain: str, quick: bool = False, cfg: TransferConfig | None = 
     """The transfer-learning experiment of one domain -> curves per method with spreads over subjects."""
     cfg = cfg or (TransferConfig.quick() if quick else TransferConfig())
     task = task if task is not None else load_task(domain, quick)
-    if domain in domains.names() and domains.get(domain).has("new_subjects"):
+    if domain in domains.names() and domains.get(domain).hooks.new_subjects is not None:
         pop_task = task
-        new = domains.get(domain).ref("new_subjects")(cfg.new_subjects, cfg.new_windows, NEW_SUBJECT_SEED)
+        new = domains.get(domain).hooks.new_subjects(cfg.new_subjects, cfg.new_windows, NEW_SUBJECT_SEED)
         if new.n_features != task.n_features or new.labels != task.labels:
             raise ValueError(f"{domain}: new subjects' features/labels do not match the tiny task's")
         if set(new.subjects()) & set(task.subjects()):

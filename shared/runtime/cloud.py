@@ -1,10 +1,10 @@
 """Start and stop a domain's cloud side the same way everywhere: store, model, MQTT consumer, status.
 
 :func:`run_cloud` is a context manager: it opens the store, builds the domain's service (a
-:class:`shared.runtime.service.SubjectService`), rebuilds history from the store, subscribes, and
-publishes the service's counts on its retained ``status``; on exit it drains the scoring queue, then
-stops the client and closes the store, in that order. :func:`serve_main` is ``tinylarge serve
-DOMAIN`` for any domain.
+:class:`shared.runtime.service.SubjectService`, from ``DomainHooks.service``), rebuilds history from the
+store, subscribes, and publishes the service's counts on its retained ``status``; on exit it drains the
+scoring queue, then stops the client and closes the store, in that order. :func:`cloud_for` does the
+same for any service factory (tests, benchmarks). :func:`serve_main` is ``tinylarge serve DOMAIN``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,20 @@ ServiceFactory = Callable[[Any, Callable[[str, str, dict], None], Callable[[dict
 
 
 @contextmanager
-def run_cloud(domain: str, args: argparse.Namespace | None, mqtt: str, store_url: str,
+def run_cloud(domain: Any, args: argparse.Namespace | None, mqtt: str, store_url: str, models_dir: Path,
+              on_result: Callable[[dict], None] | None = None, client_id: str | None = None) -> Iterator[Cloud]:
+    """A registered domain's cloud on the models of ``models_dir`` (``domain``: a Domain or its name)."""
+    from shared.domain import Domain, get
+
+    d = domain if isinstance(domain, Domain) else get(domain)
+    build = d.hooks.service(Path(models_dir))
+    with cloud_for(d.name, args, mqtt, store_url, build, d.model_ids[1], on_result=on_result,
+                   client_id=client_id) as cloud:
+        yield cloud
+
+
+@contextmanager
+def cloud_for(domain: str, args: argparse.Namespace | None, mqtt: str, store_url: str,
               build_service: ServiceFactory, model_id: str, on_result: Callable[[dict], None] | None = None,
               client_id: str | None = None) -> Iterator[Cloud]:
     """Store + service + MQTT consumer, started; stopped in order (scoring drained first)."""
@@ -90,37 +103,39 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds run_cloud: scoring drained, client and store closed
 
 
-def serve_main(domain: str, argv: Sequence[str] | None, description: str,
-               cloud: Callable[[argparse.Namespace, str, str, Path], Any],
-               ensure_trained: Callable[..., Any]) -> int:
-    """``tinylarge serve DOMAIN``: run the cloud service until interrupted (or ``--duration-s``).
-
-    ``cloud(args, mqtt_url, store_url, models_dir)`` is the domain's run_cloud context manager.
-    """
+def serve_main(domain: str, argv: Sequence[str] | None = None) -> int:
+    """``tinylarge serve DOMAIN``: run the cloud service until interrupted (or ``--duration``)."""
     from shared.cli import add_endpoint_args
     from shared.domain import get
     from shared.protocol.endpoints import redact_url
     from shared.runtime.app import endpoints
+    from shared.runtime.scenario import parse_duration
 
     d = get(domain)
-    ap = argparse.ArgumentParser(prog=f"tinylarge serve {domain}", description=description)
+    ap = argparse.ArgumentParser(prog=f"tinylarge serve {domain}", allow_abbrev=False,
+                                 description=f"{d.name}: the cloud service ({d.large_model} beside {d.baseline})")
+    ap.add_argument("--models", type=Path, default=d.models_dir, help="trained models folder (default %(default)s)")
+    ap.add_argument("--quick", action="store_true", help="if the models are missing, train quick ones first")
     add_endpoint_args(ap)
-    ap.add_argument("--models", type=Path, default=d.models_dir, help="trained models folder (%(default)s)")
     ap.add_argument("--client-id", default=f"tinylarge-{domain}-service", help="MQTT client id (persistent "
                     "session: keep it stable so a restart receives what it missed)")
     ap.add_argument("--max-ts-skew-s", type=float, default=None, help="dead-letter messages whose ts is further "
                     "ahead of this machine's clock (default: the service's, 300 s)")
-    ap.add_argument("--duration-s", type=float, default=0.0, help="stop after this many seconds (0 = run forever)")
-    ap.add_argument("--quick-train", action="store_true", help="if models are missing, train small ones fast")
+    ap.add_argument("--duration", default=None, help="stop after this long (30s, 10m, 2h); default: until Ctrl-C")
     args = ap.parse_args(argv)
+    try:
+        limit_s = math.inf if args.duration is None else parse_duration(args.duration)
+    except ValueError as exc:
+        ap.error(f"--duration: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    ensure_trained(args.models, quick=args.quick_train)
+    d.hooks.ensure_trained(args.models, quick=args.quick)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    with endpoints(args) as ep, cloud(args, ep.mqtt, ep.store, args.models) as svc:
+    with endpoints(args) as ep, run_cloud(d, args, ep.mqtt, ep.store, args.models,
+                                          client_id=args.client_id) as svc:
         print(f"serving {domain} on {redact_url(svc.url)}, storing to {redact_url(ep.store)}; Ctrl-C to stop",
               flush=True)
         try:
-            deadline = time.monotonic() + args.duration_s if args.duration_s > 0 else math.inf
+            deadline = time.monotonic() + limit_s
             while time.monotonic() < deadline:
                 time.sleep(0.5)
         except KeyboardInterrupt:

@@ -1,8 +1,17 @@
-"""What every ``make demo-<domain>`` does alike: firmware counts, rolling out a signed update, waiting
-until everything published is stored, latencies, the summary table and summary.json.
+"""``tinylarge demo DOMAIN``, the same for every domain: the domain's scenario (:mod:`shared.runtime.scenario`)
+on the platform's demo loop.
 
-A domain's demo module keeps its scenario (its fleet, its scoring against ground truth, its plot) and
-calls these for the rest.
+With no endpoints given it starts the embedded broker and a fresh SQLite file under ``--out``; the cloud
+service, the simulated devices and (``--firmware``/``--qemu``) devices running the real C firmware
+follow; a site publishes what the domain's site feed holds. Each tick every device publishes the window
+ending then; a faulty client sends three malformed messages that must end in the dead-letter topic, and
+halfway through the cloud rolls out a signed model update (one tampered copy first, which the first
+device must refuse). At the end the demo checks that every published inference was stored exactly once,
+asks the scenario to score the results against its ground truth, prints the summary table and writes
+``summary.json`` and the scenario's plot.
+
+The helpers below (firmware counts, the roll-out, waiting for the store, latencies, the table) are used
+by the loop and by the benchmarks.
 """
 
 from __future__ import annotations
@@ -93,3 +102,298 @@ def write_summary(out: Path, summary: dict) -> Path:
     path = Path(out) / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
     return path
+
+
+#: what the faulty client sends: not JSON, an envelope with no domain fields, an unknown schema version
+def bad_payloads(domain: str, tiny_model: str) -> tuple[tuple[str, bytes], ...]:
+    topic = f"tinylarge/{domain}/faulty999/inference"
+    return ((topic, b"{not json"),
+            (topic, b'{"v":1,"device":"faulty999","seq":0,"ts":1,"model":"' + tiny_model.encode() + b'@1"}'),
+            (topic, b'{"v":9,"device":"faulty999","seq":1,"ts":1,"model":"x@1"}'))
+
+
+def demo_parser(d: Any) -> Any:
+    """The flags of ``tinylarge demo DOMAIN``: the platform's, then the scenario's own."""
+    import argparse
+
+    from shared.cli import add_endpoint_args
+    from shared.dashboard.demo import add_dashboard_args
+
+    scen = d.hooks.scenario
+    full, quick = scen.full, scen.quick
+    ap = argparse.ArgumentParser(prog=f"tinylarge demo {d.name}", allow_abbrev=False,
+                                 description=f"{d.name}: {d.title}, end to end (devices -> MQTT -> cloud -> store)")
+    ap.add_argument("--subjects", type=int, default=None,
+                    help=f"{d.subject}s (default {full.subjects}; --quick: {quick.subjects})")
+    ap.add_argument("--duration", default=None, help=f"simulated span with a unit: 30m, 24h, 21d (default "
+                    f"{full.duration}; --quick: {quick.duration})")
+    ap.add_argument("--speed", default="auto", help="simulated seconds per wall second, or 'auto': the span takes "
+                    f"{full.wall_s:g} s (--quick: {quick.wall_s:g} s)")
+    ap.add_argument("--seed", type=int, default=2026, help="the demo population's seed (not a training seed)")
+    ap.add_argument("--models", type=Path, default=d.models_dir, help="trained models folder (default %(default)s)")
+    ap.add_argument("--out", type=Path, default=Path("out") / f"demo-{d.name}", help="output folder "
+                    "(default %(default)s)")
+    ap.add_argument("--quick", action="store_true", help="a small population on quick models (trained if missing): "
+                    "about a minute")
+    add_endpoint_args(ap)
+    ap.add_argument("--firmware", default="auto", help=f"how many {d.subject}s' devices run the C firmware (own MQTT "
+                    "client on the host); 'auto' = 2 when a C compiler is installed, else 0")
+    ap.add_argument("--qemu", default="auto", help="how many of those run the Cortex-M4 build under QEMU behind the "
+                    "serial gateway; 'auto' = 1 when arm-none-eabi-gcc and qemu-system-arm are installed")
+    add_dashboard_args(ap)
+    group = ap.add_argument_group(f"{d.name}'s own options")
+    scen.add_arguments(group)
+    return ap
+
+
+def parse_demo_args(d: Any, argv: Sequence[str] | None) -> Any:
+    from shared.runtime.scenario import parse_duration
+
+    scen = d.hooks.scenario
+    ap = demo_parser(d)
+    args = ap.parse_args(argv)
+    size = scen.quick if args.quick else scen.full
+    if args.subjects is None:
+        args.subjects = size.subjects
+    if args.duration is None:
+        args.duration = size.duration
+    for key, value in {**scen.full.extra, **(size.extra if args.quick else {})}.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    try:
+        args.duration_s = parse_duration(args.duration)
+    except ValueError as exc:
+        ap.error(f"--duration: {exc}")
+    if args.speed == "auto":
+        args.wall_s = size.wall_s
+    else:
+        try:
+            speed = float(args.speed)
+        except ValueError:
+            speed = float("nan")
+        if not speed > 0:
+            ap.error(f"--speed: must be 'auto' or simulated seconds per wall second > 0, got {args.speed!r}")
+        args.wall_s = args.duration_s / speed
+    if args.subjects < scen.min_subjects:
+        ap.error(f"--subjects: must be >= {scen.min_subjects}, got {args.subjects}")
+    problem = scen.check_arguments(args)
+    if problem:
+        ap.error(problem)
+    try:
+        args.firmware, args.qemu = firmware_counts(ap.prog, args.firmware, args.qemu, args.subjects)
+    except SystemExit as exc:
+        ap.error(str(exc).split(": ", 1)[-1])
+    return args
+
+
+def demo_main(domain: str, argv: Sequence[str] | None = None) -> int:
+    """``tinylarge demo DOMAIN [flags]``: 0 when everything published was stored exactly once."""
+    from shared.domain import get
+
+    d = get(domain)
+    summary = run_demo(d, parse_demo_args(d, argv))
+    ok = summary["stored"] == summary["published"]
+    if not ok:
+        print(f"FAILED: stored {summary['stored']} != published {summary['published']}", flush=True)
+    return 0 if ok else 1
+
+
+def run_demo(d: Any, args: Any) -> dict:
+    """The demo loop (see the module docstring); returns the summary."""
+    import os
+    import threading
+
+    from tqdm import tqdm
+
+    from shared.dashboard.demo import beside_demo
+    from shared.protocol.endpoints import redact_url
+    from shared.runtime.app import endpoints
+    from shared.runtime.cloud import run_cloud
+    from shared.runtime.scenario import DemoRun
+    from shared.security.model_update import generate_keypair
+    from shared.transport.mqtt import MqttClient, MqttConfig
+
+    hooks = d.hooks
+    args.out.mkdir(parents=True, exist_ok=True)
+    what = "quick" if args.quick else "full"
+    print(f"{d.name}: checking the {what} models in {args.models} (trained first if missing or stale)", flush=True)
+    metrics = hooks.ensure_trained(args.models, quick=args.quick)
+    db = args.out / "tinylarge.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    run = DemoRun(args=args, domain=d, metrics=metrics)
+    scen = hooks.scenario(run)
+    run.subjects = list(scen.population())
+    run.ticks = [float(t) for t in scen.ticks()]
+    if not run.ticks:
+        raise SystemExit(f"tinylarge demo {d.name}: --duration {args.duration} holds no device window")
+    run.day0_ms = scen.day0_ms()
+    run.start_ms = {s.id: scen.start_ms(s, run.day0_ms) for s in run.subjects}
+    print(scen.describe(), flush=True)
+
+    sent_at: dict[tuple[str, int], float] = {}
+    done_at: dict[tuple[str, int], float] = {}
+    lock = threading.Lock()
+
+    def on_publish(device: str, seq: int) -> None:
+        sent_at[(device, seq)] = time.perf_counter()
+        run.last_seq[device] = seq
+
+    def on_result(msg: dict) -> None:
+        with lock:
+            done_at[(msg["device"], msg["source_seq"])] = time.perf_counter()
+            run.results.append(msg)
+        scen.on_result(msg)
+
+    bad = bad_payloads(d.name, d.tiny_model)
+    n_fw, n_qemu = args.firmware, args.qemu
+    with endpoints(args, default_store=f"sqlite:///{db}") as ep, \
+            run_cloud(d, args, ep.mqtt, ep.store, args.models, on_result=on_result) as cloud, \
+            beside_demo(args, ep.mqtt, ep.store):
+        run.mqtt, run.store_url, run.cloud = ep.mqtt, ep.store, cloud
+        print(f"broker {redact_url(ep.mqtt)}   store {redact_url(ep.store)}", flush=True)
+        private_key, run.public_key = generate_keypair(args.out / "keys", overwrite=True)
+        run.fleet = hooks.device_fleet(args, ep.mqtt, run.subjects[n_fw:], args.models, run.start_ms,
+                                       on_publish=on_publish, trusted_key=run.public_key)
+        site = _Site(args, ep.mqtt, d, scen.site_feed(run.subjects, run.start_ms))
+        faulty = MqttClient(MqttConfig(url=ep.mqtt, client_id=f"tinylarge-{d.name}-faulty", clean_session=True))
+        fw_stop_s = 60.0
+        try:
+            scen.start()
+            site.start()
+            run.fleet.start()
+            if n_fw:
+                run.firmware, fw_stop_s = _firmware(run, scen, n_fw, n_qemu, on_publish)
+            faulty.start()
+            bad_at = {len(run.ticks) * (k + 1) // (len(bad) + 1): b for k, b in enumerate(bad)}
+            tick_wall_s = args.wall_s / len(run.ticks)
+            t0 = time.monotonic()
+            for i, t_s in enumerate(tqdm(run.ticks, desc=f"{d.name}: ticks", unit="tick", disable=None)):
+                scen.before_tick(i, t_s)
+                site.step(t_s)
+                run.fleet.step_all(t_s)
+                if run.firmware is not None:
+                    run.firmware.step_all(t_s)
+                if i in bad_at:
+                    faulty.publish(*bad_at[i], qos=1)
+                if i == len(run.ticks) // 2:
+                    _roll_out(run, cloud, private_key)
+                scen.after_tick(i, t_s)
+                time.sleep(max(0.0, t0 + (i + 1) * tick_wall_s - time.monotonic()))
+            run.fleet.stop()
+            faulty.stop()
+            fw_published = run.firmware.stop(timeout_s=fw_stop_s) if run.firmware is not None else 0
+            site.stop()
+            published = run.fleet.published + fw_published
+            stored = wait_stored(cloud, published, len(bad), timeout_s=120.0)
+            wall_s = time.monotonic() - t0
+            domain_rows = scen.finish()
+        finally:
+            scen.stop()
+        consumer_counts = dict(cloud.consumer.counts)
+        service_counts = dict(cloud.service.counts)
+        store_points = {m: cloud.store.count(m) for m in _measurements(d, scen.measurements)}
+
+    updates = run.fleet.updates
+    summary: dict[str, Any] = {
+        "domain": d.name, "devices": len(run.subjects), "duration": args.duration,
+        "simulated_h": round(args.duration_s / 3600.0, 4), "ticks": len(run.ticks), "wall_s": round(wall_s, 1),
+        "firmware_devices": n_fw, "qemu_devices": n_qemu,
+        "published": published, "published_by_firmware": fw_published,
+        "received": service_counts.get("inferences", 0), "received_messages": consumer_counts.get("accepted", 0),
+        "stored": stored, "site_messages": site.published,
+        "deadletters": consumer_counts.get("deadletters", 0), "deadletters_injected": len(bad),
+        "duplicates_ignored": service_counts.get("duplicates", 0),
+        f"{d.result_stream}_messages": len(run.results), "alerts": service_counts.get("alerts", 0),
+        "model_updates_accepted": updates["accepted"], "model_updates_rejected": updates["rejected"],
+        "store_points": store_points,
+        "tiny_float_acc": metrics.get("tiny_float_acc"), "tiny_int8_acc": metrics.get("tiny_int8_acc"),
+        "quick_models": bool(metrics.get("quick")),
+        **percentiles_ms(sent_at, done_at),
+        "broker": "embedded amqtt" if not (args.mqtt or os.environ.get("TINYLARGE_MQTT")) else "external",
+        "store": ep.store.split(":", 1)[0],
+    }
+    summary.update(domain_rows)
+    summary.update(scen.evaluate())
+    plot = scen.plot()
+    if plot is not None:
+        summary["plot"] = str(plot)
+    path = write_summary(args.out, summary)
+    print_table(f"{d.name} demo ({'QUICK models' if summary['quick_models'] else 'full models'})", summary, [
+        "devices", "firmware_devices", "qemu_devices", "published", "published_by_firmware", "received", "stored",
+        "deadletters", f"{d.result_stream}_messages", "alerts", "model_updates_accepted", "model_updates_rejected",
+        "tiny_float_acc", "tiny_int8_acc", *scen.table, "p50_ms", "p99_ms", "wall_s", "quick_models"])
+    if summary["quick_models"]:
+        print("note: these figures come from the QUICK models (small training sets, few epochs); "
+              f"`tinylarge train {d.name}` trains the full ones", flush=True)
+    print(f"wrote {path}" + (f" and {plot}" if plot is not None else ""), flush=True)
+    return summary
+
+
+def _measurements(d: Any, extra: Sequence[str]) -> tuple[str, ...]:
+    """What the store holds for a domain: the scenario's measurements, its up streams and its result."""
+    up = (s for s, st in d.streams.items() if st.direction == "up")
+    return tuple(dict.fromkeys([*extra, *up, d.result_stream]))
+
+
+def _firmware(run: Any, scen: Any, n_fw: int, n_qemu: int,
+              on_publish: Callable[[str, int], None]) -> tuple[Any, float]:
+    from shared.runtime.firmware_fleet import FirmwareFleet
+
+    d, args = run.domain, run.args
+    print(f"building the firmware: {n_fw - n_qemu} host device(s), {n_qemu} Cortex-M4 under QEMU", flush=True)
+    opts = dict(scen.firmware_options(run.subjects[:n_fw]))
+    subjects = opts.pop("subjects", run.subjects[:n_fw])
+    stop_s = float(opts.pop("stop_timeout_s", 60.0))
+    start_ms = run.start_ms
+    fw = FirmwareFleet(d, run.mqtt, subjects, args.models, run.day0_ms, args.out / "firmware", qemu=n_qemu,
+                       start_ms=lambda s, _day0: start_ms[s.id], on_publish=on_publish, trusted_key=run.public_key,
+                       args=args, **opts)
+    fw.build()
+    fw.start()
+    scen.firmware_started(fw)
+    return fw, stop_s
+
+
+def _roll_out(run: Any, cloud: Any, private_key: Path) -> None:
+    from shared.runtime.app import publisher
+
+    d = run.domain
+    devices = [dev.id for dev in run.fleet.devices]
+    if not devices:
+        return
+    name, _, version = run.fleet.devices[0].model.model_id.rpartition("@")
+    roll_out_update(publisher(cloud.client, d.name), d.name, devices, name, int(version) + 1,
+                    (Path(run.args.models) / "tiny.tflite").read_bytes(), private_key)
+
+
+class _Site:
+    """The domain's site (healthcare: the ward EHR): one MQTT client publishing the site feed in time."""
+
+    def __init__(self, args: Any, mqtt: str, d: Any, due: Any):
+        self.args, self.mqtt, self.domain = args, mqtt, d
+        self.due = sorted(due or (), key=lambda x: x[0])  # stable: same-time messages keep the feed's order
+        self.client: Any = None
+        self.publish: Any = None
+        self.published = 0
+
+    def start(self) -> None:
+        if not self.due:
+            return
+        from shared.runtime.app import client_config, publisher
+        from shared.transport.mqtt import MqttClient
+
+        self.client = MqttClient(client_config(self.args, self.mqtt, f"tinylarge-{self.domain.name}-site",
+                                               clean_session=True))
+        self.client.start()
+        self.publish = publisher(self.client, self.domain.name)
+
+    def step(self, t_end_s: float) -> None:
+        while self.due and self.due[0][0] <= t_end_s:
+            _, device, stream, msg = self.due.pop(0)
+            self.publish(device, stream, msg)
+            self.published += 1
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.stop()

@@ -2,7 +2,7 @@
 
 Each subject (a patient, a machine, ...) gets one firmware process of the domain's app, built from the
 trained int8 model(s) in ``models_dir`` (compiled by :mod:`shared.tiny.compiler`, built by
-:func:`shared.tiny.targets.build` with ``APP=<domain>``):
+:func:`shared.tiny.targets.build` from the app in the domain's package, ``Domain.firmware_dir``):
 
 * ``host`` devices: the host build, publishing straight to the broker with the firmware's own MQTT 3.1.1
   client (QoS 1 inferences, retained status, last will ``offline``);
@@ -160,7 +160,7 @@ class FirmwareFleet:
         self.trusted_key = None if trusted_key is None else Path(trusted_key)
         self.args = args
         self.on_publish = on_publish
-        self._channels = self.domain.ref("window_channels")
+        self._channels = self.domain.hooks.window_channels
         self.start_ms = {s.id: (start_ms(s, day0_ms) if start_ms is not None else int(day0_ms))
                          for s in self.subjects}
         n_host = len(self.subjects) - qemu

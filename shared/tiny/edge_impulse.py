@@ -114,7 +114,7 @@ def export_windows(domain: str, windows: Iterable[object], out_dir: str | Path, 
     from shared.domain import get
 
     d = get(domain)
-    channels = d.ref("window_channels")
+    channels = d.hooks.window_channels
     units = {ch.name: ch.unit for ch in d.channels}
     interval_ms = 1000.0 / max(ch.fs_hz for ch in d.channels)
     out = Path(out_dir)
@@ -132,29 +132,11 @@ def export_windows(domain: str, windows: Iterable[object], out_dir: str | Path, 
     return paths
 
 
-def simulated_windows(domain: str, subjects: int, hours: float) -> Iterable[object]:
-    """Every window of a domain's simulator (its ``simulate`` reference), subject by subject.
-
-    The simulator is called as ``simulate(n_subjects, duration_h)`` when it takes counts, or with its
-    config class when it declares one (``simulate(config)`` for healthcare's ``simulate_cohort``)."""
-    import inspect
-
+def simulated_windows(domain: str, subjects: int, hours: float, seed: int = 7) -> Iterable[object]:
+    """Every window of a domain's simulator (``DomainHooks.simulate``), subject by subject."""
     from shared.domain import get
 
-    simulate = get(domain).ref("simulate")
-    params = list(inspect.signature(simulate).parameters.values())
-    cfg_type = params[0].annotation if params else None
-    if isinstance(cfg_type, str):  # postponed annotations: resolve in the simulator's module
-        cfg_type = getattr(inspect.getmodule(simulate), cfg_type.split("|")[0].strip(), None)
-    if isinstance(cfg_type, type):
-        fields = inspect.signature(cfg_type).parameters
-        count = next((k for k in ("n_subjects", "n_patients", "n_machines", "n_devices") if k in fields), None)
-        kwargs = {"duration_h": hours} if "duration_h" in fields else {}
-        if count:
-            kwargs[count] = subjects
-        sim = simulate(cfg_type(**kwargs))
-    else:
-        sim = simulate(subjects, hours)
+    sim = get(domain).hooks.simulate(subjects, hours, seed)
     for subject in sim:
         yield from subject.windows()
 

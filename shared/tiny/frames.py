@@ -131,7 +131,7 @@ def write_windows(path: str | Path, domain: str, windows: Iterable[object], star
     ``t_end_s``. Returns the count."""
     from shared.domain import get
 
-    channels = get(domain).ref("window_channels")
+    channels = get(domain).hooks.window_channels
     if end_ts_ms is None:
         def end_ts_ms(w: object) -> int | None:
             t_end_s = getattr(w, "t_end_s", None)

@@ -16,5 +16,5 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def trained(tmp_path_factory, domain):
     """The domain's models trained once per session with its quick config."""
     models = tmp_path_factory.mktemp(f"contract-{domain.name}") / domain.name
-    domain.ref("ensure_trained")(models, quick=True)
+    domain.hooks.ensure_trained(models, quick=True)
     return models

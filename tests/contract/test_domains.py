@@ -13,17 +13,51 @@ import sqlite3
 import numpy as np
 import pytest
 
-from shared.domain import VERBS, Domain
+from shared.domain import VERBS, Domain, DomainHooks
 from shared.protocol import messages
 
 
 def test_declaration_is_complete(domain: Domain):
-    for key in (*VERBS, "simulate", "extract", "to_vector", "window_channels", "baseline", "ensure_trained",
-                "quick_demo", "sample_messages"):
-        assert domain.has(key), f"{domain.name} declares no {key!r}"
-        assert callable(domain.ref(key)), (domain.name, key)
+    from shared.runtime.scenario import Scenario
+
+    hooks = domain.hooks
+    assert isinstance(hooks, DomainHooks) and hooks.domain is domain
+    assert not getattr(type(hooks), "__abstractmethods__", None), f"{domain.name}: hooks leave abstract methods"
+    scen = hooks.scenario
+    assert issubclass(scen, Scenario) and not scen.__abstractmethods__, domain.name
+    assert scen.quick.subjects >= scen.min_subjects and scen.full.subjects >= scen.min_subjects
+    for opt in ("tiny_task", "distill_task", "new_subjects"):
+        assert getattr(hooks, opt) is None or callable(getattr(hooks, opt)), (domain.name, opt)
     assert domain.result_stream in ("risk", "action")
     assert {c.name for c in domain.channels}, domain.name
+
+
+def test_every_verb_takes_the_same_platform_flags(domain: Domain, capsys):
+    """The four verbs are the platform's: one vocabulary, no abbreviations."""
+    from shared.runtime.verbs import MAINS
+
+    assert set(MAINS) == set(VERBS)
+    for verb in VERBS:
+        with pytest.raises(SystemExit) as exc:
+            MAINS[verb](domain.name, ["--help"])
+        assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--subjects", "--duration", "--speed", "--seed", "--models", "--out", "--mqtt", "--store",
+                 "--firmware", "--qemu", "--dashboard-port", "--no-dashboard", "--quick"):
+        assert flag in out, (domain.name, flag)
+    with pytest.raises(SystemExit) as exc:  # a prefix of --quick is refused, not taken as another flag
+        MAINS["demo"](domain.name, ["--qui"])
+    assert exc.value.code == 2
+
+
+def test_population_has_unique_ids_and_windows(domain: Domain):
+    subjects = domain.hooks.simulate(3, 2.0, 5)
+    assert len(subjects) == 3 and len({s.id for s in subjects}) == 3
+    w = next(iter(subjects[0].windows()))
+    vec = domain.hooks.to_vector(domain.hooks.extract(w))
+    assert np.asarray(vec).shape[-1] == len(domain.feature_names)
+    table = domain.hooks.window_channels(w)
+    assert isinstance(table, dict) and table, domain.name
 
 
 def test_every_stream_has_a_valid_schema_in_the_domain_package(domain: Domain):
@@ -35,7 +69,7 @@ def test_every_stream_has_a_valid_schema_in_the_domain_package(domain: Domain):
 
 
 def test_sample_messages_validate_and_bad_ones_are_named(domain: Domain, trained):
-    samples = domain.ref("sample_messages")(trained)
+    samples = domain.hooks.sample_messages(trained)
     assert samples.get("inference"), domain.name
     for stream, msgs in samples.items():
         assert stream in domain.streams and domain.streams[stream].direction == "up"
@@ -50,8 +84,6 @@ def test_sample_messages_validate_and_bad_ones_are_named(domain: Domain, trained
 def test_to_vector_is_the_tiny_models_input_and_labels_its_outputs(domain: Domain, trained):
     from shared.tiny.int8 import Int8Runner
 
-    sim = domain.ref("simulate")
-    assert sim is not None
     runner = Int8Runner(trained / "tiny.tflite")
     x = np.zeros((1, len(domain.feature_names)), dtype=np.float32)
     assert runner.predict(x).shape == (1, len(domain.labels))
@@ -61,15 +93,19 @@ def test_to_vector_is_the_tiny_models_input_and_labels_its_outputs(domain: Domai
 
 
 def test_quick_demo_stores_exactly_what_it_published(domain: Domain, trained, tmp_path):
-    """The domain's quick demo through its CLI entry, Python devices only (firmware: tests/firmware)."""
+    """The domain's quick demo through the CLI, Python devices only (firmware: tests/firmware)."""
+    from shared.cli import main
+
     out = tmp_path / "demo"
     db = tmp_path / "demo.db"
-    argv = [*domain.ref("quick_demo")(), "--models", str(trained), "--out", str(out), "--store",
-            f"sqlite:///{db}", "--firmware", "0", "--qemu", "0"]
-    assert domain.ref("demo")(argv) == 0
+    argv = ["demo", domain.name, "--quick", "--models", str(trained), "--out", str(out), "--store",
+            f"sqlite:///{db}", "--firmware", "0", "--qemu", "0", "--no-dashboard"]
+    assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["published"] > 0 and summary["stored"] == summary["published"]
-    assert summary["deadletters"] >= 1
+    assert summary["deadletters"] >= summary["deadletters_injected"] == 3
+    assert summary["quick_models"] is True and summary["devices"] == domain.hooks.scenario.quick.subjects
+    assert summary[f"{domain.result_stream}_messages"] == summary["published"]
     with sqlite3.connect(db) as con:
         (n,) = con.execute("select count(*) from points where measurement='inference'").fetchone()
         (results,) = con.execute("select count(*) from points where measurement=?",

@@ -80,7 +80,9 @@ def test_quick_training_end_to_end(tmp_path, capsys):
     from industrial_iot.large import RiskPredictor, step_vector
     from industrial_iot.tiny import TinyModels
 
-    assert T.main(["--models", str(tmp_path), "--quick", "--if-needed"]) == 0
+    from shared.cli import main
+
+    assert main(["train", "industrial_iot", "--models", str(tmp_path), "--quick", "--if-needed"]) == 0
     assert "risk_auroc" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert all(k in metrics for k in REQUIRED) and metrics["quick"] is True
@@ -89,7 +91,7 @@ def test_quick_training_end_to_end(tmp_path, capsys):
     pred = RiskPredictor.load(tmp_path / "large")
     assert tm.model_id == metrics["tiny_model_id"] and pred.alert_threshold == pytest.approx(metrics["alert_threshold"])
     mtime = (tmp_path / "stamp.json").stat().st_mtime_ns
-    assert T.main(["--models", str(tmp_path), "--quick", "--if-needed"]) == 0
+    assert main(["train", "industrial_iot", "--models", str(tmp_path), "--quick", "--if-needed"]) == 0
     assert (tmp_path / "stamp.json").stat().st_mtime_ns == mtime  # fresh: nothing retrained
     feats = dict.fromkeys(pred.model.config.input_names[:21])
     msg = {"features": {k[2:]: None for k in feats}, "scores": {}, "anomaly": None, "iso_group": 1,

@@ -43,7 +43,7 @@ def split_main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.domain not in domains.names():
         p.error(f"unknown domain {args.domain!r}; registered: {', '.join(domains.names())}")
-    if not domains.get(args.domain).has("tiny_task"):
+    if domains.get(args.domain).hooks.tiny_task is None:
         p.error(f"domain {args.domain!r} declares no tiny_task")
     if args.clients < 1:
         p.error(f"--clients must be >= 1, got {args.clients}")
