@@ -27,7 +27,8 @@ import time
 
 from shared.protocol import messages
 from shared.protocol.messages import Topic
-from shared.storage.base import Point, Store, open_store
+from shared.storage.base import Point, Store
+from shared.storage.factory import open_store
 from shared.transport.consumer import Consumer, status_will
 from shared.transport.mqtt import MqttClient, MqttConfig
 

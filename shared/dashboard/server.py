@@ -68,7 +68,7 @@ class Dashboard:
         from shared.dashboard.app import create_app
 
         if self.store_url:
-            from shared.storage.base import open_store
+            from shared.storage.factory import open_store
 
             self.store = open_store(self.store_url)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET

@@ -55,7 +55,7 @@ def cloud_for(domain: str, args: argparse.Namespace | None, mqtt: str, store_url
               client_id: str | None = None) -> Iterator[Cloud]:
     """Store + service + MQTT consumer, started; stopped in order (scoring drained first)."""
     from shared.runtime.app import StatusReporter, client_config, publisher
-    from shared.storage.base import open_store
+    from shared.storage.factory import open_store
     from shared.transport.consumer import Consumer, status_will
     from shared.transport.mqtt import MqttClient
 

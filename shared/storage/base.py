@@ -27,7 +27,6 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 FieldValue = float | int | bool | str | None
@@ -267,17 +266,3 @@ def _parse_influx(url: str, http_scheme: str) -> InfluxURL:
 def resolve_store_url(flag: str | None = None) -> str:
     """The store URL to use: the flag, else env ``TINYLARGE_STORE``, else the SQLite default."""
     return flag or os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
-
-
-def open_store(url: str, **options: object) -> Store:
-    """Open the store a URL names; ``options`` go to the backend's constructor (e.g. ``spool_dir``)."""
-    parsed = parse_store_url(url)
-    if isinstance(parsed, SqliteURL):
-        from shared.storage.sqlite import SqliteStore
-
-        if parsed.path != ":memory:":
-            Path(parsed.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return SqliteStore(parsed.path, **options)  # type: ignore[arg-type]
-    from shared.storage.influx import InfluxStore
-
-    return InfluxStore.from_url(parsed, **options)  # type: ignore[arg-type]

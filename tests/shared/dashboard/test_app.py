@@ -11,7 +11,8 @@ import pytest
 
 from shared.dashboard.app import HISTORY_LIMIT
 from shared.dashboard.server import Dashboard
-from shared.storage.base import Point, open_store
+from shared.storage.base import Point
+from shared.storage.factory import open_store
 
 pytestmark = pytest.mark.broker
 

@@ -13,7 +13,8 @@ import pytest
 from shared.dashboard.server import Dashboard
 from shared.domain import registry
 from shared.protocol import messages
-from shared.storage.base import Point, open_store
+from shared.storage.base import Point
+from shared.storage.factory import open_store
 from shared.transport.consumer import Consumer, status_will
 from shared.transport.mqtt import MqttClient, MqttConfig
 from tests.fixtures.mqtt import wait_for

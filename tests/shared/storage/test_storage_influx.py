@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from shared.storage._spool import DATA_NAME
-from shared.storage.base import Point, Store, open_store
+from shared.storage.base import Point, Store
+from shared.storage.factory import open_store
 from shared.storage.influx import InfluxStore
 from tests.fixtures.influx import VictoriaMetrics
 
@@ -163,7 +164,8 @@ def test_reserved_names_are_refused(victoria_metrics: VictoriaMetrics, tmp_path:
 # A writer process that prints each seq once write() returned for it, as the MQTT consumer acknowledges.
 _WRITER = """
 import sys
-from shared.storage.base import Point, open_store
+from shared.storage.base import Point
+from shared.storage.factory import open_store
 store = open_store(sys.argv[1], spool_dir=sys.argv[2], batch_size=50, flush_interval_ms=60_000)
 for seq in range(100_000):
     store.write([Point("vitals", "k", seq, 1_700_000_000_000 + 1000 * seq, {"hr": 60.0})])

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.storage.base import Point, open_store
+from shared.storage.base import Point
+from shared.storage.factory import open_store
 
 FAST = {"retry_interval_ms": 10, "max_retries": 2, "drain_interval_ms": 5000}
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.storage.base import Point, Store, open_store
+from shared.storage.base import Point, Store
+from shared.storage.factory import open_store
 from shared.storage.sqlite import SqliteStore
 
 REPO = Path(__file__).resolve().parents[3]
@@ -138,7 +139,8 @@ def test_concurrent_writers_from_threads(store: Store) -> None:
 
 _WRITER = r"""
 import sys
-from shared.storage.base import Point, open_store
+from shared.storage.base import Point
+from shared.storage.factory import open_store
 store = open_store(sys.argv[1])
 seq = 0
 while True:

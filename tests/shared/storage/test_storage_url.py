@@ -15,10 +15,10 @@ from shared.storage.base import (
     InfluxURL,
     Point,
     SqliteURL,
-    open_store,
     parse_store_url,
     resolve_store_url,
 )
+from shared.storage.factory import open_store
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ import pytest
 
 from shared.protocol import messages
 from shared.protocol.messages import Topic
-from shared.storage.base import Point, open_store
+from shared.storage.base import Point
+from shared.storage.factory import open_store
 from shared.transport.consumer import Consumer, reason_key
 from shared.transport.mqtt import MqttClient, MqttConfig
 from tests.fixtures.mqtt import wait_for
