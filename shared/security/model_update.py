@@ -1,8 +1,8 @@
 """Signed over-the-air model updates: the cloud signs, the device verifies before it swaps.
 
 The cloud publishes a new int8 TFLite model on the retained topic ``tinylarge/<domain>/<device>/model``
-as a JSON message (schema ``shared/schemas/model.json``). The Ed25519 signature covers this canonical
-byte string (ASCII, every line ending in ``\\n``, no other whitespace)::
+as a JSON message (schema ``shared/protocol/schemas/model.json``). The Ed25519 signature covers this
+canonical byte string (ASCII, every line ending in ``\\n``, no other whitespace)::
 
     tinylarge-model-update-v1
     domain=<domain>
@@ -13,9 +13,10 @@ byte string (ASCII, every line ending in ``\\n``, no other whitespace)::
     sha256=<64 lowercase hex digits of the TFLite bytes>
     key_id=<16 lowercase hex digits>
 
-Every value is restricted to characters without ``\\n`` or ``=`` (ids ``[A-Za-z0-9_-]``, model ids
-``[A-Za-z0-9_.-]``), so the form is unambiguous. The model bytes are bound through their hash; the
-envelope's ``seq`` and ``ts`` are deliberately not signed (replay is stopped by the version rule).
+Every value is restricted to characters without ``\\n`` or ``=`` (the domain: a registered domain's name,
+``[a-z][a-z0-9_]{0,31}``; ids ``[A-Za-z0-9_-]``, model ids ``[A-Za-z0-9_.-]``), so the form is unambiguous.
+The model bytes are bound through their hash; the envelope's ``seq`` and ``ts`` are deliberately not signed
+(replay is stopped by the version rule). Signing and verifying refuse a domain the registry does not have.
 
 A :class:`ModelSlot` is what a device holds: the active model and its version. ``offer(msg)`` accepts a
 message only if the schema, domain, device, trusted key, signature, version (strictly above the active
@@ -40,12 +41,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared.protocol.messages import SCHEMA_VERSION, MessageError, check_id, decode, topic, validate
+from shared.protocol.messages import SCHEMA_VERSION, MessageError, check_domain, check_id, decode, topic, validate
 
 CANONICAL_TAG = "tinylarge-model-update-v1"
 PRIVATE_NAME, PUBLIC_NAME = "model_signing.key", "model_signing.pub"
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8 of every .tflite
 _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_DOMAIN_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # Domain.name's rule (shared.domain), as model.json has it
 
 KeySource = Ed25519PublicKey | str | os.PathLike[str]
 
@@ -56,6 +58,14 @@ class ModelUpdateError(ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+def registered_domain(domain: str) -> str:
+    """``domain`` if it is a registered domain (shared.domain's registry), else ModelUpdateError naming it."""
+    try:
+        return check_domain(domain)
+    except MessageError as exc:
+        raise ModelUpdateError(exc.reason) from None
 
 
 def model_topic(domain: str, device: str) -> str:
@@ -120,8 +130,8 @@ def canonical_bytes(
     check_id(device)
     if not _MODEL_ID_RE.match(model_id):
         raise ModelUpdateError(f"invalid model id {model_id!r}: use 1-64 of [A-Za-z0-9_.-], no '@'")
-    if not re.fullmatch(r"[a-z_]{1,32}", domain):
-        raise ModelUpdateError(f"invalid domain {domain!r}")
+    if not isinstance(domain, str) or not _DOMAIN_RE.match(domain):
+        raise ModelUpdateError(f"invalid domain {domain!r}: a domain name matches {_DOMAIN_RE.pattern}")
     for name, value in (("version", version), ("size", size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ModelUpdateError(f"{name} must be a non-negative integer, got {value!r}")
@@ -142,7 +152,9 @@ def sign_update(
     seq: int,
     ts_ms: int,
 ) -> dict:
-    """Build the signed ``model`` message for one device; validated against model.json before return."""
+    """Build the signed ``model`` message for one device of a registered domain; validated against model.json
+    before return."""
+    registered_domain(domain)
     key = private_key if isinstance(private_key, Ed25519PrivateKey) else load_private_key(private_key)
     if not isinstance(tflite, bytes | bytearray) or not tflite:
         raise ModelUpdateError("tflite must be non-empty bytes")
@@ -186,7 +198,9 @@ def verify_update(
     msg: dict | bytes | str, domain: str, device: str, trusted: dict[str, Ed25519PublicKey],
     require_tflite: bool = True,
 ) -> tuple[dict, bytes]:
-    """Check everything except the version rule; return (message, model bytes) or raise ModelUpdateError."""
+    """Check everything except the version rule; return (message, model bytes) or raise ModelUpdateError.
+    ``domain`` (this device's) must be registered; the message must name the same domain."""
+    registered_domain(domain)
     try:
         if isinstance(msg, bytes | str):
             msg = decode(domain, "model", msg.encode() if isinstance(msg, str) else msg)

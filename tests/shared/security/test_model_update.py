@@ -204,6 +204,45 @@ def test_sign_update_refuses_bad_input(keys) -> None:
         sign_update(DOMAIN, DEVICE, "hc-tiny", 0, _model(), keys[0], 1, 1)
 
 
+@pytest.fixture
+def plugin_domain(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A domain registered the way a plug-in distribution's entry point registers one, under a name no list
+    in TinyLarge could know (the registry is patched; the protocol's schema caches are warmed first)."""
+    import dataclasses
+
+    from shared import domain as domains
+    from shared.protocol import messages
+
+    messages._schema_files()  # noqa: SLF001 - built from the real registry, as at any other time
+    real = domains.registry()
+    fake = dataclasses.replace(real["healthcare"], name="orchard_drone2", title="a plug-in domain")
+    monkeypatch.setattr(domains, "registry", lambda: {**real, fake.name: fake})
+    return fake.name
+
+
+def test_any_registered_domain_signs_and_verifies(keys, plugin_domain: str) -> None:
+    tflite = _model(salt=b"plug-in")
+    msg = sign_update(plugin_domain, "drone-7", "od-tiny", 2, tflite, keys[0], seq=1, ts_ms=1_700_000_000_000)
+    assert msg["domain"] == plugin_domain
+    slot = ModelSlot(plugin_domain, "drone-7", keys[1], active=_model(salt=b"factory"), active_version=1,
+                     active_model_id="od-tiny")
+    assert slot.offer(encode(plugin_domain, "model", msg)) == (True, f"installed od-tiny@2 ({len(tflite)} bytes, "
+                                                                    f"key {msg['key_id']})")
+    assert slot.active_bytes == tflite
+    # a healthcare device refuses it: the domain is bound by the signature and checked by the slot
+    _refused(_slot(keys), msg, "wrong domain")
+
+
+def test_unregistered_domain_is_refused_by_name(keys) -> None:
+    with pytest.raises(ModelUpdateError, match="unknown domain 'orchard_drone2'"):
+        sign_update("orchard_drone2", DEVICE, "od-tiny", 1, _model(), keys[0], 1, 1)
+    # a device of a domain this installation does not have accepts nothing, and says why
+    accepted, reason = ModelSlot("orchard_drone2", DEVICE, keys[1]).offer(b"{}")
+    assert not accepted and "unknown domain 'orchard_drone2'" in reason, reason
+    with pytest.raises(ModelUpdateError, match="invalid domain 'Orchard'"):
+        canonical_bytes("Orchard", DEVICE, "od-tiny", 1, 16, "0" * 64, "0" * 16)
+
+
 # --- property tests: no mutation of a signed message is ever installed -----------------------------
 
 _json_values = st.one_of(
