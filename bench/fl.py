@@ -1,7 +1,7 @@
 """Full federated runs on Flower for the integration report: ``python -m bench.fl``.
 
-Per domain and strategy (default healthcare and industrial_iot, FedAvg and FedProx, 10 clients x 20
-rounds, full populations) one ``tinylarge fl`` run end to end -- TLS SuperLink, one SuperNode per
+Per domain and strategy (default every registered domain with a ``tiny_task``, FedAvg and FedProx, 10
+clients x 20 rounds, full populations) one ``tinylarge fl`` run end to end -- TLS SuperLink, one SuperNode per
 training subject, held-out subjects for every figure, int8, C, signed rollout -- whose row is merged
 into ``out/integration/report.json`` (strategies ``fl_fedavg`` / ``fl_fedprox``). Prints each run's
 summary and the rows as a table. Runs take minutes each (a ClientApp process per message).
@@ -18,7 +18,8 @@ from pathlib import Path
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.fl", description=__doc__.splitlines()[0])
-    p.add_argument("--domains", default="healthcare,industrial_iot")
+    p.add_argument("--domains", default="", help="comma-separated (default: every registered domain with a "
+                   "tiny_task)")
     p.add_argument("--strategies", default="fedavg,fedprox")
     p.add_argument("--clients", type=int, default=10)
     p.add_argument("--rounds", type=int, default=20)
@@ -31,10 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shared.integration.federated.cli import format_summary, run_federated
     from shared.integration.federated.report import row
     from shared.integration.federated.runner import FLConfig
-    from shared.integration.report import format_table, merge_rows
+    from shared.integration.report import format_table, merge_rows, task_domains
 
     rows = []
-    for domain in [d for d in a.domains.split(",") if d]:
+    for domain in [d for d in a.domains.split(",") if d] or task_domains():
         for strategy in [s for s in a.strategies.split(",") if s]:
             t0 = time.monotonic()
             cfg = FLConfig(domain, clients=a.clients, rounds=a.rounds, strategy=strategy, quick=a.quick,

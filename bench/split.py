@@ -1,11 +1,12 @@
 """Split learning, SplitFed and split inference at full size, into ``out/integration/report.json``.
 
-    python -m bench.split [--domains healthcare,industrial_iot,metaverse_eeg] [--quick] [--mqtt URL]
+    python -m bench.split [--domains healthcare,industrial_iot] [--quick] [--mqtt URL]
 
-For each domain: the centralised baseline, SL and SplitFed over MQTT with 2, 4, 8 and 16 clients
-(epochs and batch per domain: ``shared.integration.split.report.FULL_EPOCHS`` / ``FULL_BATCH``), split
-inference on the 4-client SL model; rows merged into the report (strategies ``sl``, ``splitfed``,
-``split_inference``), plots ``out/integration/split_scaling_<domain>.png``, one table printed.
+For each domain (default: every registered domain with a ``tiny_task``): the centralised baseline, SL
+and SplitFed over MQTT with 2, 4, 8 and 16 clients (epochs and batch per domain:
+``shared.integration.split.report.FULL_EPOCHS`` / ``FULL_BATCH``), split inference on the 4-client SL
+model; rows merged into the report (strategies ``sl``, ``splitfed``, ``split_inference``), plots
+``out/integration/split_scaling_<domain>.png``, one table printed.
 With no ``--mqtt`` it starts its own Mosquitto (TCP_NODELAY on, persistence off) on a free loopback
 port, or the embedded broker where Mosquitto is not installed.
 """
@@ -21,10 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shared.integration.report import DEFAULT_OUT, format_table, load_rows, merge_rows
+from shared.integration.report import DEFAULT_OUT, format_table, load_rows, merge_rows, task_domains
 from shared.integration.split import report
-
-DEFAULT_DOMAINS = ("healthcare", "industrial_iot", "metaverse_eeg")
 
 
 @contextmanager
@@ -75,7 +74,8 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.split", description=__doc__.split("\n\n")[0])
-    p.add_argument("--domains", default=",".join(DEFAULT_DOMAINS))
+    p.add_argument("--domains", default="", help="comma-separated (default: every registered domain with a "
+                   "tiny_task)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--mqtt", default=None, help="broker URL (default: a private Mosquitto)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     with _broker(args.mqtt) as url:
-        for domain in [d for d in args.domains.split(",") if d]:
+        for domain in [d for d in args.domains.split(",") if d] or task_domains():
             t0 = time.monotonic()
             cfg = report.config_for(domain, args.quick, epochs=args.epochs, batch=args.batch)
             got = report.report_rows(domain, args.quick, args.out, url=url, cfg=cfg)

@@ -34,7 +34,13 @@ STRATEGIES: dict[str, str] = {
     "fl": "shared.integration.federated.report:report_rows",
     "split": "shared.integration.split.report:report_rows",
 }
-DEFAULT_DOMAINS = ("healthcare", "industrial_iot", "metaverse_eeg", "vehicles")
+
+
+def task_domains() -> tuple[str, ...]:
+    """The registered domains that offer a ``tiny_task``: what the strategies run on by default."""
+    from shared import domain as domains
+
+    return tuple(name for name, d in domains.registry().items() if d.hooks.tiny_task is not None)
 
 
 def check_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             "out/integration/report.json and print one table")
     p.add_argument("--strategies", default=",".join(STRATEGIES),
                    help=f"comma-separated, from {', '.join(STRATEGIES)} (default: all)")
-    p.add_argument("--domains", default=",".join(DEFAULT_DOMAINS), help="comma-separated registered domains")
+    p.add_argument("--domains", default="",
+                   help="comma-separated registered domains (default: every registered domain; those without "
+                   "a tiny_task are skipped)")
     p.add_argument("--quick", action="store_true", help="small populations and few epochs (tests, CI)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default out/integration)")
     args = p.parse_args(argv)
@@ -137,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [s for s in names if s not in STRATEGIES]
     if unknown:
         p.error(f"--strategies: unknown {unknown}; choose from {', '.join(STRATEGIES)}")
-    wanted = [d for d in args.domains.split(",") if d]
+    wanted = [d for d in args.domains.split(",") if d] or list(domains.names())
     bad = [d for d in wanted if d not in domains.names()]
     if bad:
         p.error(f"--domains: not registered: {bad}; registered: {', '.join(domains.names())}")

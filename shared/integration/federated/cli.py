@@ -75,7 +75,7 @@ def format_summary(s: dict[str, Any]) -> str:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinylarge fl", description="federated learning of a domain's tiny model on "
                                 "Flower (SuperLink + one SuperNode per subject, TLS, loopback)")
-    p.add_argument("domain", help="a domain with a tiny_task (healthcare, industrial_iot, metaverse_eeg)")
+    p.add_argument("domain", help="a registered domain with a tiny_task")
     p.add_argument("--clients", type=int, default=3, help="SuperNodes, one training subject each (default 3)")
     p.add_argument("--rounds", type=int, default=5, help="federated rounds (default 5)")
     p.add_argument("--strategy", choices=("fedavg", "fedprox"), default="fedavg")
