@@ -3,7 +3,8 @@
 The work is done by three modules that do not import each other in a circle:
 
 * :mod:`shared.tiny.targets`: build (compile the domain's models with their metadata, run
-  ``firmware/Makefile`` with ``APP=<domain>``), QEMU, the parity harness, installed model slots;
+  ``firmware/Makefile`` on the app in the domain's package, ``APP_DIR=<Domain.firmware_dir>``), QEMU,
+  the parity harness, installed model slots;
 * :mod:`shared.tiny.gateway`: framed messages from a serial port, a pipe or QEMU -> validated -> MQTT,
   and signed model updates for the bridged devices;
 * :mod:`shared.tiny.report`: the footprint report (flash, RAM, instructions, TFLM arena, parity).
@@ -56,7 +57,8 @@ def _cmd_build(argv: Sequence[str]) -> int:
     ap = argparse.ArgumentParser(prog="tinylarge firmware build",
                                  description="Compile a domain's model(s) and build its app for a target.")
     ap.add_argument("--app", choices=names(), default=None,
-                    help="the domain whose app is built (firmware/apps/<app>/); required for host and cortex-m4")
+                    help="the registered domain whose app is built (its package's firmware folder, "
+                    "Domain.firmware_dir); required for host and cortex-m4")
     ap.add_argument("--target", choices=TARGETS, default="host")
     ap.add_argument("--model", type=Path, action="append", default=[],
                     help="full-int8 .tflite, repeat for several (primary first); default: the domain's "

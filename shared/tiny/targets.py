@@ -2,9 +2,10 @@
 
 * :func:`build` compiles the domain's full-int8 model(s) with :mod:`shared.tiny.compiler` (C source plus
   ``NAME_metadata.h``: the model id, the domain's labels and window geometry from the registry) and runs
-  ``firmware/Makefile`` with ``APP=<domain>`` for a target: ``host`` (gcc, talks MQTT itself),
-  ``cortex-m4`` (Arm MPS2 AN386 under ``qemu-system-arm``, frames on its serial line), ``cortex-m0plus``
-  (model + runtime, size only) or ``cortex-m4-parity`` (``firmware/targets/cortex-m4/parity.mk``: the
+  ``firmware/Makefile`` on the domain's app (``APP_DIR`` = its ``Domain.firmware_dir``, in the domain's
+  package) for a target: ``host`` (gcc, talks MQTT itself), ``cortex-m4`` (Arm MPS2 AN386 under
+  ``qemu-system-arm``, frames on its serial line), ``cortex-m0plus`` (model + runtime, size only) or
+  ``cortex-m4-parity`` (``firmware/targets/cortex-m4/parity.mk``: the
   model and runtime with the app's M4 flags and a main that maps int8 input vectors to outputs).
 * :func:`qemu_command` / :func:`run_qemu` start a Cortex-M4 image with semihosting (sensor files are
   read from the host through it); :func:`run_parity` feeds ``parity.elf`` a whole batch in one process.
@@ -80,7 +81,7 @@ class BuildConfig:
     and it gets the domain's labels. The model-only targets (cortex-m0plus, cortex-m4-parity) need no app.
     """
 
-    app: str | None = None  #: a registered domain (firmware/apps/<app>/)
+    app: str | None = None  #: a registered domain; its app is the domain's ``firmware_dir``
     target: str = "host"  #: host | cortex-m4 | cortex-m0plus | cortex-m4-parity (model I/O harness)
     models: Sequence[FirmwareModel] = ()
     out_dir: Path = field(default_factory=lambda: REPO / "build" / "firmware")
@@ -158,17 +159,31 @@ def compile_model(tflite: Path, name: str, out_dir: Path, metadata=None) -> Path
     return Path(out_dir)
 
 
+def app_dir(app: str) -> Path:
+    """The firmware app of registered domain ``app``: its ``Domain.firmware_dir`` (``<package>/firmware``);
+    FirmwareError naming the domain and the folder when it holds no C sources."""
+    from shared.domain import get
+
+    d = get(app)
+    folder = d.firmware_dir
+    if not any(folder.glob("*.c")):
+        raise FirmwareError(f"domain {app}: no firmware app in {folder} (Domain.firmware = {d.firmware!r}: the "
+                            "folder, in the domain's package, of its C app; one of its *.c defines tl_app_domain)")
+    return folder
+
+
 def make(target: str, model_dir: Path, models: Sequence[str], out: Path, app: str | None = None,
          goal: str | None = None, extra_cflags: Sequence[str] = (), variables: dict[str, str] | None = None) -> None:
-    """Run firmware/Makefile (``APP``, ``MODELS``, ``MODEL_DIR``, ``OUT``, plus ``variables``: a board row's,
-    see :meth:`shared.tiny.boards.Board.make_vars`); FirmwareError with the compiler output on failure."""
+    """Run firmware/Makefile (``APP_DIR`` = the domain ``app``'s :func:`app_dir` and ``APP`` = its name,
+    ``MODELS``, ``MODEL_DIR``, ``OUT``, plus ``variables``: a board row's, see
+    :meth:`shared.tiny.boards.Board.make_vars`); FirmwareError with the compiler output on failure."""
     tool = "gcc" if target == "host" else "arm-none-eabi-gcc"
     if shutil.which(tool) is None:
         raise FirmwareError(f"{tool} not found on PATH (needed for target {target})")
     cmd = ["make", "-s", "-C", str(FIRMWARE_DIR), goal or target, f"TARGET={target}", f"MODEL_DIR={model_dir}",
            f"MODELS={' '.join(models)}", f"OUT={out}"]
     if app is not None:
-        cmd.append(f"APP={app}")
+        cmd += [f"APP={app}", f"APP_DIR={app_dir(app)}"]
     if target in _TARGET_MAKEFILES:
         cmd[4:4] = ["-f", str(_TARGET_MAKEFILES[target])]
     if extra_cflags:

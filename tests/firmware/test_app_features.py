@@ -1,4 +1,4 @@
-"""The C port of the healthcare DSP (firmware/apps/healthcare/hc_features.c) against healthcare.features.
+"""The C port of the healthcare DSP (healthcare/firmware/hc_features.c) against healthcare.features.
 
 Both run on the same simulated windows (written in the tlsensor text format the firmware reads). The C
 side computes in float32 samples with double accumulators, Python in float64; stated tolerances:
@@ -13,6 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from shared.domain import get
 from tests._tools import require_tool
 from tests.firmware import _fw
 
@@ -25,6 +26,7 @@ TOLERANCES = {
     "quality": (2e-3, 0.0),
 }
 FW = _fw.__file__.rsplit("/tests/", 1)[0] + "/firmware"
+APP = get("healthcare").firmware_dir  # the domain's firmware app, in its package
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def c_features(tmp_path_factory) -> list[dict]:
     gcc = require_tool("gcc")
     exe = tmp_path_factory.mktemp("feat") / "features"
     cmd = [gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{FW}/hal", f"-I{FW}/net",
-           f"-I{FW}/apps/healthcare", f"{FW}/tools/hc_features_main.c", f"{FW}/apps/healthcare/hc_features.c",
+           f"-I{APP}", f"{FW}/tools/hc_features_main.c", f"{APP}/hc_features.c",
            f"{FW}/hal/tl_sensor_text.c", f"{FW}/net/tl_json.c", "-lm", "-o", str(exe)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0 and not res.stderr, res.stderr

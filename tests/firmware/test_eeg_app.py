@@ -1,4 +1,4 @@
-"""The metaverse_eeg firmware app (firmware/apps/metaverse_eeg: eeg_features.c + eeg_spec.c) against the
+"""The metaverse_eeg firmware app (metaverse_eeg/firmware: eeg_features.c + eeg_spec.c) against the
 Python headset (metaverse_eeg.device.inference_message).
 
 The host app is built with quick-trained models and fed windows of simulated users (clean windows, blinks,

@@ -1,4 +1,4 @@
-"""The industrial_iot firmware app (firmware/apps/industrial_iot/iot_spec.c) against the Python sensor node.
+"""The industrial_iot firmware app (industrial_iot/firmware/iot_spec.c) against the Python sensor node.
 
 The host app is built with quick-trained models (classifier + autoencoder), one process per machine of a
 simulated fleet (healthy and faulty machines, several bearings, ISO groups and foundations, provisioned

@@ -1,4 +1,4 @@
-"""The C port of the industrial_iot DSP (firmware/apps/industrial_iot/iot_features.c) against
+"""The C port of the industrial_iot DSP (industrial_iot/firmware/iot_features.c) against
 industrial_iot.features.
 
 Both run on the same simulated windows (every condition, with and without sensor trouble, plus edge
@@ -30,14 +30,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.domain import get
 from tests._tools import require_tool
 
 pytestmark = pytest.mark.firmware
 
 FW = Path(__file__).resolve().parents[2] / "firmware"
+APP = get("industrial_iot").firmware_dir  # the domain's firmware app, in its package
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-pedantic"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g", "-O1"]
-SOURCES = [FW / "tools" / "iot_features_main.c", FW / "apps" / "industrial_iot" / "iot_features.c",
+SOURCES = [FW / "tools" / "iot_features_main.c", APP / "iot_features.c",
            FW / "hal" / "tl_sensor_text.c"]
 TIME = (1e-7, 1e-5)
 BAND = (1e-6, 1e-4)
@@ -56,7 +58,7 @@ VECTOR_ATOL = 1e-3
 def build(tmp: Path, name: str, extra: list[str]) -> Path:
     gcc = require_tool("gcc")
     exe = tmp / name
-    cmd = [gcc, *STRICT, *extra, f"-I{FW}/hal", f"-I{FW}/apps/industrial_iot", *map(str, SOURCES), "-lm",
+    cmd = [gcc, *STRICT, *extra, f"-I{FW}/hal", f"-I{APP}", *map(str, SOURCES), "-lm",
            "-o", str(exe)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0 and not res.stderr, f"{' '.join(cmd)}\n{res.stderr}"
@@ -175,6 +177,6 @@ def test_harness_rejects_bad_arguments_and_input(tmp_path):
 def test_cortex_m4_build_is_warning_free(tmp_path):
     cc = require_tool("arm-none-eabi-gcc")
     cmd = [cc, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", *STRICT, "-O2", "-c",
-           str(FW / "apps" / "industrial_iot" / "iot_features.c"), "-o", str(tmp_path / "iot_features.o")]
+           str(APP / "iot_features.c"), "-o", str(tmp_path / "iot_features.o")]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0 and not res.stderr, res.stderr

@@ -14,13 +14,13 @@ import subprocess
 import numpy as np
 import pytest
 
+from shared.domain import get
 from tests._tools import require_tool
-from tests.firmware import _fw
 from tests.firmware.test_app_features import TOLERANCES
 
 pytestmark = pytest.mark.firmware
 
-FW = _fw.__file__.rsplit("/tests/", 1)[0] + "/firmware"
+APP = get("healthcare").firmware_dir  # the domain's firmware app, in its package
 WINDOW_S = 30.0
 OFFSET = 100_000.0  # counts: above the off-wrist threshold
 COUNTS_STD = 1_000.0  # counts: perfusion (AC / DC) about 1 %
@@ -85,8 +85,8 @@ def c_features(windows, tmp_path_factory) -> list[list]:
     d = tmp_path_factory.mktemp("real-ppg")
     (d / "main.c").write_text(HARNESS)
     exe = d / "features"
-    res = subprocess.run([gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{FW}/apps/healthcare",
-                          str(d / "main.c"), f"{FW}/apps/healthcare/hc_features.c", "-lm", "-o", str(exe)],
+    res = subprocess.run([gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{APP}",
+                          str(d / "main.c"), f"{APP}/hc_features.c", "-lm", "-o", str(exe)],
                          capture_output=True, text=True)
     assert res.returncode == 0 and not res.stderr, res.stderr
     text = "".join(f"{w.size} {fs!r} {pol} 33.0\n" + "\n".join(repr(float(v)) for v in w) + "\n"

@@ -38,6 +38,29 @@ def test_host_build_is_warning_free_under_werror():
     assert app.exists()
 
 
+def test_the_makefile_builds_an_app_from_any_folder_and_names_what_is_missing(tmp_path):
+    """APP_DIR is a folder anywhere (a domain's package, installed or not): the app builds from a copy of
+    healthcare/firmware outside the repository; a missing or empty folder is named."""
+    import shutil
+
+    from shared.domain import get
+    from shared.tiny.firmware import FIRMWARE_DIR
+
+    res = _fw.built("host")
+    app = tmp_path / "elsewhere" / "firmware"
+    shutil.copytree(get("healthcare").firmware_dir, app)
+    base = ["make", "-s", "-C", str(FIRMWARE_DIR), "host", f"MODEL_DIR={res.model_dir}",
+            f"MODELS={' '.join(res.models)}", f"OUT={tmp_path / 'out'}"]
+    done = subprocess.run([*base, f"APP_DIR={app}"], capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert (tmp_path / "out" / "app").exists()
+    for extra, needle in (([], "APP_DIR is required for host"),
+                          ([f"APP_DIR={tmp_path / 'nope'}"], "no such folder"),
+                          ([f"APP_DIR={tmp_path}"], "no *.c in")):
+        bad = subprocess.run([*base, *extra], capture_output=True, text=True)
+        assert bad.returncode != 0 and needle in bad.stderr, bad.stderr
+
+
 def test_host_app_frames_validate():
     app = _fw.built("host").artifacts["app"]
     out = subprocess.run([str(app), "--input", str(_fw.sensor_file()), "--device", _fw.DEVICE, "--seq-start", "0"],

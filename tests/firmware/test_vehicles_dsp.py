@@ -1,4 +1,4 @@
-"""The C port of the vehicles DSP (firmware/apps/vehicles/veh_features.c) against vehicles.features:
+"""The C port of the vehicles DSP (vehicles/firmware/veh_features.c) against vehicles.features:
 the same calibration and the same events on simulated trips under random mountings."""
 
 from __future__ import annotations
@@ -6,16 +6,16 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from shared.domain import get
 from tests._tools import require_tool
 from vehicles import features as F
 from vehicles import signals as S
 
-SRC = Path(__file__).resolve().parents[2] / "firmware" / "apps" / "vehicles" / "veh_features.c"
+SRC = get("vehicles").firmware_dir / "veh_features.c"
 KINDS = F.EVENT_KINDS
 
 

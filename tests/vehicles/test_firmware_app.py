@@ -1,4 +1,4 @@
-"""The vehicles firmware app (firmware/apps/vehicles/veh_spec.c) against the Python telematics unit.
+"""The vehicles firmware app (vehicles/firmware/veh_spec.c) against the Python telematics unit.
 
 The host app is built with the quick-trained event classifier and fed simulated trip segments (random
 mountings, a forced crash, GNSS dropouts) as tlsensor text through `vehicles.device.window_channels`;
