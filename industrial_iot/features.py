@@ -1,5 +1,5 @@
 """On-device DSP for one vibration window: the arithmetic the C99 firmware ports step by step
-(firmware/apps/industrial_iot/iot_features.c; its step numbers are these).
+(industrial_iot/firmware/iot_features.c; its step numbers are these).
 
 Inputs: accel_g (n samples of acceleration in g from the accelerometer on a bearing housing, n a power
 of two >= 256), fs_hz, shaft_hz (the shaft speed the drive or tachometer reports for the window) and

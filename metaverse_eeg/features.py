@@ -1,4 +1,4 @@
-"""The headset DSP (ported to C in firmware/apps/metaverse_eeg/eeg_features.c): one 4 s window of 8 EEG
+"""The headset DSP (ported to C in metaverse_eeg/firmware/eeg_features.c): one 4 s window of 8 EEG
 channels at 128 Hz (microvolts) -> 85 features.
 
 Parameters (the C port uses the same):

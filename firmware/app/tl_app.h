@@ -1,7 +1,7 @@
 /*
  * The generic TinyLarge device loop, in the style of tflite-micro's examples: setup() once, then
  * loop() once per sensor window. It is the same for every domain; what differs is one const
- * tl_app_spec that the domain's folder firmware/apps/<domain>/ defines as `tl_app_domain`:
+ * tl_app_spec that the domain's app folder <domain>/firmware/ (in its package) defines as `tl_app_domain`:
  *
  *   sensors   the channel table (name, units, rate, scale) and the window length, plus one buffer
  *             per channel;
@@ -98,7 +98,7 @@ typedef struct {
   int (*configure)(int argc, char **argv);
 } tl_app_spec;
 
-/* The domain's spec, defined in firmware/apps/<domain>/ (one per build). */
+/* The domain's spec, defined in its package's <domain>/firmware/ (one per build). */
 extern const tl_app_spec tl_app_domain;
 
 /* Quantize as shared.tiny.int8 does: round half to even, saturate to int8. */
