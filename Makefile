@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@# Flower's own pins (typer<0.21) clash with amqtt 0.12's typer>=0.24, which only amqtt's command-line
 	@# scripts import (TinyLarge embeds the broker and never runs them), so Flower goes in a second step.
+	@# No release pair settles it: every flwr release (to 1.42, and the 1.43 nightlies) caps typer<0.21;
+	@# amqtt 0.11 pins typer==0.15.4, hence click<8.2, while transformers 5.23 needs a huggingface-hub that
+	@# needs click>=8.4.2; amqtt 0.10 needs PyYAML<6. What would settle it: an embedded broker without amqtt.
 	$(BIN)/python -m pip install -q flwr==1.42.0 'click>=8.4.2'
 	@touch $(STAMP)
 
