@@ -4,7 +4,9 @@ mounted at any orientation.
 Modules: `signals` (road-network simulator with drivers' latent risk, CSV readers), `features` (the
 device DSP: mounting calibration, event detection, the tiny model's window features), `tiny` (int8
 event-window classifier), `large` (driver risk transformer beside the points-per-100-km score),
-`hazards` (the road-hazard map the cloud merges from many vehicles' reports).
+`hazards` (the road-hazard map the cloud merges from many vehicles' reports), `device` (the telematics
+unit in Python), `service` (the cloud's hooks), `scenario` (the demo), `train`, and `hooks` (all of it as
+the platform sees it).
 """
 
 from shared.domain import Channel, Domain, Stream

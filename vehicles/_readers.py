@@ -72,12 +72,11 @@ def read_gnss_csv(path: str | Path) -> np.ndarray:
     return arr
 
 
-def trip_from_csv(imu_path: str | Path, gnss_path: str | Path, vehicle: str = "csv"):
-    """A signals.Trip (no ground truth) from an IMU log and a GNSS log; times relative to the IMU's start."""
-    from vehicles.signals import Trip
-
+def read_trip_csv(imu_path: str | Path, gnss_path: str | Path) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """An IMU log and a GNSS log as one trip segment's arrays: (acc, gyro, fs_hz, gnss), the GNSS times
+    relative to the IMU's first sample (``signals.trip_from_csv`` makes the Trip)."""
     acc, gyro, fs = read_imu_csv(imu_path)
     t0 = _read_csv(imu_path, ("t_s",))[0, 0]
     gnss = read_gnss_csv(gnss_path)
     gnss[:, 0] -= t0
-    return Trip(vehicle, 0, fs, acc, gyro, gnss)
+    return acc, gyro, fs, gnss

@@ -9,16 +9,15 @@ vehicles/schemas/inference.json) with the classified events and their GNSS posit
 from __future__ import annotations
 
 import argparse
-import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shared.protocol.messages import SCHEMA_VERSION
-from shared.runtime.fleet import DeviceFleet, SimDevice, utc_midnight_ms
+from shared.runtime.fleet import DeviceFleet, SimDevice
+from vehicles import DOMAIN
 from vehicles.features import (
     EVENT_KINDS,
     TRIP_STATS,
@@ -31,7 +30,6 @@ from vehicles.features import (
 )
 from vehicles.signals import Trip, Vehicle
 
-DOMAIN = "vehicles"
 MAX_EVENTS = 20  #: events per message (the firmware app keeps its messages under 4 KB)
 
 
@@ -84,7 +82,7 @@ def inference_message(device: str, seq: int, ts_ms: int, trip: Trip, model: Any)
             "events": events[:MAX_EVENTS]}
 
 
-#: the unit's sensor table (firmware/apps/vehicles/veh_spec.c): IMU axes at fs_hz, GNSS at 1 Hz
+#: the unit's sensor table (vehicles/firmware/veh_spec.c): IMU axes at fs_hz, GNSS at 1 Hz
 CHANNELS = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z", "speed", "lat", "lon")
 
 
@@ -98,27 +96,36 @@ def window_channels(trip: Trip) -> dict[str, Any]:
     return out
 
 
-def fleet(args: argparse.Namespace | None, mqtt: str, vehicles: Sequence[Vehicle], models_dir: Path, day0_ms: int,
-          on_publish: Any = None, trusted_key: Path | None = None,
-          on_trip: Callable[[Vehicle, Trip], None] | None = None) -> DeviceFleet:
-    """Simulated units on `vehicles`; the trip segment index is the message seq (consecutive per unit, so
-    "the next 10 segments" are seq + 1 .. seq + 10). A signed update swaps the
-    classifier. `on_trip(vehicle, trip)` sees every simulated trip (the demo's ground truth)."""
+class UnitFleet(DeviceFleet):
+    """The simulated units; ``on_trip(vehicle, trip)``, when set, sees every trip they simulate (a demo's
+    ground truth)."""
+
+    on_trip: Callable[[Vehicle, Trip], None] | None = None
+
+
+def fleet(args: argparse.Namespace | None, mqtt: str, vehicles: Sequence[Vehicle], models_dir: Path,
+          start_ms: Mapping[str, int], on_publish: Any = None, trusted_key: Path | None = None,
+          on_trip: Callable[[Vehicle, Trip], None] | None = None) -> UnitFleet:
+    """Simulated units on `vehicles` (a vehicle's t = 0 is ``start_ms[id]``); the trip segment index is the
+    message seq (consecutive per unit, so "the next 10 segments" are seq + 1 .. seq + 10). A signed update
+    swaps the classifier. ``on_trip`` sets the fleet's ``on_trip`` (settable later too)."""
     from vehicles.tiny import TinyModel
 
     model = TinyModel.load(models_dir)
 
     def process(d: SimDevice, t_end_s: float) -> dict:
         trip = d.subject.trip(d.seq)
-        if on_trip is not None:
-            on_trip(d.subject, trip)
+        if units.on_trip is not None:
+            units.on_trip(d.subject, trip)
         return inference_message(d.id, d.seq, d.ts_ms(t_end_s), trip, d.model)
 
     def reload(d: SimDevice, tflite: bytes, version: int) -> Any:
         return TinyModel(tflite, d.model.labels, str(version))
 
-    return DeviceFleet(DOMAIN, args, mqtt, vehicles, model, {v.id: day0_ms for v in vehicles}, process,
-                       reload=reload, on_publish=on_publish, trusted_key=trusted_key)
+    units = UnitFleet(DOMAIN.name, args, mqtt, vehicles, model, dict(start_ms), process, reload=reload,
+                      on_publish=on_publish, trusted_key=trusted_key)
+    units.on_trip = on_trip
+    return units
 
 
 class FirmwareUnit:
@@ -154,39 +161,3 @@ def sample_messages(models_dir: Path) -> dict[str, list[dict]]:
     msgs = [inference_message(v.id, k, 1_700_000_000_000 + k * 3_600_000, v.trip(k, "crash" if k else True), model)
             for v in vs for k in range(2)]
     return {"inference": msgs}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge device vehicles``: run N simulated telematics units against a broker."""
-    import os
-
-    from shared.cli import add_endpoint_args
-    from vehicles.signals import FleetConfig, simulate_fleet
-    from vehicles.train import ensure_trained
-
-    ap = argparse.ArgumentParser(prog="tinylarge device vehicles", description=__doc__.splitlines()[0])
-    add_endpoint_args(ap)
-    ap.add_argument("--models", type=Path, default=Path("models/vehicles"))
-    ap.add_argument("--vehicles", type=int, default=5, help="number of vehicles (one unit each)")
-    ap.add_argument("--trips", type=int, default=10, help="trip segments per vehicle")
-    ap.add_argument("--every-s", type=float, default=1.0, help="wall seconds between trip segments")
-    ap.add_argument("--seed", type=int, default=7, help="fleet seed")
-    ap.add_argument("--quick-train", action="store_true", help="if models are missing, train small ones fast")
-    args = ap.parse_args(argv)
-    mqtt = args.mqtt or os.environ.get("TINYLARGE_MQTT")
-    if not mqtt:
-        ap.error("--mqtt (or TINYLARGE_MQTT) is required: devices connect to the broker the service uses")
-    if args.vehicles < 1 or args.trips < 1 or not (math.isfinite(args.every_s) and args.every_s >= 0):
-        ap.error("--vehicles and --trips must be >= 1, --every-s >= 0")
-    ensure_trained(args.models, quick=args.quick_train)
-    units = fleet(args, mqtt, simulate_fleet(FleetConfig(n_vehicles=args.vehicles, seed=args.seed)), args.models,
-                  utc_midnight_ms())
-    units.start()
-    try:
-        for k in range(args.trips):
-            units.step_all(3600.0 * (k + 1))
-            time.sleep(args.every_s)
-    finally:
-        units.stop()
-    print(f"published {units.published} trip segments from {len(units.devices)} vehicles", flush=True)
-    return 0

@@ -18,32 +18,27 @@ what is the domain's:
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shared.protocol.messages import SCHEMA_VERSION
-from shared.runtime.cloud import Cloud, serve_main
-from shared.runtime.cloud import run_cloud as _run_cloud
 from shared.runtime.service import Job, ServiceConfig, Subject, SubjectService
+from vehicles import DOMAIN
 from vehicles.features import EVENT_KINDS, TRIP_STATS
 from vehicles.hazards import HazardMap
 from vehicles.large import step_vector, trip_points, vendor_points
 
-DOMAIN = "vehicles"
-RISK_MODEL_ID = "veh-risk"
 HAZARD_RADIUS_M = 600.0
 
-__all__ = ["Cloud", "VehService", "main", "run_cloud"]
+__all__ = ["VehService", "service_factory", "service_settings"]
 
 
 class VehService(SubjectService):
-    domain = DOMAIN
+    domain = DOMAIN.name
     counts_extra = ("hazard_reports",)
 
     def __init__(self, store: Any, predictor: Any, publish: Callable[[str, str, dict], None],
@@ -51,14 +46,14 @@ class VehService(SubjectService):
                  on_action: Callable[[dict], None] | None = None):
         self.hazards = HazardMap()
         self.horizon_trips = horizon_trips
-        super().__init__(store, predictor, publish, cfg, model_id=f"{RISK_MODEL_ID}@1", result_stream="action",
+        super().__init__(store, predictor, publish, cfg, model_id=DOMAIN.model_ids[1], result_stream="action",
                          on_result=on_action)
 
     def inference_points(self, msg: dict) -> list:
         from shared.storage.base import Point
 
         device, seq, ts = msg["device"], msg["seq"], msg["ts"]
-        tags = {"domain": DOMAIN, "model": msg["model"]}
+        tags = {"domain": DOMAIN.name, "model": msg["model"]}
         trip = {"distance_km": msg["distance_km"], **msg["stats"], **{f"n_{k}": v for k, v in msg["counts"].items()},
                 **{f"rule_{k}": v for k, v in msg["rule_counts"].items()}}
         inf = {"trip_s": msg["trip_s"], "calibrated": msg["calibrated"], "gnss_fix_frac": msg["gnss_fix_frac"],
@@ -91,7 +86,7 @@ class VehService(SubjectService):
                "hazards_ahead": ahead, "windows": len(job.history), "source_seq": job.msg["seq"]}
         point = Point("action", s.device, job.msg["seq"], job.msg["ts"],
                       {"risk": msg["risk"], "vendor_points_per_100km": msg["vendor_points_per_100km"],
-                       "alert": alert, "level": level, "hazards_ahead": len(ahead)}, {"domain": DOMAIN})
+                       "alert": alert, "level": level, "hazards_ahead": len(ahead)}, {"domain": DOMAIN.name})
         return msg, [point]
 
     def rebuild_subject(self, device: str) -> int:
@@ -107,8 +102,8 @@ class VehService(SubjectService):
         return len(trips)
 
 
-
 def service_settings(models_dir: Path) -> tuple[ServiceConfig, int]:
+    """The service settings and the risk horizon (trip segments), from the training run (metrics.json)."""
     cfg = ServiceConfig(history_steps=24)
     horizon = 10
     path = Path(models_dir) / "metrics.json"
@@ -120,27 +115,16 @@ def service_settings(models_dir: Path) -> tuple[ServiceConfig, int]:
     return cfg, horizon
 
 
-@contextmanager
-def run_cloud(args: argparse.Namespace | None, mqtt: str, store_url: str, models_dir: Path,
-              on_action: Callable[[dict], None] | None = None,
-              client_id: str = "tinylarge-vehicles-service") -> Iterator[Cloud]:
-    """Store + risk transformer + hazard map + MQTT consumer, started; stopped in order."""
+def service_factory(models_dir: Path) -> Callable[..., VehService]:
+    """``build(store, publish, on_result)``: the service (risk transformer, hazard map) on the models of
+    ``models_dir``."""
     from vehicles.large import RiskPredictor
 
     cfg, horizon = service_settings(models_dir)
     predictor = RiskPredictor.load(Path(models_dir) / "large", threads=cfg.torch_threads)
     cfg.history_steps = predictor.seq_len
 
-    def build(store: Any, publish: Callable[[str, str, dict], None], on_result: Any) -> VehService:
+    def build(store: Any, publish: Callable[[str, str, dict], None], on_result: Any = None) -> VehService:
         return VehService(store, predictor, publish, cfg, horizon, on_action=on_result)
 
-    with _run_cloud(DOMAIN, args, mqtt, store_url, build, f"{RISK_MODEL_ID}@1", on_result=on_action,
-                    client_id=client_id) as cloud:
-        yield cloud
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge serve vehicles``: run the cloud service until interrupted."""
-    from vehicles.train import ensure_trained
-
-    return serve_main(DOMAIN, argv, __doc__.splitlines()[0], run_cloud, ensure_trained)
+    return build

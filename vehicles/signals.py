@@ -29,15 +29,19 @@ Deterministic per (seed, vehicle index, trip index). `Vehicle.incident(k)` draws
 cheaply, so labels of future trips need no simulation.
 
 Readers (in _readers.py, re-exported here): `read_imu_csv`, `read_gnss_csv` (columns and units in their
-docstrings) and `trip_from_csv`.
+docstrings); `trip_from_csv` makes a Trip of both logs.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from vehicles._readers import GNSS_COLUMNS, IMU_COLUMNS, read_gnss_csv, read_imu_csv, read_trip_csv
 
 FS_HZ = 100.0
 TRIP_S = 120.0
@@ -197,6 +201,11 @@ class Vehicle:
     def trip(self, k: int, incident: str | None | bool = True) -> Trip:
         """Trip segment k; `incident` overrides the drawn incident (True: as drawn)."""
         return simulate_trip(self, k, incident)
+
+    def windows(self, n_trips: int = 24) -> Iterator[Trip]:
+        """The unit's windows: trip segments 0 .. n_trips - 1 (one an hour over a day by default)."""
+        for k in range(n_trips):
+            yield self.trip(k)
 
 
 @dataclass(frozen=True)
@@ -432,7 +441,11 @@ def simulate_trip(v: Vehicle, k: int, incident: str | None | bool = True) -> Tri
                 float(np.sum(speed) / fs / 1000.0), speed, acc_v)
 
 
-from vehicles._readers import GNSS_COLUMNS, IMU_COLUMNS, read_gnss_csv, read_imu_csv, trip_from_csv  # noqa: E402
+def trip_from_csv(imu_path: str | Path, gnss_path: str | Path, vehicle: str = "csv") -> Trip:
+    """A Trip (no ground truth) from an IMU log and a GNSS log; times relative to the IMU's start."""
+    acc, gyro, fs, gnss = read_trip_csv(imu_path, gnss_path)
+    return Trip(vehicle, 0, fs, acc, gyro, gnss)
+
 
 __all__ = ["EVENT_KINDS", "GNSS_COLUMNS", "HAZARD_KINDS", "IMU_COLUMNS", "LABELS", "FleetConfig", "Hazard",
            "RoadNetwork", "TrueEvent", "Trip", "Vehicle", "random_rotation", "read_gnss_csv", "read_imu_csv",

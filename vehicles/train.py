@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,24 +197,3 @@ def ensure_trained(models_dir: Path = DEFAULT_MODELS_DIR, quick: bool = False, c
     also = {TrainConfig().key()} if quick else set()
     return training.ensure_trained(Path(models_dir), cfg.key(), lambda: train_all(models_dir, cfg, quick=quick),
                                    OUTPUTS, also)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge train vehicles``: train (or, with --if-needed, only when stale) and print the metrics."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="tinylarge train vehicles", description=__doc__.splitlines()[0])
-    ap.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="output folder (default %(default)s)")
-    ap.add_argument("--quick", action="store_true", help="small fleets, few epochs (well under a minute)")
-    ap.add_argument("--if-needed", action="store_true", help="skip training when the stamp is up to date")
-    args = ap.parse_args(argv)
-    metrics = (ensure_trained if args.if_needed else train_all)(args.models, quick=args.quick)
-    width = max(len(k) for k in metrics)
-    for k, v in metrics.items():
-        if k not in ("tiny", "large"):
-            print(f"{k:<{width}}  {v}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -180,7 +180,8 @@ def parse_demo_args(d: Any, argv: Sequence[str] | None) -> Any:
     if problem:
         ap.error(problem)
     try:
-        args.firmware, args.qemu = firmware_counts(ap.prog, args.firmware, args.qemu, args.subjects)
+        qemu = "0" if args.qemu == "auto" and not scen.auto_qemu(args) else args.qemu
+        args.firmware, args.qemu = firmware_counts(ap.prog, args.firmware, qemu, args.subjects)
     except SystemExit as exc:
         ap.error(str(exc).split(": ", 1)[-1])
     return args

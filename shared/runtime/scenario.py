@@ -117,6 +117,12 @@ class Scenario(ABC):
         """An error message for a bad combination of the domain's flags, or None."""
         return None
 
+    @classmethod
+    def auto_qemu(cls, args: argparse.Namespace) -> bool:
+        """Whether ``--qemu auto`` may put a device under QEMU in this run (False: 'auto' means 0, e.g. when
+        the run is too long for the emulated Cortex-M4)."""
+        return True
+
     # -- the population and its clock ---------------------------------------------------------------
     @abstractmethod
     def population(self) -> Sequence[Any]:
