@@ -37,6 +37,7 @@ Readers (`read_cwru_mat`, `read_csv`) are in _readers.py and re-exported here.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -224,6 +225,11 @@ class Machine:
         rpm = int(round(fr * 60.0))
         return Window(self.id, float(t_s), x, float(self.fs_hz), rpm, rpm / 60.0, self.bearing.as_dict(), label,
                       sev, self.hours_to_failure(t_s), issue)
+
+    def windows(self, every_s: float = 4 * 3600.0, duration_h: float = 24.0) -> Iterator[Window]:
+        """The windows the sensor records every ``every_s`` over the first ``duration_h`` hours."""
+        for k in range(1, int(duration_h * 3600.0 // every_s) + 1):
+            yield self.window(k * every_s)
 
 
 def synthesize(m: Machine, rng: np.random.Generator, fr: float, fault: str | None, severity: float,
