@@ -79,7 +79,6 @@ REQUIRED = ("tiny_float_acc", "tiny_int8_acc", "tiny_float_macro_f1", "tiny_int8
 def test_quick_training_end_to_end(tmp_path, capsys):
     from industrial_iot.large import RiskPredictor, step_vector
     from industrial_iot.tiny import TinyModels
-
     from shared.cli import main
 
     assert main(["train", "industrial_iot", "--models", str(tmp_path), "--quick", "--if-needed"]) == 0
