@@ -5,7 +5,9 @@ user's scene (pace, difficulty, music tempo, lighting, companion) to keep them i
 Modules: `signals` (EEG simulator, simulated users whose affect responds to the world, readers for
 EDF/BDF, DEAP and SEED recordings), `features` (the headset DSP the C firmware ports), `tiny` (int8
 valence/arousal model), `agent` (the transformer interaction agent, the rule controller, closed-loop
-evaluation), `service`, `device`, `demo`, `train`.
+evaluation), `device` (the simulated headset), `service` (the agent on the platform's subject service),
+`scenario` (the demo's world, in closed loop through the broker), `train`, `tasks` (the integration
+strategies' adapters) and `hooks` (all of it as the platform's verbs see it).
 """
 
 from shared.domain import Channel, Domain, Stream

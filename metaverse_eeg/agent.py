@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from metaverse_eeg import DOMAIN, WINDOW_EVERY_S
 from metaverse_eeg.signals import ACTION_NAMES, KNOBS, ZONE_A, Scene, User, apply_action, in_zone
 
 STEP_NAMES = ("p_valence", "p_arousal", "artefact", *KNOBS, "threat", "lull", "since_change_min")
 N_STEP = len(STEP_NAMES)
-MODEL_NAME = "eeg-agent"
+MODEL_NAME = DOMAIN.large_model
 _WHY = {"none": "keep the scene", "pace_up": "speed up the pace", "pace_down": "slow the pace",
         "difficulty_up": "raise the difficulty", "difficulty_down": "ease the difficulty",
         "tempo_up": "faster music", "tempo_down": "calmer music", "lighting_up": "brighter, warmer light",
@@ -267,7 +268,7 @@ def fit_policy(cfg: AgentConfig, logs: list[SessionLog], model: Any = None, bar:
     if model is None:
         model = RiskTransformer(RiskConfig(n_inputs=N_STEP, d_model=cfg.d_model, n_layers=cfg.n_layers,
                                            n_heads=cfg.n_heads, d_ff=cfg.d_ff, seq_len=cfg.seq_len,
-                                           dropout=cfg.dropout, n_outputs=len(ACTION_NAMES), step_s=10.0,
+                                           dropout=cfg.dropout, n_outputs=len(ACTION_NAMES), step_s=WINDOW_EVERY_S,
                                            horizon_h=0.025, input_names=list(STEP_NAMES)))
     hs, ys = _samples(logs, cfg.seq_len)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)

@@ -1,6 +1,6 @@
 """A simulated EEG headset: 8 channels at 128 Hz -> headset DSP -> int8 affect model -> one MQTT message.
 
-It does what the C firmware does (firmware/apps/metaverse_eeg), in Python: every ``window_every_s`` it
+It does what the C firmware does (metaverse_eeg/firmware), in Python: every ``window_every_s`` it
 takes the last 4 s of EEG, extracts the features of ``metaverse_eeg.features``, estimates the valence x
 arousal quadrant with the int8 model and publishes an ``inference`` message (QoS 1, schema
 metaverse_eeg/schemas/inference.json).
@@ -9,20 +9,17 @@ metaverse_eeg/schemas/inference.json).
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from metaverse_eeg import CHANNELS
+from metaverse_eeg import CHANNELS, DOMAIN
 from metaverse_eeg.features import extract_window, to_vector
 from metaverse_eeg.signals import Window
 from shared.protocol.messages import SCHEMA_VERSION
-from shared.runtime.fleet import DeviceFleet, SimDevice, utc_midnight_ms
-
-DOMAIN = "metaverse_eeg"
+from shared.runtime.fleet import DeviceFleet, SimDevice
 
 
 def _num(v: float) -> float | None:
@@ -48,26 +45,27 @@ def inference_message(device: str, seq: int, ts_ms: int, w: Window, tiny: Any) -
 
 
 def window_channels(w: Window) -> dict[str, Any]:
-    """The firmware's sensor table for one window (firmware/apps/metaverse_eeg): channel -> samples (uV)."""
+    """The firmware's sensor table for one window (metaverse_eeg/firmware): channel -> samples (uV)."""
     eeg = np.asarray(w.eeg, dtype=np.float64)
     return {c: eeg[i] for i, c in enumerate(CHANNELS)}
 
 
-def fleet(args: argparse.Namespace | None, mqtt: str, users: Sequence[Any], models_dir: Path, day0_ms: int,
-          on_publish: Any = None, trusted_key: Path | None = None) -> DeviceFleet:
-    """Simulated headsets on ``users`` (one MQTT client each); t = 0 is ``day0_ms``. The caller advances
-    the users' affect before each ``step_all``."""
+def fleet(args: argparse.Namespace | None, mqtt: str, users: Sequence[Any], models_dir: Path,
+          start_ms: Mapping[str, int], on_publish: Any = None, trusted_key: Path | None = None) -> DeviceFleet:
+    """Simulated headsets on ``users`` (one MQTT client each); a user's t = 0 is ``start_ms[id]``. Each
+    headset advances its user's affect to the window's end first (a no-op where the world already did)."""
     from metaverse_eeg.tiny import TinyModel
 
     tiny = TinyModel.load(models_dir)
 
     def process(d: SimDevice, t_end_s: float) -> dict:
+        d.subject.advance(t_end_s)
         return inference_message(d.id, d.seq, d.ts_ms(t_end_s), d.subject.window(t_end_s), d.model)
 
     def reload(d: SimDevice, tflite: bytes, version: int) -> Any:
         return TinyModel(tflite, d.model.labels, str(version))
 
-    return DeviceFleet(DOMAIN, args, mqtt, users, tiny, {u.id: day0_ms for u in users}, process, reload=reload,
+    return DeviceFleet(DOMAIN.name, args, mqtt, users, tiny, dict(start_ms), process, reload=reload,
                        on_publish=on_publish, trusted_key=trusted_key)
 
 
@@ -93,42 +91,3 @@ def scene_message(user: Any, seq: int, ts_ms: int, applied: str) -> dict:
     return {"v": SCHEMA_VERSION, "device": user.id, "seq": seq, "ts": ts_ms, "model": "world@1",
             **user.scene.as_dict(), "since_change_s": round(float(user.scene.since_change_s), 1), "applied": applied}
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge device metaverse_eeg``: run N simulated headsets against a broker (no world feedback)."""
-    import os
-
-    from metaverse_eeg.signals import SessionConfig, simulate_users
-    from metaverse_eeg.train import ensure_trained
-    from shared.cli import add_endpoint_args
-
-    ap = argparse.ArgumentParser(prog="tinylarge device metaverse_eeg", description=__doc__.splitlines()[0])
-    add_endpoint_args(ap)
-    ap.add_argument("--models", type=Path, default=Path("models/metaverse_eeg"))
-    ap.add_argument("--users", type=int, default=4, help="number of users (one headset each)")
-    ap.add_argument("--minutes", type=float, default=10.0, help="simulated minutes to run")
-    ap.add_argument("--speed", type=float, default=10.0, help="simulated seconds per wall second")
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--quick-train", action="store_true", help="if models are missing, train small ones fast")
-    args = ap.parse_args(argv)
-    mqtt = args.mqtt or os.environ.get("TINYLARGE_MQTT")
-    if not mqtt:
-        ap.error("--mqtt (or TINYLARGE_MQTT) is required: headsets connect to the broker the service uses")
-    if args.users < 1 or not args.minutes > 0:
-        ap.error("--users must be >= 1 and --minutes > 0")
-    ensure_trained(args.models, quick=args.quick_train)
-    cfg = SessionConfig(n_users=args.users, duration_h=args.minutes / 60.0, seed=args.seed)
-    users = simulate_users(cfg)
-    nodes = fleet(args, mqtt, users, args.models, utc_midnight_ms())
-    nodes.start()
-    try:
-        t0 = time.monotonic()
-        for t_s in cfg.times_s:
-            for u in users:
-                u.advance(float(t_s))
-            nodes.step_all(float(t_s))
-            time.sleep(max(0.0, t0 + float(t_s) / args.speed - time.monotonic()))
-    finally:
-        nodes.stop()
-    print(f"published {nodes.published} inferences from {len(users)} headsets", flush=True)
-    return 0

@@ -17,27 +17,22 @@ the domain's:
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from metaverse_eeg import DOMAIN
 from metaverse_eeg.agent import N_STEP, AgentPredictor, reason, rule_action, step_vector
 from metaverse_eeg.signals import ACTION_NAMES
 from shared.protocol.messages import SCHEMA_VERSION, Topic
-from shared.runtime.cloud import Cloud, serve_main
-from shared.runtime.cloud import run_cloud as _run_cloud
 from shared.runtime.service import Job, ServiceConfig, Subject, SubjectService
 
-DOMAIN = "metaverse_eeg"
-AGENT_ID = "eeg-agent"
 DISTRESS_THRESHOLD = 0.45  #: alert when mean P(low valence) x P(high arousal) stays at or above this
 DISTRESS_WINDOWS = 3
 
-__all__ = ["Cloud", "EegService", "run_cloud", "main", "distress"]
+__all__ = ["EegService", "service_factory", "distress"]
 
 
 def distress(history: np.ndarray) -> float:
@@ -61,19 +56,19 @@ class DistressPredictor:
 class EegService(SubjectService):
     """metaverse_eeg's hooks on the platform's subject service."""
 
-    domain = DOMAIN
+    domain = DOMAIN.name
     counts_extra = ("scenes",)
 
     def __init__(self, store: Any, predictor: Any, publish: Callable[[str, str, dict], None],
                  cfg: ServiceConfig | None = None, on_action: Callable[[dict], None] | None = None):
-        super().__init__(store, predictor, publish, cfg, model_id=f"{AGENT_ID}@1", result_stream="action",
+        super().__init__(store, predictor, publish, cfg, model_id=DOMAIN.model_ids[1], result_stream="action",
                          on_result=on_action)
 
     def inference_points(self, msg: dict) -> list:
         from shared.storage.base import Point
 
         device, seq, ts = msg["device"], msg["seq"], msg["ts"]
-        tags = {"domain": DOMAIN, "model": msg["model"]}
+        tags = {"domain": DOMAIN.name, "model": msg["model"]}
         inf = {"class": msg["class"], "valence": msg["valence"], "arousal": msg["arousal"],
                "artefact": msg["artefact"], "window_s": msg["window_s"],
                **{f"p_{k}": v for k, v in msg["scores"].items()}}
@@ -87,7 +82,7 @@ class EegService(SubjectService):
         from shared.storage.base import Point
 
         fields = {k: v for k, v in msg.items() if k not in ("v", "device", "seq", "ts", "model")}
-        self.store.write([Point("scene", msg["device"], msg["seq"], msg["ts"], fields, {"domain": DOMAIN})])
+        self.store.write([Point("scene", msg["device"], msg["seq"], msg["ts"], fields, {"domain": DOMAIN.name})])
         with self._lock:
             s = self.subject(msg["device"])
             if msg["seq"] >= s.extra.get("scene_seq", -1):
@@ -118,7 +113,7 @@ class EegService(SubjectService):
                "source_seq": job.msg["seq"]}
         point = Point("action", s.device, job.msg["seq"], job.msg["ts"],
                       {"action": action, "confidence": msg["confidence"], "rule_action": job.baseline,
-                       "alert": bool(alert), "distress": round(self.score_of(output), 4)}, {"domain": DOMAIN})
+                       "alert": bool(alert), "distress": round(self.score_of(output), 4)}, {"domain": DOMAIN.name})
         return msg, [point]
 
     def rebuild_subject(self, device: str) -> int:
@@ -139,27 +134,15 @@ class EegService(SubjectService):
         return loaded
 
 
-@contextmanager
-def run_cloud(args: argparse.Namespace | None, mqtt: str, store_url: str, models_dir: Path,
-              on_action: Callable[[dict], None] | None = None,
-              client_id: str = "tinylarge-metaverse_eeg-service") -> Iterator[Cloud]:
-    """Store + agent + MQTT consumer, started; stopped in order (scoring drained first)."""
+def service_factory(models_dir: Path) -> Callable[..., EegService]:
+    """``build(store, publish, on_result)``: the service on the interaction agent of ``models_dir``."""
     cfg = ServiceConfig(alert_threshold=DISTRESS_THRESHOLD, alert_windows=DISTRESS_WINDOWS)
     agent = AgentPredictor.load(Path(models_dir) / "large", threads=cfg.torch_threads)
     cfg.history_steps = agent.seq_len
     predictor = DistressPredictor(agent)
     assert agent.model.config.n_inputs == N_STEP
 
-    def build(store: Any, publish: Callable[[str, str, dict], None], on_result: Any) -> EegService:
+    def build(store: Any, publish: Callable[[str, str, dict], None], on_result: Any = None) -> EegService:
         return EegService(store, predictor, publish, cfg, on_action=on_result)
 
-    with _run_cloud(DOMAIN, args, mqtt, store_url, build, f"{AGENT_ID}@1", on_result=on_action,
-                    client_id=client_id) as cloud:
-        yield cloud
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge serve metaverse_eeg``: run the cloud service until interrupted."""
-    from metaverse_eeg.train import ensure_trained
-
-    return serve_main(DOMAIN, argv, __doc__.splitlines()[0], run_cloud, ensure_trained)
+    return build

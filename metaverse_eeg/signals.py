@@ -26,6 +26,7 @@ channel (flat or wild).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -244,6 +245,12 @@ class User:
                 self._windows.clear()
             self._windows[key] = Window(eeg_window(self.params, self.v, self.a, self._eeg_rng))
         return self._windows[key]
+
+    def windows(self) -> Iterator[Window]:
+        """The session's windows with nobody adapting the world: the user advanced to each window's end in turn."""
+        for t in self.cfg.times_s:
+            self.advance(float(t))
+            yield self.window(float(t))
 
 
 def _unit(shape: np.ndarray, n: int) -> np.ndarray:

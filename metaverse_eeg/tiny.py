@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from metaverse_eeg import FEATURE_NAMES, LABELS
+from metaverse_eeg import DOMAIN, FEATURE_NAMES, LABELS
 from shared.tiny.int8 import Int8Runner, budget_check, to_int8_tflite, unsupported_ops
 
-MODEL_NAME = "eeg-tiny"
+MODEL_NAME = DOMAIN.tiny_model
 N_FEATURES = len(FEATURE_NAMES)
 
 

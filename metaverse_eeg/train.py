@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from metaverse_eeg import DOMAIN
 from metaverse_eeg.agent import AgentConfig
 from metaverse_eeg.signals import SessionConfig
 from metaverse_eeg.tiny import TinyConfig
@@ -155,7 +155,7 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
         "tiny_per_user_int8_acc_p10_p50_p90": m["per_user_int8_acc_p10_p50_p90"],
         "tiny_model_id": m["model_id"], "tiny_weights_bytes": m["weights_bytes"], "tiny_arena_bytes": m["arena_bytes"],
         "tiny_train_users": m["n_train_users"], "tiny_test_users": m["n_test_users"],
-        "agent_model_id": "eeg-agent@1", **am, **ev,
+        "agent_model_id": DOMAIN.model_ids[1], **am, **ev,
         "eval_users": cfg.eval_session.n_users, "eval_session_h": cfg.eval_session.duration_h,
         "time_data_s": round(t_data, 1), "time_tiny_s": round(t_tiny, 1), "time_agent_s": round(t_agent, 1),
         "time_total_s": round(t_total, 1), "quick": quick, "tiny": m,
@@ -176,50 +176,3 @@ def ensure_trained(models_dir: Path = DEFAULT_MODELS_DIR, quick: bool = False, c
     return training.ensure_trained(Path(models_dir), cfg.key(), lambda: train_all(models_dir, cfg, quick=quick),
                                    OUTPUTS, also)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge train metaverse_eeg``: train (or with --if-needed only when stale) and print the metrics."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="tinylarge train metaverse_eeg", description=__doc__.splitlines()[0])
-    ap.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="output folder (default %(default)s)")
-    ap.add_argument("--quick", action="store_true", help="few people, short sessions (well under a minute)")
-    ap.add_argument("--if-needed", action="store_true", help="skip training when the stamp is up to date")
-    args = ap.parse_args(argv)
-    metrics = (ensure_trained if args.if_needed else train_all)(args.models, quick=args.quick)
-    width = max(len(k) for k in metrics)
-    for k, v in metrics.items():
-        if k not in ("tiny", "agent_config"):
-            print(f"{k:<{width}}  {v}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
-def new_subjects(n_users: int, per_user: int, seed: int) -> Any:
-    """Fresh simulated users with more windows each than ``tiny_task`` has (transfer learning's new people)."""
-    from metaverse_eeg import LABELS
-    from metaverse_eeg import tiny as tn
-    from shared.integration.task import TinyTask
-
-    a = _features(n_users, per_user, seed, DEFAULT_MODELS_DIR / "cache")
-    return TinyTask("metaverse_eeg", a["x"], a["y"], a["groups"], tuple(LABELS), tuple(TrainConfig().tiny.hidden),
-                    tn.MODEL_NAME)
-
-
-def tiny_task(quick: bool = False) -> Any:
-    """The emotion model's labelled windows of the training and held-out users, by user (integration)."""
-    from metaverse_eeg import LABELS
-    from metaverse_eeg import tiny as tn
-    from shared.integration.task import TinyTask
-
-    cfg = TrainConfig.quick() if quick else TrainConfig()
-    cache = DEFAULT_MODELS_DIR / "cache"
-    parts = [_features(n, cfg.windows_per_user, seed, cache)
-             for n, seed in ((cfg.tiny_train_users, cfg.tiny_seeds[0]), (cfg.tiny_test_users, cfg.tiny_seeds[1]))]
-    return TinyTask("metaverse_eeg", np.concatenate([p["x"] for p in parts]),
-                    np.concatenate([p["y"] for p in parts]).astype(int),
-                    np.concatenate([p["groups"] for p in parts]), tuple(LABELS), tuple(cfg.tiny.hidden),
-                    tn.MODEL_NAME, extra={"affect": np.concatenate([p["affect"] for p in parts])})
