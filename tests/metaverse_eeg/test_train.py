@@ -40,7 +40,7 @@ def test_service_answers_every_window_and_rebuilds_after_restart(eeg_models, tmp
     from metaverse_eeg.signals import SessionConfig, simulate_users
     from metaverse_eeg.tiny import TinyModel
     from shared.runtime.service import ServiceConfig
-    from shared.storage.base import open_store
+    from shared.storage.factory import open_store
 
     tiny = TinyModel.load(eeg_models)
     predictor = DistressPredictor(AgentPredictor.load(eeg_models / "large"))
