@@ -42,6 +42,7 @@ _TOOLS: dict[str, tuple[str, str, str]] = {
              "the closed loop: distil the cloud model into the device model, roll it out signed, score before/after"),
     "split": ("shared.integration.split.cli", "split_main",
               "split learning, SplitFed and split inference: cut-layer activations over MQTT"),
+    "domain": ("shared.scaffold", "domain_main", "domain new NAME: write a working domain package (a plug-in)"),
 }
 
 
