@@ -257,7 +257,11 @@ def registry() -> dict[str, Domain]:
     """Every installed domain by name, from the entry points (sorted by name)."""
     found: dict[str, Domain] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()
+        try:
+            obj = ep.load()
+        except (ImportError, AttributeError) as exc:  # e.g. a folder of the same name shadows the package
+            raise DomainError(f"entry point {ep.name} = {ep.value} does not load ({exc}); is another folder named "
+                              f"{ep.value.split(':')[0]!r} in the current directory?") from exc
         if not isinstance(obj, Domain):
             raise DomainError(f"entry point {ep.name} = {ep.value}: not a shared.domain.Domain")
         if obj.name != ep.name:

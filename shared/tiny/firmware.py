@@ -70,7 +70,7 @@ def _cmd_build(argv: Sequence[str]) -> int:
     ap.add_argument("--slot", type=Path, default=None,
                     help="build the model a gateway installed (DIR = <gateway --model-dir>/<device>); "
                     "sets the primary --model and --model-id")
-    ap.add_argument("--out", type=Path, default=REPO / "build" / "firmware")
+    ap.add_argument("--out", type=lambda p: Path(p).resolve(), default=REPO / "build" / "firmware")
     ap.add_argument("--board", default=None, help="a row of the board table (`tinylarge firmware boards`): writes "
                     "<out>/<board>/<app>/<app>.elf, .bin, .hex with a size report; replaces --target")
     ap.add_argument("--device-args", default="", help="with --board: options baked into the image, e.g. "
@@ -146,7 +146,8 @@ def _cmd_flash(argv: Sequence[str]) -> int:
     ap.add_argument("--board", required=True, choices=list(BOARDS))
     ap.add_argument("--app", default=None, help="the domain built with `firmware build --board` (finds its image)")
     ap.add_argument("--image", type=Path, default=None, help="the .elf (or .bin for st-flash) to program")
-    ap.add_argument("--out", type=Path, default=REPO / "build" / "firmware", help="build folder of --app's image")
+    ap.add_argument("--out", type=lambda p: Path(p).resolve(), default=REPO / "build" / "firmware",
+                    help="build folder of --app's image")
     ap.add_argument("--tool", choices=FLASH_TOOLS, default=None,
                     help="default: the first of the board's tools found on PATH (openocd, pyocd, st-flash)")
     ap.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
