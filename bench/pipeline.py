@@ -171,7 +171,7 @@ def raw_phase(url: str, devices: int, per_device: int) -> dict:
 
 
 def pipeline_phase(url: str, devices: int, per_device: int, models: Path, workdir: Path) -> dict:
-    from healthcare.service import run_cloud
+    from shared.runtime.cloud import run_cloud
 
     total = devices * per_device
     handled_at: dict[tuple[str, int], float] = {}
@@ -183,7 +183,8 @@ def pipeline_phase(url: str, devices: int, per_device: int, models: Path, workdi
 
     db = workdir / "bench.db"
     args = argparse.Namespace(ca=None, cert=None, key=None)
-    with run_cloud(args, url, f"sqlite:///{db}", models, on_risk=on_risk, client_id="bench-service") as cloud:
+    with run_cloud(DOMAIN, args, url, f"sqlite:///{db}", models, on_result=on_risk,
+                   client_id="bench-service") as cloud:
         proc, stamps, go = _start_load(url, devices, per_device)
         time.sleep(2.0 + devices * 0.01)
         go.set()

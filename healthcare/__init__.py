@@ -2,7 +2,9 @@
 
 Modules: `signals` (cohort simulator, WFDB loader), `features` (on-device DSP), `tiny` (the wearable's
 int8 classifier), `large` (the risk transformer), `news2` (the NEWS2 score it is reported beside),
-`service`, `device`, `demo`, `train`; `schemas/` holds the domain's message schemas.
+`device` (the wearable in Python), `service` (the cloud's hooks), `scenario` (the demo: the ward and its
+EHR), `train`, `tasks` (integration adapters) and `hooks` (all of it as the platform sees it);
+`schemas/` holds the domain's message schemas.
 """
 
 from shared.domain import Channel, Domain, Stream

@@ -1,4 +1,4 @@
-"""Scoring, the summary table and the plot of the healthcare demo (ground truth from the simulator)."""
+"""Private: scoring the healthcare demo against the simulator's ground truth, and its plot."""
 
 from __future__ import annotations
 
@@ -82,20 +82,10 @@ def _alert_rule(rows: Sequence[tuple], above: object, cohort: Sequence, k: int) 
             "lead_min": round(float(np.median(leads)), 1) if leads else None}
 
 
-def print_table(summary: dict) -> None:
-    from shared.runtime.demo import print_table as table
-
-    table("healthcare demo", summary, [
-        "devices", "published", "received", "stored", "charts", "deadletters", "alerts",
-        "model_updates_accepted", "model_updates_rejected",
-        "tiny_float_acc", "tiny_int8_acc", "risk_auroc", "news2_auroc", "events", "events_warned",
-        "lead_time_min", "false_alert_patients", "news2_events_warned", "news2_lead_time_min",
-        "news2_false_alert_patients", "stable_patients", "p50_ms", "p99_ms", "wall_s"])
-
-
 def plot_patient(cohort: Sequence, risks: Sequence[dict], out: Path, start_ms: dict[str, int],
-                 db: Path | None, alert_threshold: float | None = None) -> Path:
-    """Vitals as the device measured them, NEWS2 and transformer risk of one deteriorating patient."""
+                 store_url: str | None, alert_threshold: float | None = None) -> Path:
+    """Vitals as the device measured them (read back from ``store_url``; None: not shown), NEWS2 and
+    transformer risk of one deteriorating patient."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,7 +97,7 @@ def plot_patient(cohort: Sequence, risks: Sequence[dict], out: Path, start_ms: d
     mine = sorted((m for m in risks if m["device"] == patient.id), key=lambda m: m["ts"])
     t_h = np.array([(m["ts"] - start_epoch_ms) / 3.6e6 for m in mine])
     fig, axes = plt.subplots(4, 1, figsize=(10, 9), sharex=True)
-    vit = _measured_vitals(db, patient.id, start_epoch_ms) if db is not None else {}
+    vit = _measured_vitals(store_url, patient.id, start_epoch_ms) if store_url is not None else {}
     for ax, keys in zip(axes[:2], (("hr_bpm", "rr_bpm"), ("spo2_pct", "temp_c")), strict=True):
         for k in keys:
             if k in vit:
@@ -137,10 +127,10 @@ def plot_patient(cohort: Sequence, risks: Sequence[dict], out: Path, start_ms: d
     return path
 
 
-def _measured_vitals(db: Path, device: str, start_epoch_ms: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from shared.storage.base import open_store
+def _measured_vitals(store_url: str, device: str, start_epoch_ms: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from shared.storage.factory import open_store
 
-    store = open_store(f"sqlite:///{db}")
+    store = open_store(store_url)
     try:
         points = store.query("vitals", device)
     finally:

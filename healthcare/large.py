@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from healthcare import news2
+from healthcare import DOMAIN, news2
 from healthcare.features import FEATURE_NAMES, VECTOR_CENTER, VECTOR_CLIP, VECTOR_SCALE
 from healthcare.signals import LABELS
 from shared.large.transformer import (
@@ -35,7 +35,7 @@ from shared.large.transformer import (
 from shared.runtime.alerts import AlertRule
 from shared.runtime.metrics import auroc, median_or_none, threshold_at_fpr
 
-MODEL_NAME = "hc-risk"
+MODEL_NAME = DOMAIN.large_model  #: "hc-risk", declared in healthcare/__init__.py
 CONSCIOUSNESS = ("A", "C", "V", "P", "U")
 CHART_NAMES = ("chart_sbp", "chart_not_alert", "chart_on_oxygen", "chart_rr", "chart_temp", "chart_age",
                "chart_missing")
@@ -218,8 +218,8 @@ def _service_news2(last: dict, chart: dict | None, t_s: float) -> float:
                              temp_c=fresh["temp_c"]).score)
 
 
-def _predict_steps(model: RiskTransformer, seqs: list[PatientSteps], stride: int = 1,
-                   progress: Any = None) -> list[np.ndarray]:
+def predict_steps(model: RiskTransformer, seqs: list[PatientSteps], stride: int = 1,
+                  progress: Any = None) -> list[np.ndarray]:
     """Risk at every `stride`-th eligible step of each patient (NaN elsewhere)."""
     L = model.config.seq_len
     out = []
@@ -264,13 +264,13 @@ def train_large(cfg: LargeConfig, train: list[PatientSteps], test: list[PatientS
     losses = fit_binary(model, [s.x for s in train], samples, labels, fit, progress=update)
 
     horizon_s = cfg.horizon_h * 3600.0
-    tr_risk = _predict_steps(model, train, stride=3, progress=update)
+    tr_risk = predict_steps(model, train, stride=3, progress=update)
     tr_mask = [~np.isnan(r) for r in tr_risk]
     tr_y = np.concatenate([s.y[m] for s, m in zip(train, tr_mask, strict=True)])
     thr = threshold_at_fpr(tr_y, np.concatenate([r[m] for r, m in zip(tr_risk, tr_mask, strict=True)]), cfg.alert_fpr)
     model.config.alert_threshold = thr
 
-    te_risk = _predict_steps(model, test, progress=update)
+    te_risk = predict_steps(model, test, progress=update)
     y = np.concatenate([s.y[s.eligible] for s in test])
     risk = np.concatenate([r[s.eligible] for s, r in zip(test, te_risk, strict=True)])
     n2 = np.concatenate([s.news2[s.eligible] for s in test])
@@ -299,50 +299,3 @@ def train_large(cfg: LargeConfig, train: list[PatientSteps], test: list[PatientS
     }
     return model, metrics
 
-
-def distill_task(quick: bool = False, models_dir: Path | None = None) -> Any:
-    """The risk transformer as a teacher for the wearable (``shared.integration.distill``): per eligible
-    window (before the event) of the training and held-out cohorts, the device's input vector, the
-    transformer's risk given the patient's history up to that window, the truth (event within the
-    horizon) and the patient. Trains the models if needed; the teacher's outputs are cached per stamp.
-    With the full models, every 2nd window of a training patient (10 min apart) is kept (half the teacher's
-    CPU time); held-out patients keep every window."""
-    import json
-
-    from healthcare import train as hc_train
-    from healthcare._dataset import load_table
-    from healthcare.tiny import TinyModel
-    from shared.integration.distill import DistillTask
-    from shared.runtime.training import cached_arrays
-
-    models = Path(models_dir or hc_train.DEFAULT_MODELS_DIR)
-    hc_train.ensure_trained(models, quick=quick)
-    stamp = json.loads((models / "stamp.json").read_text())
-    cfg = hc_train.TrainConfig.quick() if stamp.get("quick") else hc_train.TrainConfig()
-    train_stride = 1 if stamp.get("quick") else 2
-
-    def build() -> dict[str, np.ndarray]:
-        model = RiskTransformer.from_pretrained(str(models / "large")).eval()
-        tm = TinyModel.load(models)
-        torch.set_num_threads(cfg.large.threads)
-        cols: dict[str, list] = {"x": [], "teacher": [], "y": [], "groups": [], "train": []}
-        for is_train, cohort in ((True, cfg.train_cohort), (False, cfg.test_cohort)):
-            table = load_table(cohort, models / "cache", cfg.workers)
-            steps = patient_steps(table, tm.scores(table.vector), float(model.config.horizon_h))
-            stride = train_stride if is_train else 1
-            for s, risk in zip(steps, _predict_steps(model, steps, stride=stride), strict=True):
-                keep = ~np.isnan(risk)  # eligible (before the event), every stride-th
-                rows = table.rows_of(s.patient)[keep]
-                cols["x"].append(table.vector[rows])
-                cols["teacher"].append(risk[keep])
-                cols["y"].append(s.y[keep])
-                cols["groups"].append(np.full(len(rows), s.patient))
-                cols["train"].append(np.full(len(rows), is_train))
-        return {k: np.concatenate(v) for k, v in cols.items()}
-
-    arrays = cached_arrays(models / "cache" / f"distill-{stamp['key']}-{train_stride}.npz", build)
-    horizon = cfg.large.horizon_h
-    return DistillTask("healthcare", arrays["x"], arrays["teacher"], arrays["y"], arrays["groups"], arrays["train"],
-                       tuple(cfg.tiny.hidden), "hc-risk-tiny", f"deterioration {horizon:g}h",
-                       f"{MODEL_NAME}@{cfg.large.version}",
-                       extra={"models_dir": str(models), "quick_models": bool(stamp.get("quick"))})

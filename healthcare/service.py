@@ -17,42 +17,35 @@ and the ``risk`` message published on ``tinylarge/healthcare/<device>/risk``.
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from healthcare import news2
+from healthcare import DOMAIN, news2
 from shared.protocol.messages import SCHEMA_VERSION, Topic
-from shared.runtime.cloud import Cloud, serve_main
-from shared.runtime.cloud import run_cloud as _run_cloud
 from shared.runtime.service import Job, ServiceConfig, Subject, SubjectService
 
-DOMAIN = "healthcare"
-RISK_MODEL_ID = "hc-risk"
 CARRY_VITALS_S = 1800.0  #: last valid vitals are carried this long for NEWS2 over unreliable windows
 
-__all__ = ["Cloud", "HealthcareService", "ServiceConfig", "run_cloud", "main"]
+__all__ = ["HealthcareService", "ServiceConfig", "service_config", "service_factory"]
 
 
 class HealthcareService(SubjectService):
     """Healthcare's hooks on the platform's subject service: vitals, charts, NEWS2, risk messages."""
 
-    domain = DOMAIN
+    domain = DOMAIN.name
     counts_extra = ("charts",)
 
     def __init__(self, store: Any, predictor: Any, publish: Callable[[str, str, dict], None],
-                 cfg: ServiceConfig | None = None, model_version: str = "1",
-                 on_risk: Callable[[dict], None] | None = None):
+                 cfg: ServiceConfig | None = None, on_risk: Callable[[dict], None] | None = None):
         from healthcare.large import step_vector  # torch import only when a service is built
 
         self._step_vector = step_vector
-        super().__init__(store, predictor, publish, cfg, model_id=f"{RISK_MODEL_ID}@{model_version}",
-                         result_stream="risk", on_result=on_risk)
+        super().__init__(store, predictor, publish, cfg, model_id=DOMAIN.model_ids[1], result_stream="risk",
+                         on_result=on_risk)
 
     @property
     def patients(self) -> dict[str, Subject]:
@@ -67,7 +60,7 @@ class HealthcareService(SubjectService):
 
         fields = {k: msg.get(k) for k in ("sbp_mmhg", "consciousness", "on_oxygen", "rr_bpm", "temp_c")}
         fields["spo2_scale"] = msg.get("spo2_scale", 1)
-        self.store.write([Point("chart", msg["device"], msg["seq"], msg["ts"], fields, {"domain": DOMAIN})])
+        self.store.write([Point("chart", msg["device"], msg["seq"], msg["ts"], fields, {"domain": DOMAIN.name})])
         with self._lock:
             s = self.subject(msg["device"])
             chart = s.extra.get("chart")
@@ -79,7 +72,7 @@ class HealthcareService(SubjectService):
         from shared.storage.base import Point
 
         device, seq, ts = msg["device"], msg["seq"], msg["ts"]
-        tags = {"domain": DOMAIN, "model": msg["model"]}
+        tags = {"domain": DOMAIN.name, "model": msg["model"]}
         return [
             Point("vitals", device, seq, ts, dict(msg["vitals"]), tags),
             Point("inference", device, seq, ts, {"class": msg["class"], **{
@@ -128,7 +121,7 @@ class HealthcareService(SubjectService):
                "news2": None if n2 is None else n2.score, "news2_band": None if n2 is None else n2.band,
                "alert": alert, "windows": len(job.history), "source_seq": msg_in["seq"]}
         point = Point("risk", s.device, msg_in["seq"], msg_in["ts"],
-                      {"risk": msg["risk"], "news2": msg["news2"], "alert": alert}, {"domain": DOMAIN})
+                      {"risk": msg["risk"], "news2": msg["news2"], "alert": alert}, {"domain": DOMAIN.name})
         return msg, [point]
 
     def rebuild_subject(self, device: str) -> int:
@@ -162,26 +155,14 @@ def service_config(models_dir: Path) -> ServiceConfig:
     return cfg
 
 
-@contextmanager
-def run_cloud(args: argparse.Namespace | None, mqtt: str, store_url: str, models_dir: Path,
-              on_risk: Callable[[dict], None] | None = None,
-              client_id: str = "tinylarge-healthcare-service") -> Iterator[Cloud]:
-    """Store + transformer + MQTT consumer, started; stopped in order (scoring drained first)."""
+def service_factory(models_dir: Path) -> Callable[..., HealthcareService]:
+    """``build(store, publish, on_result)``: the service on the risk transformer of ``models_dir``."""
     from healthcare.large import RiskPredictor
 
     cfg = service_config(models_dir)
     predictor = RiskPredictor.load(Path(models_dir) / "large", threads=cfg.torch_threads)
 
-    def build(store: Any, publish: Callable[[str, str, dict], None], on_result: Any) -> HealthcareService:
+    def build(store: Any, publish: Callable[[str, str, dict], None], on_result: Any = None) -> HealthcareService:
         return HealthcareService(store, predictor, publish, cfg, on_risk=on_result)
 
-    with _run_cloud(DOMAIN, args, mqtt, store_url, build, f"{RISK_MODEL_ID}@1", on_result=on_risk,
-                    client_id=client_id) as cloud:
-        yield cloud
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge serve healthcare``: run the cloud service until interrupted."""
-    from healthcare.train import ensure_trained
-
-    return serve_main(DOMAIN, argv, __doc__.splitlines()[0], run_cloud, ensure_trained)
+    return build

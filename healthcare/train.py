@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ class TrainConfig:
 
     @classmethod
     def quick(cls) -> TrainConfig:
-        """Small cohorts and 1-2 epochs: seconds, for tests and `--quick-train`."""
+        """Small cohorts and 1-2 epochs: seconds, for tests and `--quick`."""
         return cls(train_cohort=CohortConfig(n_patients=8, duration_h=10.0, deteriorating_fraction=0.5, seed=11),
                    test_cohort=CohortConfig(n_patients=4, duration_h=10.0, deteriorating_fraction=0.5, seed=12),
                    tiny=TinyConfig(hidden=(16, 8), teacher_hidden=(32,), teacher_epochs=3, epochs=3,
@@ -149,42 +148,3 @@ def ensure_trained(models_dir: Path = DEFAULT_MODELS_DIR, quick: bool = False, c
     return ensure(Path(models_dir), cfg.key(), lambda: train_all(models_dir, cfg, quick=quick), _OUTPUTS,
                   also_accept={TrainConfig().key()} if quick else ())
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge train healthcare``: train (or, with --if-needed, only when stale) and print the metrics."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="tinylarge train healthcare", description=__doc__.splitlines()[0])
-    ap.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="output folder (default %(default)s)")
-    ap.add_argument("--quick", action="store_true", help="small cohorts, 1-2 epochs (seconds; for tests)")
-    ap.add_argument("--if-needed", action="store_true", help="skip training when the stamp is up to date")
-    args = ap.parse_args(argv)
-    metrics = (ensure_trained if args.if_needed else train_all)(args.models, quick=args.quick)
-    width = max(len(k) for k in metrics)
-    for k, v in metrics.items():
-        if k != "large":
-            print(f"{k:<{width}}  {v}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
-def tiny_task(quick: bool = False) -> Any:
-    """The tiny model's windows over the training and held-out cohorts, by patient (integration strategies)."""
-    import numpy as np
-
-    from healthcare import tiny
-    from healthcare._dataset import load_table
-    from healthcare.signals import LABELS
-    from shared.integration.task import TinyTask
-
-    cfg = TrainConfig.quick() if quick else TrainConfig()
-    cache = DEFAULT_MODELS_DIR / "cache"
-    tables = [load_table(c, cache, cfg.workers, desc=f"features (cohort {c.seed})")
-              for c in (cfg.train_cohort, cfg.test_cohort)]
-    return TinyTask("healthcare", np.concatenate([t.vector for t in tables]),
-                    np.concatenate([t.label for t in tables]).astype(int),
-                    np.concatenate([t.patient for t in tables]), tuple(LABELS), tuple(cfg.tiny.hidden),
-                    tiny.MODEL_NAME)

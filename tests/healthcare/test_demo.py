@@ -7,29 +7,30 @@ import sqlite3
 
 import pytest
 
-from healthcare import demo
-
 
 @pytest.mark.firmware
 def test_demo_stores_every_published_window_once_and_deadletters_the_bad(quick_models, tmp_path):
     """4 wearables: 2 simulated in Python, 1 C firmware on the host, 1 Cortex-M4 under QEMU via the gateway."""
+    from shared.cli import main
+
     out = tmp_path / "demo"
-    code = demo.main(["--patients", "4", "--hours", "6", "--seconds", "4", "--models", str(quick_models),
-                      "--quick-train", "--firmware", "2", "--qemu", "1",
-                      "--out", str(out), "--store", f"sqlite:///{tmp_path / 'demo.db'}"])
+    code = main(["demo", "healthcare", "--quick", "--models", str(quick_models), "--firmware", "2", "--qemu", "1",
+                 "--out", str(out), "--store", f"sqlite:///{tmp_path / 'demo.db'}"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     windows_per_patient = int((6 * 3600 - 30) // 300) + 1
     assert summary["published"] == 4 * windows_per_patient
     assert summary["stored"] == summary["published"]
     assert summary["received"] == summary["published"]
-    assert summary["deadletters"] == len(demo.BAD_PAYLOADS)
+    assert summary["deadletters"] == summary["deadletters_injected"] == 3
+    assert summary["devices"] == 4 and summary["simulated_h"] == 6
     assert summary["risk_messages"] == summary["published"]
     # the signed model rolled out mid-run reached every wearable; the forged copy was refused
     assert summary["published_by_firmware"] == 2 * windows_per_patient
     assert summary["model_updates_accepted"] == 2  # the simulated wearables (firmware reflashes from its slot)
     assert summary["model_updates_rejected"] == 1
     assert summary["active_models"] == ["hc-tiny@2"]
+    assert summary["charts"] == summary["site_messages"] > 0
     assert summary["p50_ms"] is not None and summary["p99_ms"] >= summary["p50_ms"]
     for key in ("devices", "alerts", "tiny_float_acc", "tiny_int8_acc", "risk_auroc", "news2_auroc",
                 "lead_time_min"):

@@ -1,9 +1,10 @@
 """Real firmware wearables beside simulated ones, on one broker, consumed by the healthcare service.
 
 The scenario (once per module): quick-trained models, a real Mosquitto, the cloud service
-(``run_cloud`` with SQLite), two host-firmware wearables publishing with the firmware's own MQTT
+(``shared.runtime.cloud.run_cloud`` with SQLite), two host-firmware wearables publishing with the firmware's own MQTT
 client, one Cortex-M4 image under QEMU whose serial frames the firmware gateway bridges, and one
-simulated wearable, all fed the same simulator's windows on the same clock for two simulated hours.
+simulated wearable (the platform's device fleet), all fed the same simulator's windows on the same clock
+for two simulated hours; the ward EHR charts every patient.
 """
 
 from __future__ import annotations
@@ -74,9 +75,9 @@ class Scenario:
 
 @pytest.fixture(scope="module")
 def scenario(quick_models, mosquitto, tmp_path_factory) -> Scenario:
-    from healthcare.device import Fleet, admission_epoch_ms, chart_feed, utc_midnight_ms
-    from healthcare.service import run_cloud
-    from healthcare.tiny import TinyModel
+    from healthcare.device import admission_epoch_ms, chart_feed, fleet
+    from shared.runtime.cloud import run_cloud
+    from shared.runtime.fleet import utc_midnight_ms
 
     require_tool("make")
     require_tool("gcc")
@@ -86,26 +87,29 @@ def scenario(quick_models, mosquitto, tmp_path_factory) -> Scenario:
     cohort = simulate_cohort(cfg)
     fw_patients, sim_patients = cohort[:2 + qemu], cohort[3:]
     day0_ms = utc_midnight_ms(days_ago=2)
+    start_ms = {p.id: admission_epoch_ms(p, day0_ms) for p in [*fw_patients, *sim_patients]}
     risks: list[dict] = []
     capture = _Capture(mosquitto.port)
+    # the ward EHR (the firmware fleet's site client) charts every patient, the simulated one too
     fw = FirmwareFleet("healthcare", mosquitto.url, fw_patients, quick_models, day0_ms, tmp / "fw", qemu=qemu,
-                       start_ms=admission_epoch_ms, site=chart_feed)
+                       start_ms=admission_epoch_ms, site=lambda _patients, _start: chart_feed(
+                           [*fw_patients, *sim_patients], start_ms))
     fw.build()
     try:
-        with run_cloud(None, mosquitto.url, f"sqlite:///{tmp / 'store.db'}", quick_models, on_risk=risks.append,
-                       client_id=f"svc-{uuid.uuid4().hex[:8]}") as cloud:
-            fleet = Fleet(None, mosquitto.url, sim_patients, TinyModel.load(quick_models), day0_ms)
-            fleet.start()
+        with run_cloud("healthcare", None, mosquitto.url, f"sqlite:///{tmp / 'store.db'}", quick_models,
+                       on_result=risks.append, client_id=f"svc-{uuid.uuid4().hex[:8]}") as cloud:
+            sim = fleet(None, mosquitto.url, sim_patients, quick_models, start_ms)
+            sim.start()
             fw.start()
             all_ticks = ticks(cfg)
             for t_s in all_ticks:
-                fleet.step_all(t_s)
-                fw.step_all(t_s)
-            fleet.stop()
+                fw.step_all(t_s)  # the site's charts due by t_s first, as the platform's demo does
+                sim.step_all(t_s)
+            sim.stop()
             fw.stop()
-            sc = Scenario(fw, [p.id for p in sim_patients], all_ticks, {**fleet.start_ms, **fw.start_ms})
+            sc = Scenario(fw, [p.id for p in sim_patients], all_ticks, start_ms)
             mine = [*sc.start_ms]
-            expected = fw.published + fleet.published
+            expected = fw.published + sim.published
 
             def done() -> bool:
                 return sum(cloud.store.count("inference", d) for d in mine) >= expected and cloud.service.idle
@@ -193,9 +197,10 @@ def test_qemu_cortex_m4_messages_arrive_through_the_gateway_and_are_stored(scena
 
 
 def test_firmware_messages_match_the_python_wearable(quick_models, mosquitto, tmp_path):
-    """The C app (DSP + compiled int8 model) against healthcare.device.Wearable on the same windows."""
-    from healthcare.device import Wearable, utc_midnight_ms
+    """The C app (DSP + compiled int8 model) against the Python wearable (healthcare.device) on the same windows."""
+    from healthcare.device import window_message
     from healthcare.tiny import TinyModel
+    from shared.runtime.fleet import SimDevice, utc_midnight_ms
 
     require_tool("make")
     require_tool("gcc")
@@ -216,10 +221,11 @@ def test_firmware_messages_match_the_python_wearable(quick_models, mosquitto, tm
     total = same_class = 0
     for p in cohort:
         (seq0,) = [d.seq_start for d in fw.devices if d.device == p.id]
-        wearable = Wearable(p, tiny, lambda *a: None, fw.start_ms[p.id], seq=seq0)
+        wearable = SimDevice(p.id, p, tiny, fw.start_ms[p.id], lambda *a: None, seq=seq0)
         c_msgs = sorted(capture.msgs[p.id], key=lambda m: m["seq"])
         for t_s, c in zip(ticks(cfg), c_msgs, strict=True):
-            py = wearable.process(p.window(t_s))
+            py = window_message(wearable, t_s)
+            wearable.seq += 1
             for key in ("device", "seq", "ts", "model", "window_s"):
                 assert py[key] == c[key], (p.id, key)
             total += 1

@@ -39,8 +39,8 @@ def _fleet(mqtt_url: str, patient, models: Path, day0_ms: int, workdir: Path, bu
 
 
 def test_host_firmware_restart_keeps_every_reading(quick_models: Path, mosquitto, tmp_path: Path) -> None:
-    from healthcare.device import utc_midnight_ms
-    from healthcare.service import run_cloud
+    from shared.runtime.cloud import run_cloud
+    from shared.runtime.fleet import utc_midnight_ms
 
     require_tool("make")
     require_tool("gcc")
@@ -60,7 +60,7 @@ def test_host_firmware_restart_keeps_every_reading(quick_models: Path, mosquitto
     dl.start()
     dl.subscribe("tinylarge/_deadletter/healthcare", on_dead)
     try:
-        with run_cloud(None, mosquitto.url, f"sqlite:///{tmp_path / 'store.db'}", quick_models,
+        with run_cloud("healthcare", None, mosquitto.url, f"sqlite:///{tmp_path / 'store.db'}", quick_models,
                        client_id=uid("reboot-svc")) as cloud:
             def stored() -> list[int]:
                 return [p.seq for p in cloud.store.query("inference", device)]

@@ -20,7 +20,7 @@ from healthcare.device import chart_message, inference_message
 from healthcare.service import HealthcareService, ServiceConfig
 from healthcare.signals import LABELS, ChartObs
 from shared.protocol.messages import parse_topic, topic
-from shared.storage.base import open_store
+from shared.storage.factory import open_store
 
 T0_MS = 1_763_700_000_000
 
@@ -124,7 +124,7 @@ def test_service_killed_mid_stream_and_restarted_loses_nothing_and_stores_nothin
     broker = mosquitto_factory(persistence=True)
     db = tmp_path / "kill.db"
     cmd = [sys.executable, "-m", "shared.cli", "serve", "healthcare", "--mqtt", broker.url,
-           "--store", f"sqlite:///{db}", "--models", str(quick_models), "--client-id", "svc-kill-test", "--quick-train"]
+           "--store", f"sqlite:///{db}", "--models", str(quick_models), "--client-id", "svc-kill-test", "--quick"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def start() -> subprocess.Popen:
@@ -178,8 +178,8 @@ def test_the_service_reports_its_counts_on_its_retained_status(tmp_path, quick_m
     import json
     import threading
 
-    from healthcare.service import run_cloud
     from shared.runtime.app import publisher
+    from shared.runtime.cloud import run_cloud
     from shared.transport.mqtt import MqttClient, MqttConfig
 
     seen: list[dict] = []
@@ -195,7 +195,7 @@ def test_the_service_reports_its_counts_on_its_retained_status(tmp_path, quick_m
     watcher.start()
     watcher.subscribe("tinylarge/healthcare/cloud/status", on_status)
     args = argparse.Namespace(ca=None, cert=None, key=None)
-    with run_cloud(args, embedded_broker, f"sqlite:///{tmp_path / 's.db'}", quick_models,
+    with run_cloud("healthcare", args, embedded_broker, f"sqlite:///{tmp_path / 's.db'}", quick_models,
                    client_id="status-svc") as cloud:
         devices = MqttClient(MqttConfig(url=embedded_broker, client_id="status-devices"))
         devices.start()

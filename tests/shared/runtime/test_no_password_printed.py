@@ -29,7 +29,7 @@ def test_serve_prints_the_url_without_the_password(mosquitto, quick_models: Path
     out = subprocess.run(
         [sys.executable, "-m", "shared.cli", "serve", "healthcare", "--mqtt", url, "--store",
          f"sqlite:///{tmp_path / 'db.sqlite'}", "--models", str(quick_models), "--client-id", "nopw-test",
-         "--duration-s", "1", "--quick-train"], capture_output=True, text=True, timeout=300, env=env)
+         "--duration", "1s", "--quick"], capture_output=True, text=True, timeout=300, env=env)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-2000:]
     assert "serving healthcare on mqtt://cloud:***@127.0.0.1" in text

@@ -71,14 +71,14 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline(mosquitto, quick_models: Path, tmp_path: Path) -> Iterator[Pipeline]:
-    from healthcare.service import run_cloud
+    from shared.runtime.cloud import run_cloud
 
     p = Pipeline(mosquitto.url)
     p.dl_client.start()
     p.dl_client.subscribe("tinylarge/_deadletter/healthcare", p.on_dl)
     p.pub_client.start()
-    with run_cloud(None, mosquitto.url, f"sqlite:///{tmp_path / 'svc.db'}", quick_models, on_risk=p.on_risk,
-                   client_id=uid("hard-svc")):
+    with run_cloud("healthcare", None, mosquitto.url, f"sqlite:///{tmp_path / 'svc.db'}", quick_models,
+                   on_result=p.on_risk, client_id=uid("hard-svc")):
         yield p
     p.pub_client.stop()
     p.dl_client.stop()
@@ -143,10 +143,11 @@ def test_a_restarted_wearable_keeps_every_reading(pipeline: Pipeline, quick_mode
     """Item 3: the fleet starts a wearable's seq at messages.boot_seq(), so the readings after a restart
     get new (device, seq) keys and are all stored and scored; a wearable restarted at seq 0 (the old way)
     would have every reading refused as a seq conflict (dead-lettered, not silently dropped)."""
-    from healthcare.device import Wearable
+    from healthcare.device import window_message
     from healthcare.signals import CohortConfig, simulate_cohort
     from healthcare.tiny import TinyModel
     from shared.protocol.messages import boot_seq
+    from shared.runtime.fleet import SimDevice
 
     tiny = TinyModel.load(quick_models)
     patient = simulate_cohort(CohortConfig(n_patients=1, duration_h=1.0, seed=3))[0]
@@ -155,16 +156,17 @@ def test_a_restarted_wearable_keeps_every_reading(pipeline: Pipeline, quick_mode
     for boot, times in enumerate(((300.0, 600.0, 900.0), (1200.0, 1500.0, 1800.0))):
         if boot:
             time.sleep(0.01)  # the restart: a new process, a later boot time
-        w = Wearable(patient, tiny, lambda *_: None, T0_MS, seq=boot_seq())
+        w = SimDevice(dev, patient, tiny, T0_MS, lambda *_: None, seq=boot_seq())
         for t in times:
-            msg = w.process(patient.window(t))
+            msg = window_message(w, t)
+            w.seq += 1
             sent.append(msg["seq"])
             pipeline.send(msg)
     assert len(set(sent)) == 6 and sent == sorted(sent)
     assert wait_for(lambda: sum(pipeline.results(dev).values()) == 6, 30)
     assert sorted(pipeline.results(dev)) == sent and pipeline.dead(dev) == []
     # the same readings from a wearable that restarts its counter at 0: refused with a reason, not dropped
-    old = Wearable(patient, tiny, lambda *_: None, T0_MS + 60_000, seq=sent[0])
-    pipeline.send(old.process(patient.window(2100.0)))
+    old = SimDevice(dev, patient, tiny, T0_MS + 60_000, lambda *_: None, seq=sent[0])
+    pipeline.send(window_message(old, 2100.0))
     assert wait_for(lambda: len(pipeline.dead(dev)) == 1, 30)
     assert pipeline.dead(dev)[0].startswith("seq conflict")

@@ -356,9 +356,10 @@ def test_gateway_ignores_the_devices_claimed_version_and_checks_the_model(keys, 
 
 
 def test_wearable_refuses_a_signed_model_that_does_not_load_and_reports_it(keys, tmp_path):
-    from healthcare.device import Wearable
+    from healthcare.device import reload, window_message
     from healthcare.signals import CohortConfig, simulate_cohort
     from healthcare.tiny import TinyModel
+    from shared.runtime.fleet import DeviceFleet, SimDevice
     from shared.tiny.firmware import domain_tflite
 
     good = domain_tflite("healthcare", tmp_path / "m").read_bytes()
@@ -367,13 +368,17 @@ def test_wearable_refuses_a_signed_model_that_does_not_load_and_reports_it(keys,
     slot = ModelSlot("healthcare", patient.id, keys[1], path=tmp_path / "slot" / "model.tflite", active_version=1,
                      active_model_id="hc-tiny")
     (tmp_path / "slot").mkdir()
-    w = Wearable(patient, TinyModel(good, version="1"), lambda *m: sent.append(m), 1_700_000_000_000, slot=slot)
+    w = SimDevice(patient.id, patient, TinyModel(good, version="1"), 1_700_000_000_000, lambda *m: sent.append(m),
+                  slot=slot)
+    # the wearables' fleet with healthcare's loader, holding no client of its own: the device is `w`
+    wearables = DeviceFleet("healthcare", None, "mqtt://127.0.0.1:1883", [], w.model, {}, window_message,
+                            reload=reload)
     garbage = sign_update("healthcare", patient.id, "hc-tiny", 2, _model(salt=b"not a model"), keys[0], seq=1, ts_ms=1)
-    ok, reason = w.offer_update(json.dumps(garbage).encode())
+    ok, reason = wearables.offer_update(w, json.dumps(garbage).encode())
     assert not ok and reason.startswith("model does not load"), reason
-    assert w.tiny.version == "1" and slot.active_version == 1 and not (tmp_path / "slot" / "model.tflite").exists()
+    assert w.model.version == "1" and slot.active_version == 1 and not (tmp_path / "slot" / "model.tflite").exists()
     status = sent[-1][2]
     assert sent[-1][1] == "status" and status["counts"]["rejected"] == 1 and status["active_model"].endswith("@1")
-    ok, _ = w.offer_update(json.dumps(sign_update("healthcare", patient.id, "hc-tiny", 2, good, keys[0], seq=2,
-                                                  ts_ms=2)).encode())
-    assert ok and w.tiny.version == "2" and sent[-1][2]["active_model"].endswith("@2")
+    ok, _ = wearables.offer_update(w, json.dumps(sign_update("healthcare", patient.id, "hc-tiny", 2, good, keys[0],
+                                                             seq=2, ts_ms=2)).encode())
+    assert ok and w.model.version == "2" and sent[-1][2]["active_model"].endswith("@2")
