@@ -1,6 +1,6 @@
 """A simulated vibration sensor node: accelerometer -> on-device DSP -> two int8 models -> one MQTT message.
 
-It does what the C firmware does (firmware/apps/industrial_iot), in Python: every ``window_every_s`` it
+It does what the C firmware does (industrial_iot/firmware), in Python: every ``window_every_s`` it
 records a 0.8 s window on the bearing housing, extracts the features of ``industrial_iot.features`` for
 the machine's bearing at the speed the drive reports, classifies the condition with the int8 classifier,
 scores how unusual the window is with the int8 autoencoder (reconstruction error) and publishes an
@@ -44,7 +44,7 @@ def inference_message(device: str, seq: int, ts_ms: int, machine: Machine, w: Wi
 
 
 def window_channels(w: Window) -> dict[str, Any]:
-    """The firmware's sensor table for one window (firmware/apps/industrial_iot): channel -> samples."""
+    """The firmware's sensor table for one window (industrial_iot/firmware): channel -> samples."""
     return {"accel": np.asarray(w.accel_g, dtype=np.float64), "shaft_hz": float(w.shaft_hz)}
 
 
