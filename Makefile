@@ -8,6 +8,8 @@ PYTEST_ARGS ?=
 # the Debian packages the tests use for real: one list, in scripts/system-deps.sh
 SYSTEM_DEPS := scripts/system-deps.sh
 SYSTEM_DEPS_STAMP := $(VENV)/.system-deps
+#: Flower, installed without its typer cap (see $(STAMP)); its other requirements are pyproject's `fl` extra
+FLWR_VERSION := 1.42.0
 
 .DEFAULT_GOAL := help
 
@@ -19,13 +21,15 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	@# Flower's own pins (typer<0.21) clash with amqtt 0.12's typer>=0.24, which only amqtt's command-line
-	@# scripts import (TinyLarge embeds the broker and never runs them), so Flower goes in a second step.
-	@# No release pair settles it: every flwr release (to 1.42, and the 1.43 nightlies) caps typer<0.21;
-	@# amqtt 0.11 pins typer==0.15.4, hence click<8.2, while transformers 5.23 needs a huggingface-hub that
-	@# needs click>=8.4.2; amqtt 0.10 needs PyYAML<6. What would settle it: an embedded broker without amqtt.
-	$(BIN)/python -m pip install -q flwr==1.42.0 'click>=8.4.2'
+	$(BIN)/python -m pip install -q -e '.[dev,fl]'
+	@# Flower goes in with --no-deps: its own dependencies are the `fl` extra (pyproject.toml; a test keeps
+	@# it equal to flwr's metadata), all but its typer<0.21 cap, which clashes with amqtt 0.12's typer>=0.24
+	@# (no release pair of the two overlaps: every flwr to 1.42 and the 1.43 nightlies cap it; amqtt 0.11
+	@# pins typer==0.15.4, hence click<8.2, against transformers' click>=8.4.2; amqtt 0.10 needs PyYAML<6).
+	@# Flower's SuperLink, SuperNodes and `flwr run` run on amqtt's typer (tests/shared/integration/
+	@# test_federated_flower.py), and since flwr is not among TinyLarge's requirements, installing a plug-in
+	@# domain next to it re-resolves nothing of Flower's: no resolver error either way.
+	$(BIN)/python -m pip install -q --no-deps flwr==$(FLWR_VERSION)
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv and install TinyLarge with its dependencies
