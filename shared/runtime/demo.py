@@ -146,9 +146,20 @@ def demo_parser(d: Any) -> Any:
     return ap
 
 
-def parse_demo_args(d: Any, argv: Sequence[str] | None) -> Any:
+def settle_args(ap: Any, args: Any, extra: dict[str, Any]) -> None:
+    """The scenario's own flags left unset take ``extra``'s defaults; ``--duration`` -> ``args.duration_s``."""
     from shared.runtime.scenario import parse_duration
 
+    for key, value in extra.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    try:
+        args.duration_s = parse_duration(args.duration)
+    except ValueError as exc:
+        ap.error(f"--duration: {exc}")
+
+
+def parse_demo_args(d: Any, argv: Sequence[str] | None) -> Any:
     scen = d.hooks.scenario
     ap = demo_parser(d)
     args = ap.parse_args(argv)
@@ -157,13 +168,7 @@ def parse_demo_args(d: Any, argv: Sequence[str] | None) -> Any:
         args.subjects = size.subjects
     if args.duration is None:
         args.duration = size.duration
-    for key, value in {**scen.full.extra, **(size.extra if args.quick else {})}.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    try:
-        args.duration_s = parse_duration(args.duration)
-    except ValueError as exc:
-        ap.error(f"--duration: {exc}")
+    settle_args(ap, args, {**scen.full.extra, **(size.extra if args.quick else {})})
     if args.speed == "auto":
         args.wall_s = size.wall_s
     else:

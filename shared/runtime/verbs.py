@@ -48,8 +48,8 @@ def device_main(domain: str, argv: Sequence[str] | None = None) -> int:
 
     from shared.cli import add_endpoint_args
     from shared.domain import get
-    from shared.runtime.demo import _Site
-    from shared.runtime.scenario import DemoRun, parse_duration
+    from shared.runtime.demo import _Site, settle_args
+    from shared.runtime.scenario import DemoRun
 
     d = get(domain)
     scen_cls = d.hooks.scenario
@@ -65,13 +65,7 @@ def device_main(domain: str, argv: Sequence[str] | None = None) -> int:
     add_endpoint_args(ap)
     scen_cls.add_arguments(ap.add_argument_group(f"{d.name}'s own options"))
     args = ap.parse_args(argv)
-    for key, value in scen_cls.full.extra.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    try:
-        args.duration_s = parse_duration(args.duration)
-    except ValueError as exc:
-        ap.error(f"--duration: {exc}")
+    settle_args(ap, args, scen_cls.full.extra)
     if args.subjects < 1 or not args.speed > 0:
         ap.error("--subjects must be >= 1 and --speed > 0")
     mqtt = args.mqtt or os.environ.get("TINYLARGE_MQTT")
