@@ -114,7 +114,7 @@ def domain_main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {len(written)} files into {shown}/: domain {args.name} (a household smart meter; make it yours "
           "module by module, docs/adding-a-domain.md)")
     print("next:\n"
-          f"  python -m pip install --no-deps -e {shown}    # TinyLarge is installed already\n"
+          f"  python -m pip install -e {shown}    # registers the domain (entry point tinylarge.domains)\n"
           f"  tinylarge train {args.name} --quick\n"
           f"  tinylarge demo {args.name} --quick\n"
           f"  pytest {shown}/tests")

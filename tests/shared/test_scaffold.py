@@ -154,7 +154,7 @@ def test_the_default_folder_is_the_name_and_the_next_steps_are_printed(tmp_path,
     assert cli.main(["domain", "new", "smart_meter"]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "smart_meter" / "smart_meter" / "hooks.py").is_file()
-    assert "pip install --no-deps -e" in out and "tinylarge demo smart_meter --quick" in out
+    assert "pip install -e" in out and "tinylarge demo smart_meter --quick" in out
 
 
 @pytest.mark.slow
