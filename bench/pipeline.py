@@ -61,7 +61,8 @@ def _load(url: str, devices: int, per_device: int, stamps: mp.Queue, go: mp.Even
 
     ep = parse_mqtt_url(url)
     rng = np.random.default_rng(1)
-    t0_ms = int(time.time() * 1000)
+    # dated in the past, 5 min apart, the last a minute ago: the service dead-letters ts more than 300 s ahead
+    t0_ms = int(time.time() * 1000) - per_device * 300_000 - 60_000
     ids = [f"b{i:04d}" for i in range(devices)]
     data = {d: _payloads(d, per_device, t0_ms, rng) for d in ids}
     clients = []
