@@ -77,6 +77,6 @@ class Hooks(DomainHooks):
 
     @staticmethod
     def distill_task(quick: bool = False, models_dir: Path | None = None) -> Any:
-        from industrial_iot.large import distill_task
+        from industrial_iot.tasks import distill_task
 
         return distill_task(quick=quick, models_dir=models_dir)
