@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tinylarge",
         description="TinyLarge: a tiny int8 model on the device and a large model in the cloud, as one system.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of its one line "
+                        "(also TINYLARGE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command, text in _DOMAIN_COMMANDS.items():
         p = sub.add_parser(command, help=text, description=text, add_help=False)
@@ -103,7 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: a user's mistake is one line on stderr and exit code 2 (``--debug`` anywhere, or
+    ``TINYLARGE_DEBUG=1``, shows the traceback); Ctrl-C is one line and exit code 130."""
+    import os
+
+    from shared.errors import user_message
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("TINYLARGE_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _dispatch(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("tinylarge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        line = None if debug else user_message(exc)
+        if line is None:
+            raise
+        print(f"tinylarge: {line}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
     parser = build_parser()
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()

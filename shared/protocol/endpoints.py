@@ -62,6 +62,9 @@ def parse_mqtt_url(url: str) -> MqttEndpoint:
     scheme_text, sep, rest = _split_scheme(text)
     scheme = scheme_text.lower()
     if not sep:
+        lead = text.split(":", 1)[0].lower()
+        if lead in DEFAULT_PORTS and not text.lower().startswith(f"{lead}://"):
+            raise ValueError(f"MQTT URL {shown!r}: '//' missing after '{lead}:'; expected {lead}://host:port")
         raise ValueError(f"MQTT URL {shown!r} has no scheme; expected mqtt://[user:pass@]host:port or mqtts://...")
     if scheme not in DEFAULT_PORTS:
         raise ValueError(

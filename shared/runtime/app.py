@@ -113,3 +113,39 @@ class StatusReporter:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         self.report(state)
+
+
+def check_endpoints(args: argparse.Namespace) -> None:
+    """The endpoint flags (or their environment variables) checked before anything starts: a UserError names
+    the flag and what is wrong."""
+    from pathlib import Path
+
+    from shared.errors import UserError
+    from shared.protocol.endpoints import parse_mqtt_url
+    from shared.storage.base import parse_store_url
+
+    url = mqtt_url(getattr(args, "mqtt", None))
+    if url:
+        try:
+            parse_mqtt_url(url)
+        except ValueError as exc:
+            raise UserError(f"--mqtt: {exc}") from None
+    store = getattr(args, "store", None) or os.environ.get("TINYLARGE_STORE")
+    if store:
+        try:
+            parse_store_url(store)
+        except ValueError as exc:
+            raise UserError(f"--store: {exc}") from None
+    for flag in ("ca", "cert", "key"):
+        path = getattr(args, flag, None)
+        if path and not Path(path).is_file():
+            raise UserError(f"--{flag}: no such file {path}")
+
+
+def models_do_not_load(domain: str, models_dir: Any, exc: BaseException) -> Exception:
+    """The UserError for trained models that are there but do not load (a corrupt or missing file)."""
+    from shared.errors import UserError
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return UserError(f"the models in {models_dir} do not load ({type(exc).__name__}: {first}); retrain them: "
+                     f"tinylarge train {domain} --models {models_dir}")

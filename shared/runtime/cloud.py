@@ -43,7 +43,12 @@ def run_cloud(domain: Any, args: argparse.Namespace | None, mqtt: str, store_url
     from shared.domain import Domain, get
 
     d = domain if isinstance(domain, Domain) else get(domain)
-    build = d.hooks.service(Path(models_dir))
+    try:
+        build = d.hooks.service(Path(models_dir))
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:  # a corrupt or missing model file
+        from shared.runtime.app import models_do_not_load
+
+        raise models_do_not_load(d.name, models_dir, exc) from exc
     with cloud_for(d.name, args, mqtt, store_url, build, d.model_ids[1], on_result=on_result,
                    client_id=client_id) as cloud:
         yield cloud
@@ -108,7 +113,7 @@ def serve_main(domain: str, argv: Sequence[str] | None = None) -> int:
     from shared.cli import add_endpoint_args
     from shared.domain import get
     from shared.protocol.endpoints import redact_url
-    from shared.runtime.app import endpoints
+    from shared.runtime.app import check_endpoints, endpoints
     from shared.runtime.scenario import parse_duration
 
     d = get(domain)
@@ -127,6 +132,7 @@ def serve_main(domain: str, argv: Sequence[str] | None = None) -> int:
         limit_s = math.inf if args.duration is None else parse_duration(args.duration)
     except ValueError as exc:
         ap.error(f"--duration: {exc}")
+    check_endpoints(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     d.hooks.ensure_trained(args.models, quick=args.quick)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)

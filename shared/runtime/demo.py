@@ -160,6 +160,8 @@ def settle_args(ap: Any, args: Any, extra: dict[str, Any]) -> None:
 
 
 def parse_demo_args(d: Any, argv: Sequence[str] | None) -> Any:
+    from shared.runtime.app import check_endpoints
+
     scen = d.hooks.scenario
     ap = demo_parser(d)
     args = ap.parse_args(argv)
@@ -184,6 +186,7 @@ def parse_demo_args(d: Any, argv: Sequence[str] | None) -> Any:
     problem = scen.check_arguments(args)
     if problem:
         ap.error(problem)
+    check_endpoints(args)
     try:
         qemu = "0" if args.qemu == "auto" and not scen.auto_qemu(args) else args.qemu
         args.firmware, args.qemu = firmware_counts(ap.prog, args.firmware, qemu, args.subjects)
@@ -194,14 +197,22 @@ def parse_demo_args(d: Any, argv: Sequence[str] | None) -> Any:
 
 def demo_main(domain: str, argv: Sequence[str] | None = None) -> int:
     """``tinylarge demo DOMAIN [flags]``: 0 when everything published was stored exactly once."""
+    import signal
+
     from shared.domain import get
 
     d = get(domain)
-    summary = run_demo(d, parse_demo_args(d, argv))
+    args = parse_demo_args(d, argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C: devices, QEMU, cloud stopped in order
+    summary = run_demo(d, args)
     ok = summary["stored"] == summary["published"]
     if not ok:
         print(f"FAILED: stored {summary['stored']} != published {summary['published']}", flush=True)
     return 0 if ok else 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run_demo(d: Any, args: Any) -> dict:
@@ -259,11 +270,11 @@ def run_demo(d: Any, args: Any) -> dict:
         run.mqtt, run.store_url, run.cloud = ep.mqtt, ep.store, cloud
         print(f"broker {redact_url(ep.mqtt)}   store {redact_url(ep.store)}", flush=True)
         private_key, run.public_key = generate_keypair(args.out / "keys", overwrite=True)
-        run.fleet = hooks.device_fleet(args, ep.mqtt, run.subjects[n_fw:], args.models, run.start_ms,
-                                       on_publish=on_publish, trusted_key=run.public_key)
+        run.fleet = _device_fleet(d, args, ep.mqtt, run.subjects[n_fw:], run.start_ms, on_publish=on_publish,
+                                  trusted_key=run.public_key)
         site = _Site(args, ep.mqtt, d, scen.site_feed(run.subjects, run.start_ms))
         faulty = MqttClient(MqttConfig(url=ep.mqtt, client_id=f"tinylarge-{d.name}-faulty", clean_session=True))
-        fw_stop_s = 60.0
+        fw_stop_s, fw_stopped = 60.0, False
         try:
             scen.start()
             site.start()
@@ -289,6 +300,7 @@ def run_demo(d: Any, args: Any) -> dict:
             run.fleet.stop()
             faulty.stop()
             fw_published = run.firmware.stop(timeout_s=fw_stop_s) if run.firmware is not None else 0
+            fw_stopped = True
             site.stop()
             published = run.fleet.published + fw_published
             stored = wait_stored(cloud, published, len(bad), timeout_s=120.0)
@@ -296,6 +308,8 @@ def run_demo(d: Any, args: Any) -> dict:
             domain_rows = scen.finish()
         finally:
             scen.stop()
+            if run.firmware is not None and not fw_stopped:  # interrupted: no firmware process outlives the demo
+                run.firmware.abort()
         consumer_counts = dict(cloud.consumer.counts)
         service_counts = dict(cloud.service.counts)
         store_points = {m: cloud.store.count(m) for m in _measurements(d, scen.measurements)}
@@ -336,6 +350,18 @@ def run_demo(d: Any, args: Any) -> dict:
     return summary
 
 
+def _device_fleet(d: Any, args: Any, mqtt: str, subjects: Sequence[Any], start_ms: dict[str, int],
+                  **kwargs: Any) -> Any:
+    """The domain's simulated devices on the models of ``args.models``; a model that does not load is a
+    UserError naming the folder and the command that retrains it."""
+    from shared.runtime.app import models_do_not_load
+
+    try:
+        return d.hooks.device_fleet(args, mqtt, subjects, args.models, start_ms, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise models_do_not_load(d.name, args.models, exc) from exc
+
+
 def _measurements(d: Any, extra: Sequence[str]) -> tuple[str, ...]:
     """What the store holds for a domain: the scenario's measurements, its up streams and its result."""
     up = (s for s, st in d.streams.items() if st.direction == "up")
@@ -356,6 +382,7 @@ def _firmware(run: Any, scen: Any, n_fw: int, n_qemu: int,
                        start_ms=lambda s, _day0: start_ms[s.id], on_publish=on_publish, trusted_key=run.public_key,
                        args=args, **opts)
     fw.build()
+    run.firmware = fw  # set before start: an interrupted start still kills what it started
     fw.start()
     scen.firmware_started(fw)
     return fw, stop_s

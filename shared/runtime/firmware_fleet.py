@@ -377,6 +377,10 @@ class FirmwareFleet:
             raise
         return self.stop(timeout_s)
 
+    def abort(self) -> None:
+        """Kill every device process now (an interrupted run: no firmware process outlives its fleet)."""
+        self._kill_all()
+
     def _kill_all(self) -> None:
         for d in self.devices:
             if d.proc is not None and d.proc.poll() is None:

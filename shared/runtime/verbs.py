@@ -48,7 +48,8 @@ def device_main(domain: str, argv: Sequence[str] | None = None) -> int:
 
     from shared.cli import add_endpoint_args
     from shared.domain import get
-    from shared.runtime.demo import _Site, settle_args
+    from shared.runtime.app import check_endpoints
+    from shared.runtime.demo import _device_fleet, _Site, settle_args
     from shared.runtime.scenario import DemoRun
 
     d = get(domain)
@@ -71,6 +72,7 @@ def device_main(domain: str, argv: Sequence[str] | None = None) -> int:
     mqtt = args.mqtt or os.environ.get("TINYLARGE_MQTT")
     if not mqtt:
         ap.error("--mqtt (or TINYLARGE_MQTT) is required: devices connect to the broker the service uses")
+    check_endpoints(args)
     metrics = d.hooks.ensure_trained(args.models, quick=args.quick)
     run = DemoRun(args=args, domain=d, metrics=metrics)
     scen = scen_cls(run)
@@ -78,7 +80,7 @@ def device_main(domain: str, argv: Sequence[str] | None = None) -> int:
     run.ticks = [float(t) for t in scen.ticks()]
     run.day0_ms = scen.day0_ms()
     run.start_ms = {s.id: scen.start_ms(s, run.day0_ms) for s in run.subjects}
-    fleet = d.hooks.device_fleet(args, mqtt, run.subjects, args.models, run.start_ms)
+    fleet = _device_fleet(d, args, mqtt, run.subjects, run.start_ms)
     site = _Site(args, mqtt, d, scen.site_feed(run.subjects, run.start_ms))
     fleet.start()
     site.start()

@@ -43,3 +43,51 @@ def test_demo_stores_every_published_window_once_and_deadletters_the_bad(quick_m
     assert rows["inference"] == rows["vitals"] == summary["published"]
     assert rows["risk"] == summary["risk_messages"] == summary["published"]  # one risk per window
     assert devices == {f"p{i:03d}" for i in range(4)}
+
+
+@pytest.mark.firmware
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_stopped_demo_leaves_no_firmware_process_behind(quick_models, tmp_path, sig, request):
+    """SIGTERM or Ctrl-C to a demo's own PID while its host and QEMU firmware run: one line, and no process
+    with the demo's folder on its command line is left (the QEMU image, the host app)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests._tools import require_tool
+
+    require_tool("qemu-system-arm")
+    request_cleanup: list = []
+    request.addfinalizer(lambda: [f() for f in request_cleanup])
+    out = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "demo", "healthcare", "--quick", "--models",
+                             str(quick_models), "--firmware", "2", "--qemu", "1", "--out", str(out), "--speed",
+                             "30", "--no-dashboard"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TINYLARGE_DEBUG": "0"})
+
+    def ours() -> list[str]:
+        ps = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
+        return [ln for ln in ps if str(out) in ln]
+
+    def kill_ours() -> None:  # a failing run must not leave its demo running either
+        for ln in ours():
+            try:
+                os.kill(int(ln.split()[0]), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+
+    request_cleanup.append(kill_ours)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not any("qemu-system-arm" in ln for ln in ours()):
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.5)
+    assert any("qemu-system-arm" in ln for ln in ours()), "QEMU never started"
+    time.sleep(2.0)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (130, -signal.SIGTERM, -signal.SIGINT), err[-2000:]
+    assert "tinylarge: interrupted" in err and "Traceback" not in err, err[-2000:]
+    time.sleep(1.0)
+    assert ours() == []
