@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from shared.runtime.firmware_fleet import _Site as _SiteFeed
+
 
 def firmware_counts(prog: str, firmware: str, qemu: str, devices: int) -> tuple[int, int]:
     """Resolve ``--firmware``/``--qemu`` ('auto' or a number) against the installed toolchains."""
@@ -400,15 +402,13 @@ def _roll_out(run: Any, cloud: Any, private_key: Path) -> None:
                     (Path(run.args.models) / "tiny.tflite").read_bytes(), private_key)
 
 
-class _Site:
-    """The domain's site (healthcare: the ward EHR): one MQTT client publishing the site feed in time."""
+class _Site(_SiteFeed):
+    """The domain's site (healthcare: the ward EHR) for every subject: the firmware fleet's site feed (time
+    order, ``step``, ``published``) on one MQTT client of its own."""
 
     def __init__(self, args: Any, mqtt: str, d: Any, due: Any):
+        super().__init__(due or ())
         self.args, self.mqtt, self.domain = args, mqtt, d
-        self.due = sorted(due or (), key=lambda x: x[0])  # stable: same-time messages keep the feed's order
-        self.client: Any = None
-        self.publish: Any = None
-        self.published = 0
 
     def start(self) -> None:
         if not self.due:
@@ -420,12 +420,6 @@ class _Site:
                                                clean_session=True))
         self.client.start()
         self.publish = publisher(self.client, self.domain.name)
-
-    def step(self, t_end_s: float) -> None:
-        while self.due and self.due[0][0] <= t_end_s:
-            _, device, stream, msg = self.due.pop(0)
-            self.publish(device, stream, msg)
-            self.published += 1
 
     def stop(self) -> None:
         if self.client is not None:
