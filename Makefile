@@ -67,10 +67,13 @@ bench-faults: $(STAMP) ## fault-injection reliability report -> out/bench/faults
 firmware-report: $(STAMP) ## parity and footprint of the compiled firmware -> out/firmware/report.json (FIRMWARE_REPORT_ARGS=--quick: 100 parity inputs)
 	$(BIN)/python -m bench.firmware_report $(FIRMWARE_REPORT_ARGS)
 
+results: $(STAMP) ## docs/results.md from the JSON the commands above wrote (out/, models/); README's marked figures from it
+	$(BIN)/python -m bench.results
+
 clean: ## remove build outputs (keeps .venv and trained models)
 	rm -rf build out .pytest_cache
 
 distclean: clean ## remove everything generated, .venv and trained models too
 	rm -rf $(VENV) models
 
-.PHONY: help venv system-deps test test-all lint integration-report bench bench-faults firmware-report clean distclean
+.PHONY: help venv system-deps test test-all lint integration-report bench bench-faults firmware-report results clean distclean
