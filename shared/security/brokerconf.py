@@ -7,10 +7,13 @@
   ``allow_anonymous false``, persistence on (``data/``), ``max_packet_size`` sized for signed models;
 - ``passwd``: Mosquitto's PBKDF2-SHA512 hashes (``user:$7$<iterations>$<salt b64>$<hash b64>``),
   computed here so that no password ever appears on a command line (``mosquitto_passwd -b`` would);
-- ``acl``: devices write only ``tinylarge/+/<own id>/{inference,status}`` and read only
-  ``tinylarge/+/<own id>/model``; the cloud user reads every registered domain's upward streams
-  (inference, chart, ...) and status, and writes the downward ones (risk, action, ...), model and
-  deadletter (``--service-user``: more users with the cloud's rights, one per service process);
+- ``acl``: a device belongs to one domain (``--device DOMAIN:ID``, or ``--domain DOMAIN`` for the ids given
+  without one) and writes only ``tinylarge/<domain>/<own id>/{inference,status,smashed}`` and its domain's
+  dead letters, and reads only ``tinylarge/<domain>/<own id>/{model,cutgrad,splitpred}`` (``smashed``,
+  ``cutgrad``, ``splitpred``: split learning, :mod:`shared.integration.split`); the cloud user reads every
+  registered domain's upward streams (inference, chart, ...), status and ``smashed``, and writes the downward
+  ones (risk, action, ...), model, ``cutgrad``, ``splitpred`` and deadletter (``--service-user``: more users
+  with the cloud's rights, one per service process);
   application users read the downward streams and status; operators (``--operator-user``, the
   dashboard) read every stream, status and ``tinylarge/_deadletter/#`` and write nothing; site users
   (``--ehr-user``, ``--site-user ROLE:NAME``) write the streams their role publishes (healthcare ``chart``,
@@ -46,6 +49,8 @@ PBKDF2_ITERATIONS = 10_000
 _SALT_BYTES = 12  # what mosquitto_passwd uses
 CONF_NAME, PASSWD_NAME, ACL_NAME = "mosquitto.conf", "passwd", "acl"
 SECRETS_NAME, DATA_DIR = "secrets.env", "data"
+#: split learning's streams (shared.integration.split.wire): device -> cloud, and cloud -> device
+SPLIT_UP, SPLIT_DOWN = ("smashed",), ("cutgrad", "splitpred")
 
 
 class BrokerConfigError(ValueError):
@@ -58,7 +63,9 @@ class BrokerConfig:
 
     pki_dir: folder made by ``tinylarge pki`` holding ``ca.crt`` and ``<server_cert>.crt/.key``.
     out_dir: where the configuration, password, ACL and secrets files and ``data/`` are written.
-    devices: device ids (each one MQTT user with its own ACL block).
+    devices: device ids (each one MQTT user with its own ACL block), ``DOMAIN:ID`` or ``ID``; a device publishes
+        and reads only in its own domain.
+    device_domain: the domain of the devices given without one (None: each must name its domain).
     cloud_user: the cloud service's MQTT user.
     app_users: read-only consumers of risk/action/status (dashboards, EHR bridges).
     operator_users: read-only operators (the dashboard): every stream, status and dead letters.
@@ -88,6 +95,7 @@ class BrokerConfig:
     pki_dir: Path
     out_dir: Path
     devices: tuple[str, ...]
+    device_domain: str | None = None
     cloud_user: str = "cloud"
     app_users: tuple[str, ...] = ()
     operator_users: tuple[str, ...] = ()
@@ -170,12 +178,32 @@ def _write_file(path: Path, text: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
+def device_domains(cfg: BrokerConfig) -> list[tuple[str, str]]:
+    """(domain, device id) of every device; BrokerConfigError names a device without a registered domain."""
+    from shared.domain import names
+
+    known = names()
+    out: list[tuple[str, str]] = []
+    for entry in cfg.devices:
+        domain, sep, device = entry.rpartition(":")
+        if not sep:
+            domain = cfg.device_domain or ""
+        if not domain:
+            raise BrokerConfigError(
+                f"device {entry!r}: a device belongs to one domain; give it as DOMAIN:ID (--device "
+                f"healthcare:{entry}) or name the domain of the ids given without one (--domain healthcare)")
+        if domain not in known:
+            raise BrokerConfigError(f"device {entry!r}: unknown domain {domain!r}; registered: {', '.join(known)}")
+        out.append((domain, device))
+    return out
+
+
 def _check(cfg: BrokerConfig) -> list[str]:
     """Validate ``cfg``; return every user name (devices first)."""
     if not cfg.devices:
-        raise BrokerConfigError("devices: give at least one device id (--device ID)")
-    users = [*cfg.devices, cfg.cloud_user, *cfg.service_users, *cfg.app_users, *cfg.operator_users,
-             *cfg.ehr_users, *(u for _, u in cfg.site_users)]
+        raise BrokerConfigError("devices: give at least one device id (--device DOMAIN:ID)")
+    users = [*(d for _, d in device_domains(cfg)), cfg.cloud_user, *cfg.service_users, *cfg.app_users,
+             *cfg.operator_users, *cfg.ehr_users, *(u for _, u in cfg.site_users)]
     roles = _site_roles()
     for role, _ in cfg.site_users:
         if role not in roles:
@@ -223,21 +251,25 @@ def acl_text(cfg: BrokerConfig) -> str:
     root = TOPIC_ROOT
     lines = [
         "# TinyLarge ACL (generated by `tinylarge broker config`). Anything not granted here is denied.",
-        "# Devices: each user may publish only under its own id and read only its own model topic.",
+        "# Devices: each user may publish only under its own id in its own domain (and report invalid frames",
+        "# to that domain's dead letters), and read only its own model and split-learning answers.",
         "# (one block per device, not a `pattern`: a pattern would also let operators and apps publish",
         "# under their own names)",
     ]
-    for device in cfg.devices:
-        lines += [f"user {device}", *[f"topic write {root}/+/{device}/{stream}" for stream in cfg.device_write_streams],
-                  f"topic read {root}/+/{device}/model"]
+    for domain, device in device_domains(cfg):
+        base = f"{root}/{domain}/{device}"
+        lines += [f"user {device}", *[f"topic write {base}/{stream}" for stream in (*cfg.device_write_streams,
+                                                                                      *SPLIT_UP)],
+                  f"topic write {DEADLETTER_ROOT}/{domain}",
+                  *[f"topic read {base}/{stream}" for stream in ("model", *SPLIT_DOWN)]]
     up, down = _streams_by_direction()
     lines.append("")
     lines.append("# Cloud service(s): consume device streams, publish results, models and dead letters.")
     for user in (cfg.cloud_user, *cfg.service_users):
         lines += [f"user {user}", f"topic readwrite {root}/+/+/status", f"topic readwrite {root}/+/+/model",
                   f"topic write {DEADLETTER_ROOT}/#"]
-        lines += [f"topic read {root}/+/+/{stream}" for stream in up]
-        lines += [f"topic write {root}/+/+/{stream}" for stream in down]
+        lines += [f"topic read {root}/+/+/{stream}" for stream in (*up, *SPLIT_UP)]
+        lines += [f"topic write {root}/+/+/{stream}" for stream in (*down, *SPLIT_DOWN)]
         lines.append("")
     for user in cfg.operator_users:
         lines += [f"# operator {user}: reads everything a dashboard shows, dead letters included; writes nothing",
@@ -367,7 +399,11 @@ def _parser() -> argparse.ArgumentParser:
     d = BrokerConfig(Path(), Path(), ())
     parser.add_argument("--pki", required=True, type=Path, help="PKI folder (tinylarge pki init/issue)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--device", action="append", default=[], metavar="ID", help="device id, repeatable")
+    parser.add_argument("--device", action="append", default=[], metavar="[DOMAIN:]ID",
+                        help="a device and its domain (healthcare:ward3-bed07), repeatable; a device publishes and "
+                             "reads only in its own domain")
+    parser.add_argument("--domain", default=None,
+                        help="the domain of every --device given without one (e.g. --domain healthcare --device p001)")
     parser.add_argument("--cloud-user", default=d.cloud_user, help="(default: %(default)s)")
     parser.add_argument("--app-user", action="append", default=[], metavar="NAME",
                         help="read-only user for risk/action/status, repeatable")
@@ -397,7 +433,8 @@ def broker_config_main(argv: Sequence[str] | None = None) -> int:
     """``tinylarge broker config``; returns the exit code (0 ok, 1 refused, 2 usage)."""
     args = _parser().parse_args(argv)
     cfg = BrokerConfig(
-        pki_dir=args.pki, out_dir=args.out, devices=tuple(args.device), cloud_user=args.cloud_user,
+        pki_dir=args.pki, out_dir=args.out, devices=tuple(args.device), device_domain=args.domain,
+        cloud_user=args.cloud_user,
         app_users=tuple(args.app_user), operator_users=tuple(args.operator_user),
         service_users=tuple(args.service_user), ehr_users=tuple(args.ehr_user),
         site_users=tuple(args.site_user), port=args.port,

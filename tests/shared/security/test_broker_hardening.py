@@ -107,7 +107,7 @@ def test_burst_queued_for_an_offline_cloud_session_is_delivered_in_full(broker: 
 
 
 def test_a_device_using_the_cloud_client_id_does_not_take_its_session(broker: Broker) -> None:
-    topic, n = "tinylarge/healthcare/dev2/inference", 300
+    topic, n = "tinylarge/industrial_iot/dev2/inference", 300
     cloud = Session(broker, "cloud", CLOUD_ID).connect()
     cloud.subscribe("tinylarge/+/+/inference")
     thief = Session(broker, "dev1", CLOUD_ID).connect()  # dev1's own valid password, the cloud's client id

@@ -31,7 +31,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cfg(pki: Path, out: Path, **kw) -> BrokerConfig:
-    return BrokerConfig(pki_dir=pki, out_dir=out, devices=("dev1", "dev-2"), **kw)
+    return BrokerConfig(pki_dir=pki, out_dir=out, devices=("healthcare:dev1", "dev-2"), device_domain="vehicles", **kw)
 
 
 def _conf(path: Path) -> list[tuple[str, str]]:
@@ -107,9 +107,24 @@ def test_acl_grants(pki: Path, tmp_path: Path) -> None:
     assert "write tinylarge/_deadletter/#" in sections["cloud"]
     assert all(rule.startswith("read ") for rule in sections["dash"])
     assert sections["ehr"] == ["write tinylarge/healthcare/+/chart"]
-    assert sections["dev1"] == ["write tinylarge/+/dev1/inference", "write tinylarge/+/dev1/status",
-                                "read tinylarge/+/dev1/model"]
+    # a device is bound to its domain: its own upward streams, split learning's smashed, its domain's dead
+    # letters; it reads its own model and split answers (issue 23 items 5 and 7)
+    assert sections["dev1"] == ["write tinylarge/healthcare/dev1/inference", "write tinylarge/healthcare/dev1/status",
+                                "write tinylarge/healthcare/dev1/smashed", "write tinylarge/_deadletter/healthcare",
+                                "read tinylarge/healthcare/dev1/model", "read tinylarge/healthcare/dev1/cutgrad",
+                                "read tinylarge/healthcare/dev1/splitpred"]
+    assert sections["dev-2"][0] == "write tinylarge/vehicles/dev-2/inference"  # --domain for ids without one
+    assert not any("+" in rule for rule in sections["dev1"] + sections["dev-2"])
+    assert "read tinylarge/+/+/smashed" in sections["cloud"]
+    assert {"write tinylarge/+/+/cutgrad", "write tinylarge/+/+/splitpred"} <= set(sections["cloud"])
     assert not any("%c" in p for p in patterns)
+
+
+def test_split_stream_names_are_the_wires() -> None:
+    from shared.integration.split import wire
+    from shared.security.brokerconf import SPLIT_DOWN, SPLIT_UP
+
+    assert (SPLIT_UP, SPLIT_DOWN) == ((wire.SMASHED,), (wire.CUTGRAD, wire.SPLITPRED))
 
 
 def test_site_users_write_only_their_roles_streams(pki: Path, tmp_path: Path) -> None:
@@ -133,6 +148,9 @@ def test_site_users_write_only_their_roles_streams(pki: Path, tmp_path: Path) ->
         ({"devices": ()}, "at least one device"),
         ({"devices": ("dev/1",)}, "invalid user id"),
         ({"devices": ("cloud",)}, "unique"),
+        ({"devices": ("healthcare:d1", "vehicles:d1")}, "unique"),  # one identity, one domain
+        ({"devices": ("d1",), "device_domain": None}, "--device healthcare:d1"),
+        ({"devices": ("nosuch:d1",)}, "unknown domain 'nosuch'"),
         ({"port": 70000}, "port"),
         ({"plain_port": 8883}, "plain_port must differ"),
         ({"identity_as_username": True}, "require_certificate"),
@@ -141,7 +159,7 @@ def test_site_users_write_only_their_roles_streams(pki: Path, tmp_path: Path) ->
     ],
 )
 def test_bad_config_names_the_option(pki: Path, tmp_path: Path, kw: dict, needle: str) -> None:
-    base = {"pki_dir": pki, "out_dir": tmp_path, "devices": ("dev1",)}
+    base = {"pki_dir": pki, "out_dir": tmp_path, "devices": ("dev1",), "device_domain": "healthcare"}
     with pytest.raises(BrokerConfigError, match=needle):
         write_broker_config(BrokerConfig(**{**base, **kw}), env={})
 
@@ -149,12 +167,16 @@ def test_bad_config_names_the_option(pki: Path, tmp_path: Path, kw: dict, needle
 def test_cli_never_prints_passwords(pki: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv(password_env("cloud"), "cloud-secret-value")
     out = tmp_path / "b"
-    code = broker_config_main(["--pki", str(pki), "--out", str(out), "--device", "dev1", "--port", "18883"])
+    code = broker_config_main(["--pki", str(pki), "--out", str(out), "--domain", "healthcare", "--device", "dev1",
+                               "--device", "vehicles:car1", "--port", "18883"])
     assert code == 0
     printed = capsys.readouterr()
     secrets = read_secrets(out / "secrets.env")
     assert secrets[password_env("cloud")] == "cloud-secret-value"
     for value in secrets.values():
         assert value not in printed.out and value not in printed.err
-    assert broker_config_main(["--pki", str(tmp_path / "none"), "--out", str(out), "--device", "d"]) == 1
+    assert "user car1\ntopic write tinylarge/vehicles/car1/inference" in (out / "acl").read_text()
+    assert broker_config_main(["--pki", str(tmp_path / "none"), "--out", str(out), "--device", "healthcare:d"]) == 1
     assert "pki init" in capsys.readouterr().err
+    assert broker_config_main(["--pki", str(pki), "--out", str(out), "--device", "d"]) == 1
+    assert "healthcare:d" in capsys.readouterr().err

@@ -33,6 +33,8 @@ pytestmark = pytest.mark.broker
 
 TIMEOUT_S = 10.0
 DEVICES = ("dev1", "dev2")
+#: each device identity belongs to one domain (issue 23 item 7)
+DOMAIN_OF = {"dev1": "healthcare", "dev2": "industrial_iot"}
 V311, V5 = mqtt.MQTTv311, mqtt.MQTTv5
 
 
@@ -91,8 +93,9 @@ def _make_broker(tmp: Path, **overrides) -> Broker:
         for name in (*DEVICES, "cloud"):
             issue(pki, name, kind="client")
     port = _free_port()
+    overrides.setdefault("devices", tuple(f"{DOMAIN_OF[d]}:{d}" for d in DEVICES))
     cfg = BrokerConfig(
-        pki_dir=pki, out_dir=tmp / "broker", devices=DEVICES, port=port, bind_address="127.0.0.1",
+        pki_dir=pki, out_dir=tmp / "broker", port=port, bind_address="127.0.0.1",
         run_as_user="root" if os.geteuid() == 0 else None, **overrides,
     )
     return Broker(port, pki, write_broker_config(cfg, env={}))
@@ -333,9 +336,9 @@ def test_mutual_tls_with_certificate_identity(tmp_path: Path) -> None:
         assert cloud.connect() == "Success" and dev1.connect() == "Success"
         cloud.subscribe("tinylarge/+/+/inference")
         # the CN is the username, so the %u patterns apply to the certificate's identity
-        assert dev1.publish("tinylarge/vehicles/dev2/inference", b"forged") == "Not authorized"
-        assert dev1.publish("tinylarge/vehicles/dev1/inference", b"own") == "Success"
-        got = cloud.receive_until("tinylarge/vehicles/dev1/inference", b"own")
+        assert dev1.publish("tinylarge/healthcare/dev2/inference", b"forged") == "Not authorized"
+        assert dev1.publish("tinylarge/healthcare/dev1/inference", b"own") == "Success"
+        got = cloud.receive_until("tinylarge/healthcare/dev1/inference", b"own")
         assert [p for _, p, _ in got] == [b"own"]
     finally:
         for c in made:
