@@ -114,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("TINYLARGE_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
+    if not debug:
+        from shared.quiet import quiet_third_party
+
+        quiet_third_party()  # TensorFlow's C++ lines, Hugging Face's bars: off unless asked for
     try:
         return _dispatch(argv)
     except KeyboardInterrupt:

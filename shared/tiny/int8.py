@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +61,9 @@ def to_int8_tflite(keras_model: Any, representative: np.ndarray, path: str | Pat
         raise ValueError(f"representative must be a non-empty batch (n, ...), got shape {representative.shape}")
     if not np.all(np.isfinite(representative)):
         raise ValueError("representative contains NaN or infinite values")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from shared.quiet import native_stderr_quiet, quiet_third_party
+
+    quiet_third_party()
     import tensorflow as tf  # lazy: slow import
 
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
@@ -71,7 +72,8 @@ def to_int8_tflite(keras_model: Any, representative: np.ndarray, path: str | Pat
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # Keras export prints a lot
+    # Keras export prints a lot on stdout; the converter's C++ (fully_quantize: 0 ...) on descriptor 2
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), native_stderr_quiet():
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")  # int8 input: expected
         blob = bytes(converter.convert())
     runner = Int8Runner(blob)
