@@ -4,10 +4,18 @@
   the device's server-side model (``key_of(device)``) one step and publishes the gradient on the
   device's ``cutgrad`` topic; for an inference batch it publishes the classes on ``splitpred``. It
   answers only devices of the current run, handles a redelivered batch once (it re-sends the cached
-  answer), and records when it last heard from each device, which is how a run notices a dead one.
+  answer), and records when it last heard from each device, which is how a run notices a dead one. A
+  message it cannot use (schema, another device's envelope, data that does not fill its shape, the wrong
+  width, labels outside the classes or not one per sample, non-finite values) goes to
+  ``tinylarge/_deadletter/<domain>`` with the reason, before any model is touched.
 * :class:`DeviceLink` is one device's connection: :meth:`DeviceLink.exchange` publishes a batch and
   waits (``timeout_s``) for the matching answer. Both ends count the payload bytes they send and receive.
 * :class:`LocalLink` calls the server directly, nothing on any wire (the centralised baseline).
+
+Both MQTT ends take ``ca``, ``cert`` and ``key`` (PEM paths) for ``mqtts://`` brokers, as every ``--ca``,
+``--cert``, ``--key`` option does. On the broker ``tinylarge broker config`` writes, a device user may write
+only its own ``smashed`` and read its own ``cutgrad``/``splitpred`` in its own domain; the cloud end runs as
+the cloud user or a ``--service-user``.
 """
 
 from __future__ import annotations
@@ -31,13 +39,15 @@ from shared.transport.mqtt import MqttClient, MqttConfig
 log = logging.getLogger(__name__)
 
 
-def _client(url: str, client_id: str) -> MqttClient:
-    """An MQTT client whose sockets send at once (TCP_NODELAY).
+def _client(url: str, client_id: str, ca: str | None = None, cert: str | None = None,
+            key: str | None = None) -> MqttClient:
+    """An MQTT client whose sockets send at once (TCP_NODELAY); ``ca``/``cert``/``key`` for ``mqtts://``.
 
     One batch waits for one answer, so Nagle's algorithm holding a small packet until the previous one
     is acknowledged (which the peer's delayed ACK holds back up to 40 ms) would dominate each exchange.
     """
-    client = MqttClient(MqttConfig(url=url, client_id=client_id, clean_session=True))
+    client = MqttClient(MqttConfig(url=url, client_id=client_id, clean_session=True, ca=ca, certfile=cert,
+                                   keyfile=key))
 
     def nodelay(_client: Any, _userdata: Any, sock: Any) -> None:
         with contextlib.suppress(OSError, AttributeError):
@@ -55,7 +65,8 @@ class CloudService:
     """The cloud end: smashed in, cutgrad / splitpred out, for the devices in :attr:`devices`."""
 
     def __init__(self, url: str, domain: str, server: CloudServer, model: str, client_id: str,
-                 key_of: Callable[[str], str], grad_dtype: str = "float16", infer_key: str | None = None):
+                 key_of: Callable[[str], str], grad_dtype: str = "float16", infer_key: str | None = None,
+                 ca: str | None = None, cert: str | None = None, key: str | None = None):
         self.domain, self.server, self.key_of, self.grad_dtype = domain, server, key_of, grad_dtype
         self.infer_key = infer_key  #: the server-side model answering inference batches (None: the global one)
         self.envelope = wire.Envelope(client_id, model)
@@ -67,7 +78,7 @@ class CloudService:
         self.round: int | None = None  #: the round (epoch) being trained; batches of others are ignored
         self._answered: dict[str, tuple[tuple[int, int, str], str, bytes]] = {}
         self._lock = threading.Lock()
-        self.client = _client(url, client_id)
+        self.client = _client(url, client_id, ca, cert, key)
 
     def start(self) -> CloudService:
         self.client.start()
@@ -99,8 +110,7 @@ class CloudService:
             if msg["device"] != device:
                 raise messages.MessageError(f"envelope device {msg['device']!r} != topic device {device!r}")
         except messages.MessageError as exc:
-            self.errors.append(exc.reason)
-            log.warning("split cloud: refused a smashed message on %s: %s", topic, exc.reason)
+            self._refuse(topic, payload, exc.reason)
             return
         with self._lock:
             if device not in self.devices:
@@ -116,24 +126,47 @@ class CloudService:
             return
         if cached is not None and ident[:2] < cached[0][:2]:
             return  # an older batch redelivered: its device has moved on, nothing waits for it
-        acts = wire.unpack(msg)
-        base = {"round": msg["round"], "batch": msg["batch"]}
-        if msg["phase"] == "train":
-            labels = np.asarray(msg.get("labels", []), np.int64)
-            if len(labels) != len(acts):
-                self.errors.append(f"{device}: {len(labels)} labels for {len(acts)} samples")
-                return
-            grad, loss = self.server.step(self.key_of(device), acts, labels)
-            out = {**self.envelope.next(), **base, **wire.pack(grad, self.grad_dtype), "loss": max(loss, 0.0)}
-            stream = wire.CUTGRAD
-        else:
-            classes = self.server.predict(acts, key=self.infer_key)
-            out = {**self.envelope.next(), **base, "classes": [int(c) for c in classes]}
-            stream = wire.SPLITPRED
+        try:
+            acts, labels = self._arrays(msg)
+            base = {"round": msg["round"], "batch": msg["batch"]}
+            if labels is not None:
+                grad, loss = self.server.step(self.key_of(device), acts, labels)
+                out = {**self.envelope.next(), **base, **wire.pack(grad, self.grad_dtype), "loss": max(loss, 0.0)}
+                stream = wire.CUTGRAD
+            else:
+                classes = self.server.predict(acts, key=self.infer_key)
+                out = {**self.envelope.next(), **base, "classes": [int(c) for c in classes]}
+                stream = wire.SPLITPRED
+        except ValueError as exc:  # MessageError is one; the server's own checks are the last line
+            self._refuse(topic, payload, getattr(exc, "reason", str(exc)))
+            return
         data = messages.encode(self.domain, stream, out)
         with self._lock:
             self._answered[device] = (ident, stream, data)
         self._send(device, stream, data)
+
+    def _arrays(self, msg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(activations, labels or None for inference) of a decoded message; MessageError if they cannot be used."""
+        acts = wire.unpack(msg)  # data that does not fill its shape, bad base64, non-finite values
+        if acts.shape[1] != self.server.in_width:
+            raise messages.MessageError(f"activations of width {acts.shape[1]}; the cloud model takes width "
+                                        f"{self.server.in_width}")
+        if msg["phase"] != "train":
+            return acts, None
+        labels = np.asarray(msg.get("labels", []), np.int64)
+        if len(labels) != len(acts):
+            raise messages.MessageError(f"{len(labels)} labels for {len(acts)} samples")
+        if labels.min() < 0 or labels.max() >= self.server.n_classes:
+            raise messages.MessageError(f"labels outside 0..{self.server.n_classes - 1}")
+        return acts, labels
+
+    def _refuse(self, topic: str, payload: bytes, reason: str) -> None:
+        """Record ``reason`` and dead-letter the message (nothing of it reached a model)."""
+        with self._lock:
+            self.errors.append(reason)
+        log.warning("split cloud: refused a smashed message on %r: %s", topic[:120], reason)
+        record = messages.deadletter(self.domain, topic, reason, payload, int(time.time() * 1000))
+        self.client.publish(messages.deadletter_topic(self.domain), record, qos=1)
 
     def _send(self, device: str, stream: str, data: bytes) -> None:
         with self._lock:
@@ -145,7 +178,7 @@ class DeviceLink:
     """One device's MQTT connection across the cut."""
 
     def __init__(self, url: str, domain: str, device: str, model: str, dtype: str = "float16",
-                 timeout_s: float = 10.0):
+                 timeout_s: float = 10.0, ca: str | None = None, cert: str | None = None, key: str | None = None):
         if dtype not in wire.WIRE_DTYPES:
             raise ValueError(f"wire dtype {dtype!r}: expected one of {', '.join(wire.WIRE_DTYPES)}")
         self.domain, self.device, self.dtype, self.timeout_s = domain, device, dtype, timeout_s
@@ -155,7 +188,7 @@ class DeviceLink:
         self.messages = 0
         self._replies: dict[tuple[int, int], dict[str, Any]] = {}
         self._cond = threading.Condition()
-        self.client = _client(url, f"split-{device}")
+        self.client = _client(url, f"split-{device}", ca, cert, key)
 
     def start(self) -> DeviceLink:
         self.client.start()

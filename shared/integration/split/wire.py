@@ -69,9 +69,14 @@ def pack(a: np.ndarray, dtype: str, scale: float | None = None, zero_point: int 
 
 
 def unpack(msg: dict[str, Any]) -> np.ndarray:
-    """The float32 array of a (validated) message's ``shape``/``dtype``/``scale``/``data`` fields."""
+    """The float32 array of a (validated) message's ``shape``/``dtype``/``scale``/``data`` fields.
+
+    MessageError when ``data`` is not base64, does not fill ``shape`` exactly, or holds non-finite values."""
     n, w = msg["shape"]
-    raw = base64.b64decode(msg["data"], validate=True)
+    try:
+        raw = base64.b64decode(msg["data"], validate=True)
+    except ValueError as exc:  # binascii.Error: bad padding
+        raise messages.MessageError(f"data is not base64: {exc}") from None
     np_dtype = {"float16": "<f2", "float32": "<f4", "int8": "i1"}[msg["dtype"]]
     if len(raw) != n * w * np.dtype(np_dtype).itemsize:
         raise messages.MessageError(f"data holds {len(raw)} bytes, shape {msg['shape']} of {msg['dtype']} "
