@@ -10,14 +10,21 @@
 The domains come from the registry (:mod:`shared.domain`, entry point group ``tinylarge.domains``);
 the four domain verbs are the platform's (:mod:`shared.runtime.verbs`), the same for every domain. The
 heavy imports (TensorFlow, torch) happen only once a command needs them, so ``--help`` stays fast.
+
+One style for every command (the helpers below): the domain is the first positional argument; every
+option has a help text with its default shown (:class:`HelpFormatter`); one vocabulary (``--batch-size``,
+``--timeout-s``; old spellings stay as hidden aliases that warn, :func:`add_alias`); results print as the
+summary table the demo prints, or as JSON with ``--json`` (:func:`emit_summary`); progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from shared import domain as domains
 
@@ -57,6 +64,117 @@ def add_endpoint_args(p: argparse.ArgumentParser) -> None:
                    "INFLUX_TOKEN from the environment); env TINYLARGE_STORE; default sqlite:///out/tinylarge.db")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, ``(default: X)``, unless the text already names it or there is
+    none to show (a flag, an unset option)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("(default" in text or "%(default)" in text or not action.option_strings or default is None
+                or default is False or default is argparse.SUPPRESS or default == []):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Alias(argparse.Action):
+    """An old spelling of an option: sets the new one's value and says, on one line, what to use."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, use: str = "", **kwargs: Any) -> None:
+        self.use = use
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: {option_string} is deprecated; use {self.use}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_alias(p: argparse.ArgumentParser | Any, old: str, new: str, **kwargs: Any) -> None:
+    """``old`` as a hidden alias of the option ``new`` (same ``type``/``nargs`` via ``kwargs``): not in the
+    help, still accepted, with a one-line deprecation warning."""
+    dest = new.lstrip("-").replace("-", "_")
+    p.add_argument(old, dest=dest, action=_Alias, use=new, default=argparse.SUPPRESS, help=argparse.SUPPRESS,
+                   **kwargs)
+
+
+def add_domain_arg(p: argparse.ArgumentParser, needs: str | None = None, deprecated_flag: bool = False) -> None:
+    """The domain as the first positional argument (DOMAIN); ``deprecated_flag`` also accepts the old
+    ``--domain X`` (hidden, warns). Resolve it with :func:`domain_arg`."""
+    what = f"a registered domain that offers {needs}" if needs else "a registered domain"
+    p.add_argument("domain", metavar="DOMAIN", nargs="?" if deprecated_flag else None,
+                   help=f"{what} ({', '.join(domains.names())})")
+    if deprecated_flag:
+        p.add_argument("--domain", dest="domain_flag", action=_Alias, use="the positional DOMAIN",
+                       default=None, help=argparse.SUPPRESS)
+
+
+def domain_arg(args: argparse.Namespace, verb: str, needs: str | None = None) -> Any:
+    """The :class:`shared.domain.Domain` the command line named (positional, or the deprecated ``--domain``);
+    a UserError when it is missing, unknown, or lacks the hook ``needs`` (e.g. ``tiny_task``)."""
+    from shared.errors import UserError
+
+    name = getattr(args, "domain", None)
+    flag = getattr(args, "domain_flag", None)
+    if name and flag and name != flag:
+        raise UserError(f"tinylarge {verb}: two domains given ({name!r} and --domain {flag!r}); give one, "
+                        "as the first argument")
+    name = name or flag
+    if not name:
+        raise UserError(f"tinylarge {verb}: give a DOMAIN, one of {', '.join(domains.names())}")
+    d = domains.get(name)  # DomainError: unknown, with the registered ones
+    if needs and getattr(d.hooks, needs, None) is None:
+        able = [n for n in domains.names() if getattr(domains.get(n).hooks, needs, None) is not None]
+        raise UserError(f"tinylarge {verb} {name}: the domain offers no {needs} (DomainHooks.{needs}), which "
+                        f"{verb} needs; domains that do: {', '.join(able) or 'none'}")
+    return d
+
+
+def _flat(summary: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as ``a.b`` keys; short lists of scalars joined; long ones counted (JSON keeps them)."""
+    out: dict[str, Any] = {}
+    for k, v in summary.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            if len(v) <= 12:
+                out.update(_flat(v, key + "."))
+            else:
+                out[key] = f"({len(v)} entries: --json)"
+        elif isinstance(v, list | tuple):
+            scalar = all(isinstance(x, str | int | float | bool) or x is None for x in v)
+            out[key] = ", ".join(str(x) for x in v) if scalar and len(v) <= 8 else f"({len(v)} items: --json)"
+        else:
+            out[key] = v
+    return out
+
+
+def emit_summary(title: str, summary: Mapping[str, Any], as_json: bool = False,
+                 keys: Sequence[str] | None = None) -> None:
+    """A command's result on stdout: the summary table the demo prints (``keys``: which rows, nested ones
+    as ``a.b``; default all), or the whole summary as JSON (``--json``) for machines."""
+    if as_json:
+        print(json.dumps(summary, indent=1, default=str), flush=True)
+        return
+    from shared.runtime.demo import print_table
+
+    flat = _flat(summary)
+    print_table(title, flat, list(keys) if keys else list(flat))
+
+
+def add_json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the result as JSON (for machines) instead of a table")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("tinylarge")
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout without pip install -e
+        return "unknown (not installed: pip install -e .)"
+
+
 def _domain_entry(domain: str, command: str) -> Callable[[Sequence[str]], int]:
     from shared.runtime.verbs import MAINS
 
@@ -93,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of its one line "
                         "(also TINYLARGE_DEBUG=1)")
+    parser.add_argument("--version", action="version", version=f"tinylarge {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command, text in _DOMAIN_COMMANDS.items():
         p = sub.add_parser(command, help=text, description=text, add_help=False)
@@ -137,6 +256,9 @@ def _dispatch(argv: list[str]) -> int:
     parser = build_parser()
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
+        return 0
+    if argv[0] in ("--version", "-V"):
+        print(f"tinylarge {version()}")
         return 0
     command = argv[0]
     if command in _TOOLS:
