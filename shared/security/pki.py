@@ -159,6 +159,18 @@ def _load_ca(out: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey | 
     return cert, key
 
 
+def certificate_cn(path: str | os.PathLike[str]) -> str:
+    """The subject CN of a PEM certificate: a client's identity when the broker uses it as the user name."""
+    try:
+        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise PkiError(f"{path}: not a readable PEM certificate ({exc})") from None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names:
+        raise PkiError(f"{path}: the certificate has no CN")
+    return str(names[0].value)
+
+
 def _san(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
     names: list[x509.GeneralName] = []
     for host in hosts:

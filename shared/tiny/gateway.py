@@ -6,6 +6,16 @@ gateway decodes them, validates every message with :func:`shared.protocol.messag
 reported and sent to the dead-letter topic, never forwarded. When the source ends, devices whose last
 status was ``online`` get a retained ``offline`` status, as their last will would.
 
+The gateway speaks for its own device only: the MQTT user of ``--mqtt`` (or, with ``--cert`` and no user,
+the certificate's CN), which is the one device the broker's ACL lets it publish for (``tinylarge broker
+config``); ``--device`` names the devices explicitly (several devices behind one gateway on a broker that
+lets it publish for them); with neither (an open local broker) any device is bridged. A frame naming any
+other device is refused and dead-lettered with the reason, so the counts say what the broker accepted
+(under MQTT 3.1.1 an ACL-refused publish is acknowledged and dropped silently). Dead letters go to
+``tinylarge/_deadletter/<domain>``, which the generated ACL lets a device write for its own domain.
+A device's log text is written with its control characters escaped (a newline as backslash-n, ESC as
+backslash-x1b), so a log frame cannot forge log lines or drive the terminal.
+
 Signed model updates (``--trusted-key`` and ``--model-dir``): for every device it bridges (seen on the
 line, or named with ``--device``) the gateway subscribes to ``tinylarge/<domain>/<device>/model`` and
 passes each update through a :class:`shared.security.model_update.ModelSlot` (schema, device, trusted key,
@@ -60,7 +70,12 @@ class GatewayConfig:
     max_seconds: float = 0.0  #: stop after this long (0 = when the source ends)
     trusted_keys: tuple[Path, ...] = ()  #: Ed25519 public keys (PEM) for model updates; () = no updates
     model_dir: Path | None = None  #: accepted models go to <model_dir>/<device>/model.tflite
-    devices: tuple[str, ...] = ()  #: devices to watch for model updates before they first speak
+    devices: tuple[str, ...] = ()  #: the devices it bridges (default: its MQTT identity); watched for model updates
+    ca: str | None = None  #: CA certificate (PEM) for mqtts://
+    certfile: str | None = None  #: client certificate (PEM) for mutual TLS
+    keyfile: str | None = None  #: its private key (PEM)
+    #: the devices whose frames are forwarded (``devices``, else the MQTT identity); () = any (open broker)
+    own_devices: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         if self.domain not in messages.domains():
@@ -77,6 +92,16 @@ class GatewayConfig:
             self.model_dir = Path(self.model_dir)
         for device in self.devices:
             messages.check_id(device)
+        from shared.protocol.endpoints import parse_mqtt_url
+        from shared.security.pki import certificate_cn
+
+        endpoint = parse_mqtt_url(self.mqtt)
+        if (self.ca or self.certfile) and not endpoint.tls:
+            raise ValueError(f"ca/cert given but {endpoint} is not TLS: use mqtts://")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("cert and key: give both (mutual TLS) or neither")
+        identity = endpoint.username or (certificate_cn(self.certfile) if self.certfile else None)
+        self.own_devices = tuple(self.devices) or ((messages.check_id(identity, "MQTT user"),) if identity else ())
 
 
 class ModelAgent:
@@ -243,6 +268,7 @@ class Gateway:
     online: dict[str, dict] = field(default_factory=dict)  # device -> its last online status
     decoder: FrameDecoder = field(default_factory=FrameDecoder)
     models: ModelAgent | None = None  #: signed model updates for the bridged devices (None: off)
+    own_devices: tuple[str, ...] = ()  #: forward only these devices' messages (() = any device)
 
     def feed(self, data: bytes) -> None:
         for frame in self.decoder.feed(data):
@@ -252,7 +278,7 @@ class Gateway:
         self.counts["frames"] += 1
         if frame.kind == KIND_LOG:
             self.counts["logs"] += 1
-            log.info("device log: %s", frame.payload.decode(errors="replace"))
+            log.info("device log: %s", printable(frame.payload.decode(errors="replace")))
             return
         if frame.kind != KIND_MESSAGE:
             self._reject("?", frame.payload, f"unknown frame kind {frame.kind}")
@@ -262,6 +288,9 @@ class Gateway:
             if stream in CLOUD_STREAMS:
                 raise ValueError(f"stream {stream!r} flows cloud -> device; a device may not publish it")
             msg = messages.decode(self.domain, stream, body)
+            if self.own_devices and msg["device"] not in self.own_devices:
+                raise ValueError(f"frame for device {msg['device']!r}: this gateway speaks only for device "
+                                 f"{', '.join(map(repr, self.own_devices))} (its MQTT identity or --device)")
             topic = messages.topic(self.domain, msg["device"], stream)
         except (ValueError, messages.MessageError) as exc:
             reason = getattr(exc, "reason", str(exc))
@@ -288,7 +317,7 @@ class Gateway:
     def _reject(self, stream: str, payload: bytes, reason: str) -> None:
         self.counts["invalid"] += 1
         self.reasons[reason[:80]] += 1
-        log.warning("invalid message on stream %r: %s", stream, reason)
+        log.warning("invalid message on stream %s: %s", printable(repr(stream)), printable(reason))
         record = messages.deadletter(self.domain, f"serial/{stream}", reason, payload, int(time.time() * 1000))
         self.publish(messages.deadletter_topic(self.domain), record, 1, False)
 
@@ -315,6 +344,21 @@ class Gateway:
         return out
 
 
+def printable(text: str, limit: int = 2000) -> str:
+    """``text`` for a log line: control and other non-printable characters escaped (newline as backslash-n,
+    ESC as backslash-x1b, U+2028 as backslash-u2028), so device text cannot start a line or drive a terminal."""
+    out = []
+    for ch in text[:limit]:
+        if ch.isprintable():
+            out.append(ch)
+        elif ch in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out) + ("..." if len(text) > limit else "")
+
+
 def pump(gw: Gateway, stream: BinaryIO, max_seconds: float = 0.0, chunk: int = 4096) -> None:
     """Feed a byte stream to the gateway until EOF (or max_seconds)."""
     t_end = time.monotonic() + max_seconds if max_seconds > 0 else None
@@ -331,7 +375,8 @@ def pump(gw: Gateway, stream: BinaryIO, max_seconds: float = 0.0, chunk: int = 4
 def _mqtt_publisher(cfg: GatewayConfig):
     from shared.transport.mqtt import MqttClient, MqttConfig
 
-    client = MqttClient(MqttConfig(url=cfg.mqtt, client_id=cfg.client_id, clean_session=True))
+    client = MqttClient(MqttConfig(url=cfg.mqtt, client_id=cfg.client_id, clean_session=True, ca=cfg.ca,
+                                   certfile=cfg.certfile, keyfile=cfg.keyfile))
     client.start()
     return client
 
@@ -343,7 +388,9 @@ def run(cfg: GatewayConfig, source: BinaryIO, client: object | None = None) -> d
     def publish(t: str, p: bytes, q: int, r: bool) -> bool:
         return client.publish(t, p, qos=q, retain=r)  # type: ignore[attr-defined]
 
-    gw = Gateway(cfg.domain, publish)
+    gw = Gateway(cfg.domain, publish, own_devices=cfg.own_devices)
+    if not cfg.own_devices:
+        log.info("bridging any device (no MQTT identity and no --device: an open broker)")
     if cfg.trusted_keys:
         assert cfg.model_dir is not None
         gw.models = ModelAgent(cfg.domain, cfg.trusted_keys, cfg.model_dir, publish,
@@ -373,7 +420,11 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--qemu-input", type=Path, help="with --board: tlsensor text to send to the board's USART")
     ap.add_argument("--baud", type=int, default=115200, help="serial baud rate")
     ap.add_argument("--qemu-args", default="", help="firmware arguments, e.g. '--input sensors.txt --device w1'")
-    ap.add_argument("--mqtt", default=os.environ.get("TINYLARGE_MQTT"), help="mqtt://host:port (env TINYLARGE_MQTT)")
+    ap.add_argument("--mqtt", default=os.environ.get("TINYLARGE_MQTT"),
+                    help="mqtt[s]://[user:pass@]host:port (env TINYLARGE_MQTT); the user is the bridged device")
+    ap.add_argument("--ca", help="CA certificate for mqtts://")
+    ap.add_argument("--cert", help="client certificate (PEM) for mqtts:// (its CN names the device without a user)")
+    ap.add_argument("--key", help="client private key (PEM) for mqtts://")
     ap.add_argument("--domain", required=True, choices=messages.domains(), help="the domain of the bridged devices")
     ap.add_argument("--client-id", default="tinylarge-fw-gateway")
     ap.add_argument("--max-seconds", type=float, default=0.0, help="stop after this long (0 = at end of source)")
@@ -382,7 +433,8 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--model-dir", type=Path, help="accepted models go to DIR/<device>/model.tflite, where "
                     "`tinylarge firmware build --slot DIR/<device>` takes them for the next flash")
     ap.add_argument("--device", action="append", default=[],
-                    help="watch this device's model topic from the start (others: once they speak)")
+                    help="a device this gateway bridges (default: the MQTT user); its model topic is watched "
+                    "from the start")
     a = ap.parse_args(argv)
     if not a.mqtt:
         ap.error("--mqtt (or TINYLARGE_MQTT) is required")
@@ -391,7 +443,7 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         cfg = GatewayConfig(a.mqtt, a.domain, a.client_id, a.max_seconds, tuple(a.trusted_key), a.model_dir,
-                            tuple(a.device))
+                            tuple(a.device), a.ca, a.cert, a.key)
     except ValueError as exc:
         ap.error(str(exc))
     proc = None
