@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -98,15 +97,16 @@ def _patient_rows(p: Patient) -> dict[str, np.ndarray]:
 
 def build_table(cfg: CohortConfig, workers: int = 2, desc: str = "windows") -> CohortTable:
     """Simulate the cohort and extract every window's features (tqdm progress, `workers` processes)."""
-    from tqdm import tqdm
+    from shared.progress import progress
+    from shared.runtime.training import fork_pool
 
     patients = simulate_cohort(cfg)
     n_windows = int(math.floor((cfg.duration_h * 3600.0 - cfg.window_s) / cfg.window_every_s + 1e-9)) + 1
     parts: list[dict[str, np.ndarray]] = []
-    with tqdm(total=len(patients) * n_windows, desc=desc, unit="win", disable=None) as bar:
+    with progress(total=len(patients) * n_windows, desc=desc, unit="win") as bar:
         # fork (cheap, no re-import of __main__) only before TensorFlow has started its threads
         if workers > 1 and len(patients) > 1 and "tensorflow" not in sys.modules and os.name == "posix":
-            with mp.get_context("fork").Pool(min(workers, len(patients))) as pool:
+            with fork_pool(min(workers, len(patients))) as pool:
                 for part in pool.imap(_patient_rows, patients):
                     parts.append(part)
                     bar.update(len(part["t_s"]))

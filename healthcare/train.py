@@ -72,10 +72,10 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
               ) -> dict[str, Any]:
     """Train tiny then large; write the models, metrics.json and the stamp; return the metrics."""
     import numpy as np
-    from tqdm import tqdm
 
     from healthcare import large, tiny
     from healthcare._dataset import load_table
+    from shared.progress import progress as progress_bar
 
     cfg = cfg or (TrainConfig.quick() if quick else TrainConfig())
     models_dir = Path(models_dir)
@@ -87,7 +87,7 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
     t_data = time.monotonic() - t0
 
     stages = ["teacher", "student", "int8", "evaluate"]
-    with tqdm(total=len(stages), desc="tiny model", unit="stage", disable=None) as bar:
+    with progress_bar(total=len(stages), desc="tiny model", unit="stage") as bar:
         def progress(stage: str) -> None:
             bar.set_postfix_str(stage)
             if stage != stages[0]:
@@ -106,7 +106,7 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
     n_fit = lc.epochs * min(lc.samples_per_epoch, int(sum(s.eligible.sum() for s in train_steps)))
     n_pred = sum(len(np.flatnonzero(s.eligible)[::3]) for s in train_steps) + sum(
         int(s.eligible.sum()) for s in test_steps)
-    with tqdm(total=n_fit + n_pred, desc="risk transformer", unit="sample", disable=None) as bar:
+    with progress_bar(total=n_fit + n_pred, desc="risk transformer", unit="sample") as bar:
         model, lm = large.train_large(lc, train_steps, test_steps, bar=bar)
     model.save_pretrained(str(models_dir / "large"))
     t_total = time.monotonic() - t0

@@ -18,7 +18,6 @@ tables never share a machine id.
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -108,13 +107,14 @@ def _labelled_row(w: Window) -> list[dict]:
 
 
 def _pool_map(fn, jobs: list, total: int, desc: str, workers: int) -> list[list[dict]]:
-    from tqdm import tqdm
+    from shared.progress import progress
+    from shared.runtime.training import fork_pool
 
     parts: list[list[dict]] = []
-    with tqdm(total=total, desc=desc, unit="win", disable=None) as bar:
+    with progress(total=total, desc=desc, unit="win") as bar:
         # fork (cheap, no re-import of __main__) only before TensorFlow has started its threads
         if workers > 1 and len(jobs) > 1 and "tensorflow" not in sys.modules and os.name == "posix":
-            with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+            with fork_pool(min(workers, len(jobs))) as pool:
                 for part in pool.imap(fn, jobs, chunksize=max(1, min(16, len(jobs) // (8 * workers)))):
                     parts.append(part)
                     bar.update(len(part))

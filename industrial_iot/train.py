@@ -96,9 +96,9 @@ class TrainConfig:
 
 
 def _stage_bar(desc: str, stages: list[str]) -> Any:
-    from tqdm import tqdm
+    from shared.progress import progress as progress_bar
 
-    bar = tqdm(total=len(stages), desc=desc, unit="stage", disable=None)
+    bar = progress_bar(total=len(stages), desc=desc, unit="stage")
 
     def progress(stage: str) -> None:
         bar.set_postfix_str(stage)
@@ -111,10 +111,9 @@ def _stage_bar(desc: str, stages: list[str]) -> Any:
 def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = None, quick: bool = False
               ) -> dict[str, Any]:
     """Train tiny then large; write the models, metrics.json and the stamp; return the metrics."""
-    from tqdm import tqdm
-
     from industrial_iot import large, tiny
     from industrial_iot._dataset import concat, load_fleet, load_labelled
+    from shared.progress import progress as progress_bar
     from shared.runtime.training import write_stamp
 
     cfg = cfg or (TrainConfig.quick() if quick else TrainConfig())
@@ -153,7 +152,7 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
     lc = cfg.large
     n_fit = lc.epochs * min(lc.samples_per_epoch, int(sum(len(s.t_s) for s in train_steps) * (1 - lc.val_fraction)))
     n_pred = sum(len(s.t_s) for s in train_steps + test_steps)
-    with tqdm(total=n_fit + n_pred, desc="risk transformer", unit="sample", disable=None) as tbar:
+    with progress_bar(total=n_fit + n_pred, desc="risk transformer", unit="sample") as tbar:
         model, lm = large.train_large(lc, train_steps, test_steps, res.anomaly_threshold, bar=tbar)
     model.save_pretrained(str(models_dir / "large"))
     t_total = time.monotonic() - t0

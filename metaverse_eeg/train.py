@@ -114,11 +114,10 @@ def evaluate_controllers(cfg: SessionConfig, tiny: Any, agent: Any, teacher: boo
 
 def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = None, quick: bool = False
               ) -> dict[str, Any]:
-    from tqdm import tqdm
-
     from metaverse_eeg import tiny as tn
     from metaverse_eeg.agent import AgentPredictor, train_agent
     from metaverse_eeg.signals import simulate_users
+    from shared.progress import progress
     from shared.runtime.training import write_stamp
 
     cfg = cfg or (TrainConfig.quick() if quick else TrainConfig())
@@ -141,7 +140,7 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
         return simulate_users(SessionConfig(n_users=base.n_users, duration_h=base.duration_h,
                                             seed=base.seed + 1000 * round_))
 
-    with tqdm(total=ac.epochs * (ac.dagger_rounds + 1), desc="agent (DAgger)", unit="epoch", disable=None) as bar:
+    with progress(total=ac.epochs * (ac.dagger_rounds + 1), desc="agent (DAgger)", unit="epoch") as bar:
         model, am = train_agent(ac, make_users, tiny, base.times_s, bar=bar)
     model.save_pretrained(str(models_dir / "large"))
     t_agent = time.monotonic() - t0 - t_data - t_tiny

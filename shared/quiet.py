@@ -12,14 +12,13 @@ context is never lost. ``TINYLARGE_VERBOSE=1`` (or ``--debug``) leaves every lib
 from __future__ import annotations
 
 import importlib.abc
-import importlib.util
 import os
 import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib.machinery import ModuleSpec
+from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
 from typing import Any
 
@@ -102,10 +101,11 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
     or ``import tensorflow`` anywhere loads it quietly, with no call site to remember."""
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> ModuleSpec | None:
-        if name != "tensorflow":
+        # stays installed until TensorFlow is loaded: a bare find_spec (transformers asking whether TensorFlow
+        # is installed) loads nothing; sys.modules answers every import after the first
+        if name != "tensorflow" or "tensorflow" in sys.modules:
             return None
-        sys.meta_path.remove(self)  # the first import only; also keeps find_spec below from recursing
-        spec = importlib.util.find_spec(name)
+        spec = PathFinder.find_spec(name, path)
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietLoader(spec.loader)
         return spec

@@ -11,7 +11,6 @@ Trips run in a fork pool; the tables are cached under a key of the config and th
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -96,17 +95,18 @@ def _one(item: tuple[int, int]) -> dict:
 
 
 def build(cfg: FleetConfig, n_trips: int, extra_crash: int = 0, workers: int = 2, desc: str = "trips") -> Tables:
-    from tqdm import tqdm
+    from shared.progress import progress
+    from shared.runtime.training import fork_pool
 
     global _JOB
     vehicles = simulate_fleet(cfg)
     items = [(i, k) for i in range(len(vehicles)) for k in range(n_trips)]
     _JOB = (vehicles, extra_crash)
     if workers > 1 and sys.platform.startswith("linux"):
-        with mp.get_context("fork").Pool(workers) as pool:
-            res = list(tqdm(pool.imap(_one, items, chunksize=8), total=len(items), desc=desc, disable=None))
+        with fork_pool(workers) as pool:
+            res = list(progress(pool.imap(_one, items, chunksize=8), total=len(items), desc=desc))
     else:
-        res = [_one(it) for it in tqdm(items, desc=desc, disable=None)]
+        res = [_one(it) for it in progress(items, desc=desc)]
     rows = np.concatenate([np.full(len(r["label"]), j) for j, r in enumerate(res)]).astype(np.int64)
     return Tables(np.array([vehicles[i].id for i, _ in items]), np.array([k for _, k in items]),
                   np.array([r["km"] for r in res]), np.stack([r["stats"] for r in res]),

@@ -92,8 +92,7 @@ def tiny_counts(tables: Any, pred: np.ndarray) -> np.ndarray:
 
 def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = None, quick: bool = False
               ) -> dict[str, Any]:
-    from tqdm import tqdm
-
+    from shared.progress import progress
     from shared.runtime.training import write_stamp
     from vehicles import large, tiny
     from vehicles._dataset import load_fleet
@@ -131,8 +130,8 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
     train_seq = large.sequences(tr, tiny_counts(tr, pred_tr), vehicles, h, fu)
     test_seq = large.sequences(te, tiny_counts(te, pred_te), vehicles, h, fu)
     lc = cfg.large
-    with tqdm(total=lc.epochs * min(lc.samples_per_epoch, sum(len(s["y"]) for s in train_seq)),
-              desc="risk transformer", unit="sample", disable=None) as bar:
+    with progress(total=lc.epochs * min(lc.samples_per_epoch, sum(len(s["y"]) for s in train_seq)),
+              desc="risk transformer", unit="sample") as bar:
         risk_model, lm = large.train_large(lc, train_seq, test_seq, bar=bar)
     risk_model.save_pretrained(str(models_dir / "large"))
     t_total = time.monotonic() - t0

@@ -17,7 +17,10 @@ by the loop and by the benchmarks.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -106,9 +109,12 @@ def write_summary(out: Path, summary: dict) -> Path:
     return path
 
 
+FAULTY_DEVICE = "faulty999"
+
+
 #: what the faulty client sends: not JSON, an envelope with no domain fields, an unknown schema version
 def bad_payloads(domain: str, tiny_model: str) -> tuple[tuple[str, bytes], ...]:
-    topic = f"tinylarge/{domain}/faulty999/inference"
+    topic = f"tinylarge/{domain}/{FAULTY_DEVICE}/inference"
     return ((topic, b"{not json"),
             (topic, b'{"v":1,"device":"faulty999","seq":0,"ts":1,"model":"' + tiny_model.encode() + b'@1"}'),
             (topic, b'{"v":9,"device":"faulty999","seq":1,"ts":1,"model":"x@1"}'))
@@ -199,12 +205,12 @@ def parse_demo_args(d: Any, argv: Sequence[str] | None) -> Any:
 
 def demo_main(domain: str, argv: Sequence[str] | None = None) -> int:
     """``tinylarge demo DOMAIN [flags]``: 0 when everything published was stored exactly once."""
-    import signal
-
     from shared.domain import get
 
     d = get(domain)
     args = parse_demo_args(d, argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    _OWNER_PID[0] = os.getpid()
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C: devices, QEMU, cloud stopped in order
     summary = run_demo(d, args)
     ok = summary["stored"] == summary["published"]
@@ -213,18 +219,41 @@ def demo_main(domain: str, argv: Sequence[str] | None = None) -> int:
     return 0 if ok else 1
 
 
+#: the demo's own process; a process forked from it (a training pool's worker) dies as SIGTERM says
+_OWNER_PID = [0]
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    if os.getpid() != _OWNER_PID[0]:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise KeyboardInterrupt
+
+
+class _InjectedFaults(logging.Filter):
+    """The consumer's dead-letter warning for a message the demo injected on purpose becomes one plain
+    line saying so (it is the check passing, not a failure); every other dead letter stays a warning."""
+
+    def __init__(self, device: str):
+        super().__init__()
+        self.marker, self.seen = f"/{device}/", 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if not text.startswith("dead-letter ") or self.marker not in text:
+            return True
+        self.seen += 1
+        print(f"injected fault {self.seen} dead-lettered, as it must be: {text[len('dead-letter '):]}", flush=True)
+        return False
 
 
 def run_demo(d: Any, args: Any) -> dict:
     """The demo loop (see the module docstring); returns the summary."""
-    import os
     import threading
 
-    from tqdm import tqdm
-
     from shared.dashboard.demo import beside_demo
+    from shared.progress import progress
     from shared.protocol.endpoints import redact_url
     from shared.runtime.app import endpoints
     from shared.runtime.cloud import run_cloud
@@ -265,6 +294,8 @@ def run_demo(d: Any, args: Any) -> dict:
         scen.on_result(msg)
 
     bad = bad_payloads(d.name, d.tiny_model)
+    injected = _InjectedFaults(FAULTY_DEVICE)
+    logging.getLogger("shared.transport.consumer").addFilter(injected)
     n_fw, n_qemu = args.firmware, args.qemu
     with endpoints(args, default_store=f"sqlite:///{db}") as ep, \
             run_cloud(d, args, ep.mqtt, ep.store, args.models, on_result=on_result) as cloud, \
@@ -287,7 +318,7 @@ def run_demo(d: Any, args: Any) -> dict:
             bad_at = {len(run.ticks) * (k + 1) // (len(bad) + 1): b for k, b in enumerate(bad)}
             tick_wall_s = args.wall_s / len(run.ticks)
             t0 = time.monotonic()
-            for i, t_s in enumerate(tqdm(run.ticks, desc=f"{d.name}: ticks", unit="tick", disable=None)):
+            for i, t_s in enumerate(progress(run.ticks, desc=f"{d.name}: ticks", unit="tick")):
                 scen.before_tick(i, t_s)
                 site.step(t_s)
                 run.fleet.step_all(t_s)
@@ -315,6 +346,7 @@ def run_demo(d: Any, args: Any) -> dict:
         consumer_counts = dict(cloud.consumer.counts)
         service_counts = dict(cloud.service.counts)
         store_points = {m: cloud.store.count(m) for m in _measurements(d, scen.measurements)}
+    logging.getLogger("shared.transport.consumer").removeFilter(injected)
 
     updates = run.fleet.updates
     summary: dict[str, Any] = {
@@ -343,7 +375,8 @@ def run_demo(d: Any, args: Any) -> dict:
     path = write_summary(args.out, summary)
     print_table(f"{d.name} demo ({'QUICK models' if summary['quick_models'] else 'full models'})", summary, [
         "devices", "firmware_devices", "qemu_devices", "published", "published_by_firmware", "received", "stored",
-        "deadletters", f"{d.result_stream}_messages", "alerts", "model_updates_accepted", "model_updates_rejected",
+        "deadletters", "deadletters_injected", f"{d.result_stream}_messages", "alerts", "model_updates_accepted",
+        "model_updates_rejected",
         "tiny_float_acc", "tiny_int8_acc", *scen.table, "p50_ms", "p99_ms", "wall_s", "quick_models"])
     if summary["quick_models"]:
         print("note: these figures come from the QUICK models (small training sets, few epochs); "

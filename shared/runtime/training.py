@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,13 +56,19 @@ def ensure_trained(models_dir: Path, key: str, train: Callable[[], dict[str, Any
     models_dir = Path(models_dir)
     accepted = {key, *also_accept}
     stamp = models_dir / STAMP_NAME
-    if stamp.exists() and all((models_dir / f).exists() for f in (*outputs, METRICS_NAME)):
+    missing = [f for f in (*outputs, METRICS_NAME, STAMP_NAME) if not (models_dir / f).exists()]
+    why = f"{missing[0]} is missing" if missing else "they are stale (the config or the sources changed)"
+    if not missing:
         try:
             if json.loads(stamp.read_text()).get("key") in accepted:
                 return json.loads((models_dir / METRICS_NAME).read_text())
         except (json.JSONDecodeError, OSError):
-            pass
-    return train()
+            why = f"{STAMP_NAME} does not read"
+    print(f"training the models in {models_dir}: {why}; progress follows", flush=True)
+    t0 = time.monotonic()
+    metrics = train()
+    print(f"trained the models in {models_dir} in {time.monotonic() - t0:.0f} s", flush=True)
+    return metrics
 
 
 def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -91,3 +98,18 @@ def subject_split(subjects: np.ndarray, test_fraction: float, seed: int) -> tupl
     train = ~test
     assert not set(np.unique(subjects[train])) & set(np.unique(subjects[test])), "subject on both sides"
     return train, test
+
+
+def fork_pool(processes: int) -> Any:
+    """A fork pool whose workers leave Ctrl-C and SIGTERM to the parent: Ctrl-C in a training is one
+    KeyboardInterrupt in the parent (the pool is terminated on the way out), not a traceback per worker."""
+    import multiprocessing as mp
+
+    return mp.get_context("fork").Pool(processes, initializer=_worker_signals)
+
+
+def _worker_signals() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal sends Ctrl-C to the whole process group
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # Pool.terminate(): die quietly, not the parent's handler
