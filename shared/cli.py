@@ -117,15 +117,15 @@ def domain_arg(args: argparse.Namespace, verb: str, needs: str | None = None) ->
     name = getattr(args, "domain", None)
     flag = getattr(args, "domain_flag", None)
     if name and flag and name != flag:
-        raise UserError(f"tinylarge {verb}: two domains given ({name!r} and --domain {flag!r}); give one, "
+        raise UserError(f"{verb}: two domains given ({name!r} and --domain {flag!r}); give one, "
                         "as the first argument")
     name = name or flag
     if not name:
-        raise UserError(f"tinylarge {verb}: give a DOMAIN, one of {', '.join(domains.names())}")
+        raise UserError(f"{verb}: give a DOMAIN, one of {', '.join(domains.names())}")
     d = domains.get(name)  # DomainError: unknown, with the registered ones
     if needs and getattr(d.hooks, needs, None) is None:
         able = [n for n in domains.names() if getattr(domains.get(n).hooks, needs, None) is not None]
-        raise UserError(f"tinylarge {verb} {name}: the domain offers no {needs} (DomainHooks.{needs}), which "
+        raise UserError(f"{verb} {name}: the domain offers no {needs} (DomainHooks.{needs}), which "
                         f"{verb} needs; domains that do: {', '.join(able) or 'none'}")
     return d
 

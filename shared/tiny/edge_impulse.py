@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import json
 import os
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,36 +181,61 @@ def deploy(model: Path, labels: Sequence[str], out_dir: Path, target: str = "zip
     return out_dir
 
 
-def ei_main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge ei profile|deploy|export``."""
-    ap = argparse.ArgumentParser(prog="tinylarge ei", description="Edge Impulse interop")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("profile", help="estimate RAM/flash/latency on Edge Impulse (needs EI_API_KEY)")
-    p.add_argument("model", type=Path)
-    p.add_argument("--device", default=None, help="Edge Impulse device id, e.g. cortex-m4f-80mhz")
-    p.add_argument("--api-key", default=None)
-    d = sub.add_parser("deploy", help="build an Edge Impulse deployment (needs EI_API_KEY)")
-    d.add_argument("model", type=Path)
+def parser() -> argparse.ArgumentParser:
+    from shared.cli import HelpFormatter, add_alias, add_domain_arg, add_json_arg
+
+    ap = argparse.ArgumentParser(prog="tinylarge ei", description="Edge Impulse interop", formatter_class=HelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{export,profile,deploy}")
+    e = sub.add_parser("export", help="export a domain's simulated windows in the data acquisition format",
+                       description="export a domain's simulated windows in the Edge Impulse data acquisition format "
+                       f"(signed HS256 when {HMAC_KEY_ENV} is set)", formatter_class=HelpFormatter)
+    add_domain_arg(e, deprecated_flag=True)
+    e.add_argument("--out", type=Path, default=Path("out/edge_impulse/data"), help="output folder")
+    e.add_argument("--subjects", type=int, default=2, help="simulated subjects (devices), >= 1")
+    add_alias(e, "--patients", "--subjects", type=int)
+    e.add_argument("--hours", type=float, default=1.0, help="simulated hours per subject, > 0")
+    e.add_argument("--seed", type=int, default=7, help="the simulated population's seed")
+    p = sub.add_parser("profile", help="estimate RAM/flash/latency on Edge Impulse (needs EI_API_KEY)",
+                       description="estimate RAM, flash and latency of a .tflite model on Edge Impulse (network; "
+                       f"needs {API_KEY_ENV})", formatter_class=HelpFormatter)
+    p.add_argument("model", type=Path, help="the .tflite model")
+    p.add_argument("--device", default=None, help="Edge Impulse device id, e.g. cortex-m4f-80mhz (default: theirs)")
+    p.add_argument("--api-key", default=None, help=f"Edge Impulse project API key (default: env {API_KEY_ENV})")
+    add_json_arg(p)
+    d = sub.add_parser("deploy", help="build an Edge Impulse deployment (needs EI_API_KEY)",
+                       description="build an Edge Impulse deployment of a classification model (network; needs "
+                       f"{API_KEY_ENV})", formatter_class=HelpFormatter)
+    d.add_argument("model", type=Path, help="the .tflite model")
     d.add_argument("--labels", required=True, help="comma-separated class labels in output order")
-    d.add_argument("--out", type=Path, default=Path("out/edge_impulse"))
-    d.add_argument("--target", default="zip")
-    d.add_argument("--api-key", default=None)
-    e = sub.add_parser("export", help="export a domain's simulated windows in the data acquisition format")
-    e.add_argument("--domain", required=True, help="a registered domain (its simulator and sensor table)")
-    e.add_argument("--out", type=Path, default=Path("out/edge_impulse/data"))
-    e.add_argument("--subjects", "--patients", type=int, default=2, help="simulated subjects (devices)")
-    e.add_argument("--hours", type=float, default=1.0)
-    a = ap.parse_args(argv)
+    d.add_argument("--out", type=Path, default=Path("out/edge_impulse"), help="output folder")
+    d.add_argument("--target", default="zip", help="Edge Impulse deploy target (zip: a C++ library)")
+    d.add_argument("--api-key", default=None, help=f"Edge Impulse project API key (default: env {API_KEY_ENV})")
+    return ap
+
+
+def ei_main(argv: Sequence[str] | None = None) -> int:
+    """``tinylarge ei export DOMAIN|profile MODEL|deploy MODEL``: a mistake raises UserError (one line, exit 2)."""
+    from shared.cli import domain_arg, emit_summary
+    from shared.errors import UserError
+
+    a = parser().parse_args(argv)
+    if a.cmd == "export":
+        d = domain_arg(a, "ei export")
+        if a.subjects < 1:
+            raise UserError(f"--subjects: must be >= 1, got {a.subjects}")
+        if not (a.hours > 0 and np.isfinite(a.hours)):
+            raise UserError(f"--hours: must be > 0, got {a.hours:g}")
+    elif not a.model.is_file():
+        raise UserError(f"{a.model}: no such model file")
     try:
         if a.cmd == "profile":
-            print(json.dumps(profile(a.model, a.device, a.api_key), indent=1, default=str))
+            emit_summary(f"Edge Impulse profile of {a.model.name}", profile(a.model, a.device, a.api_key), a.json)
         elif a.cmd == "deploy":
             print(deploy(a.model, a.labels.split(","), a.out, a.target, a.api_key))
         else:
-            paths = export_windows(a.domain, simulated_windows(a.domain, a.subjects, a.hours), a.out,
+            paths = export_windows(d.name, simulated_windows(d.name, a.subjects, a.hours, a.seed), a.out,
                                    os.environ.get(HMAC_KEY_ENV) or None)
             print(f"wrote {len(paths)} samples to {a.out}")
     except (EdgeImpulseError, ValueError, FileNotFoundError, LookupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from exc
     return 0
