@@ -42,7 +42,8 @@ def firmware_counts(prog: str, firmware: str, qemu: str, devices: int) -> tuple[
         return int(value)
 
     has_arm = bool(shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"))
-    n_fw = number("firmware", firmware, 2 if shutil.which("cc") or shutil.which("gcc") else 0)
+    # 'auto' shrinks with the fleet: at least one device stays simulated in Python (it receives the roll-out)
+    n_fw = number("firmware", firmware, min(2, devices - 1) if shutil.which("cc") or shutil.which("gcc") else 0)
     n_qemu = number("qemu", qemu, 1 if has_arm and n_fw > 0 else 0)
     if n_qemu > n_fw:
         raise SystemExit(f"{prog}: --qemu {n_qemu} exceeds --firmware {n_fw}")
