@@ -179,11 +179,13 @@ def test_arena_plan_matches_compiled_model(int8_models, tmp_path):
 def test_cli_writes_files_and_reports_errors(int8_models, tmp_path, capsys):
     model = tmp_path / "m.tflite"
     model.write_bytes(int8_models["dense_mlp"])
-    assert main_compile([str(model), "--name", "cli_m", "--out", str(tmp_path / "gen")]) == 0
+    assert main_compile([str(model), "--name", "cli_m", "--out", str(tmp_path / "gen"), "--json"]) == 0
     assert (tmp_path / "gen" / "cli_m.c").is_file() and (tmp_path / "gen" / "cli_m.h").is_file()
     assert '"arena_bytes"' in capsys.readouterr().out
-    assert main_compile([str(tmp_path / "missing.tflite"), "--name", "x", "--out", str(tmp_path)]) == 2
-    assert "not found" in capsys.readouterr().out
+    from shared.errors import UserError
+
+    with pytest.raises(UserError, match="not found"):  # the console script: one line on stderr, exit 2
+        main_compile([str(tmp_path / "missing.tflite"), "--name", "x", "--out", str(tmp_path)])
 
 
 def test_supported_ops_cover_the_brief():

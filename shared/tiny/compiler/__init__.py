@@ -8,7 +8,8 @@
 """
 
 from shared.tiny.compiler._lower import SUPPORTED_OPS
-from shared.tiny.compiler.core import CompiledModel, arena_plan, compile_tflite, main_compile
+from shared.tiny.compiler.cli import main_compile
+from shared.tiny.compiler.core import CompiledModel, arena_plan, compile_tflite
 from shared.tiny.compiler.errors import CompileError
 from shared.tiny.compiler.metadata import ModelMetadata
 from shared.tiny.compiler.planner import ArenaPlan, Buffer, plan_buffers

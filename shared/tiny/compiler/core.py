@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -300,34 +299,3 @@ def compile_tflite(model: str | Path | bytes, name: str, out_dir: str | Path,
                          tuple(x.shape), tuple(y.shape), float(np.float32(x.scale)), x.zero_point,
                          float(np.float32(y.scale)), y.zero_point, prog.ops, labels, metadata_path, meta,
                          sum(st.macs for st in prog.steps))
-
-
-def main_compile(argv: list[str] | None = None) -> int:
-    """CLI: compile MODEL.tflite --name NAME --out DIR [--labels a,b,c] [--model-id ID] [--domain D]
-    [--fs-hz X] [--window-s S] [--window-samples N]; prints a JSON summary."""
-    ap = argparse.ArgumentParser(prog="tinylarge compile", description="Compile a full-int8 TFLite model to C "
-                                 "(NAME.h, NAME.c) and its metadata (NAME_metadata.h).")
-    ap.add_argument("model", help="path of the .tflite file")
-    ap.add_argument("--name", required=True, help="C identifier used for symbols and file names")
-    ap.add_argument("--out", required=True, help="output directory for NAME.h, NAME.c and NAME_metadata.h")
-    ap.add_argument("--labels", default=None, help="comma-separated class labels (one per output value)")
-    ap.add_argument("--model-id", default=None, help="id@version the firmware puts in its messages (default NAME@1)")
-    ap.add_argument("--domain", default=None, help="the domain the model belongs to (NAME_DOMAIN)")
-    ap.add_argument("--fs-hz", type=float, default=None, help="sampling rate of the window (Hz)")
-    ap.add_argument("--window-s", type=float, default=None, help="window length (s)")
-    ap.add_argument("--window-samples", type=int, default=None,
-                    help="samples per channel per window (default: round(fs_hz * window_s))")
-    ap.add_argument("--arithmetic", choices=ARITHMETICS, default="litert",
-                    help="integer rounding to reproduce: litert (LiteRT reference kernels, default) or tflm "
-                         "(TensorFlow Lite Micro; build the runtime with -DTL_ARITH_TFLM)")
-    args = ap.parse_args(argv)
-    labels = args.labels.split(",") if args.labels else None
-    try:
-        meta = ModelMetadata(args.model_id or f"{args.name}@1", None if labels is None else tuple(labels),
-                             args.domain, args.fs_hz, args.window_s, args.window_samples)
-        cm = compile_tflite(args.model, args.name, args.out, labels, meta, args.arithmetic)
-    except CompileError as exc:
-        print(f"error: {exc}")
-        return 2
-    print(cm.to_json())
-    return 0
