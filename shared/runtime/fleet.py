@@ -62,12 +62,10 @@ def slot_path(slot_dir: Path | None, trusted_key: Path, domain: str, device: str
     """Where a simulated device keeps its installed model (``<dir>/<key id>/<domain>/<device>/model.tflite``,
     metadata beside it), so a restarted device does not accept an older signed version again. Default
     directory: ``device-slots`` beside the trusted key; the key id keeps slots of a regenerated key apart."""
-    from shared.security.model_update import key_id, load_public_key
+    from shared.security.model_update import slot_state_path
 
     base = Path(slot_dir) if slot_dir is not None else Path(trusted_key).resolve().parent / "device-slots"
-    path = base / key_id(load_public_key(trusted_key)) / domain / device / "model.tflite"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return slot_state_path(base, trusted_key, domain, device)
 
 
 class DeviceFleet:

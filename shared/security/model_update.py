@@ -19,10 +19,17 @@ The model bytes are bound through their hash; the envelope's ``seq`` and ``ts`` 
 (replay is stopped by the version rule). Signing and verifying refuse a domain the registry does not have.
 
 A :class:`ModelSlot` is what a device holds: the active model and its version. ``offer(msg)`` accepts a
-message only if the schema, domain, device, trusted key, signature, version (strictly above the active
-one), size and SHA-256 all check out; on any failure the active model is left untouched and the reason
-says why. With a ``path`` the new bytes are written to a temporary file and renamed over the old one,
-so a power cut leaves either the old or the new model, never half of one.
+message only if the schema, domain, device, trusted key, signature, version (strictly above the version
+floor: the highest version this slot ever installed), size and SHA-256 all check out, and the model loads
+with the expected shapes: LiteRT's interpreter must load it and allocate its tensors, and its inputs and
+outputs (shapes and dtypes) must equal the expected ones (``expected_io``, else those of the active model,
+else those recorded with the last install; a slot that knows none takes any model that loads); a domain
+loader (``load``) runs after that and, without ``expected_io``, decides the interface itself. On any
+failure the active model is left untouched and the reason says why. With a ``path`` (or a ``state_dir``)
+the new bytes are written to a temporary file and renamed over the old one, so a power cut leaves either
+the old or the new model, never half of one; the metadata beside it (version, hash, shapes) is the version
+floor a restarted slot starts from, kept even when the model file itself was lost or damaged, so a restart
+never reopens the door to a replay of an older version.
 """
 
 from __future__ import annotations
@@ -241,6 +248,38 @@ def verify_update(
     return msg, data
 
 
+def tflite_io(data: bytes) -> dict[str, list]:
+    """Load ``data`` in LiteRT's interpreter (tensors allocated) and return its interface, the shape and dtype
+    of every input and output: ``{"inputs": [[[1, 8], "int8"]], "outputs": [[[1, 6], "int8"]]}``. Raises
+    (ValueError, RuntimeError) when the model does not load."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(model_content=bytes(data),
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+
+    def sig(details: list[dict]) -> list:
+        return [[[int(d) for d in t["shape"]], np.dtype(t["dtype"]).name] for t in details]
+
+    return {"inputs": sig(interp.get_input_details()), "outputs": sig(interp.get_output_details())}
+
+
+def _io_text(io: dict) -> str:
+    def side(items: list) -> str:
+        return ", ".join(f"{dtype}{tuple(shape)}" for shape, dtype in items)
+
+    return f"{side(io['inputs'])} -> {side(io['outputs'])}"
+
+
+def slot_state_path(state_dir: str | os.PathLike[str], trusted_key: KeySource, domain: str, device: str) -> Path:
+    """``<state_dir>/<key id>/<domain>/<device>/model.tflite`` (folders created): where a slot keeps its model
+    and version floor; the key id keeps the slots of a regenerated signing key apart."""
+    path = Path(state_dir) / key_id(load_public_key(trusted_key)) / domain / device / "model.tflite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
@@ -255,8 +294,13 @@ class ModelSlot:
 
     ``trusted``: one or more Ed25519 public keys (objects or PEM paths); several allow key rotation.
     ``path``: optional file holding the active model; its metadata lives beside it in ``<path>.json``
-    and is reloaded at start, so a reboot does not reopen the door to a downgrade.
+    and is reloaded at start, so a reboot does not reopen the door to a downgrade. ``state_dir``: the same,
+    at :func:`slot_state_path` (per the first trusted key). Without either, the floor is kept in memory only.
     ``active``/``active_version``/``active_model_id``: the factory model when there is no saved state.
+    ``expected_io``: the interface every update must have (:func:`tflite_io`'s form); default: the active
+    model's. ``require_tflite=False`` skips the TFLite checks (identifier, loading, shapes).
+    ``load``: the domain's loader, run on a model that loaded in LiteRT; it checks the interface it needs
+    (unless ``expected_io`` is given) and what it returns is ``loaded``.
     """
 
     def __init__(
@@ -270,6 +314,8 @@ class ModelSlot:
         active_model_id: str | None = None,
         require_tflite: bool = True,
         load: Callable[[bytes], object] | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        expected_io: dict | None = None,
     ):
         check_id(device)
         self.load = load
@@ -278,10 +324,15 @@ class ModelSlot:
         self.require_tflite = require_tflite
         self._trusted = _trusted_map(trusted)
         self._lock = threading.Lock()
+        if path is None and state_dir is not None:
+            path = slot_state_path(state_dir, next(iter(self._trusted.values())), domain, device)
         self.path = Path(path) if path is not None else None
         self.active_bytes = active
         self.active_version = active_version
         self.active_model_id = active_model_id
+        self.version_floor = active_version  #: the highest version installed (or the factory's); persisted
+        self.expected_io = expected_io
+        self._io_from_active = expected_io is None and active is not None
         self.warning: str | None = None
         if self.path is not None:
             self._load_state()
@@ -296,22 +347,59 @@ class ModelSlot:
         return None if self.path is None else self.path.with_name(self.path.name + ".json")
 
     def _load_state(self) -> None:
+        """The saved model and its metadata. The floor (the version in the metadata) holds even when the model
+        file is missing or damaged: the model is then not trusted, but no older version gets in either."""
         assert self.path is not None and self.meta_path is not None
-        if not self.meta_path.exists() or not self.path.exists():
+        if not self.meta_path.exists():
             return
         try:
             meta = json.loads(self.meta_path.read_text())
+            version = int(meta["version"])
+        except (ValueError, KeyError, TypeError) as exc:
+            self.warning = f"saved model state ignored: {exc}"
+            return
+        self.version_floor = max(self.version_floor, version)
+        try:
+            if not self.path.exists():
+                raise ValueError("model file is missing")
             data = self.path.read_bytes()
             if hashlib.sha256(data).hexdigest() != meta["sha256"]:
                 raise ValueError("model file does not match its recorded sha256")
-            self.active_bytes, self.active_version = data, int(meta["version"])
+            self.active_bytes, self.active_version = data, version
             self.active_model_id = str(meta["model_id"])
+            if isinstance(meta.get("io"), dict) and self.expected_io is None:
+                self.expected_io, self._io_from_active = meta["io"], False
         except (ValueError, KeyError, TypeError) as exc:
-            self.warning = f"saved model state ignored: {exc}"
+            self.warning = f"saved model ignored ({exc}); versions up to {version} stay refused"
+
+    def _expected(self) -> dict | None:
+        """The interface an update must have; the active model's is read once, on the first offer."""
+        if self._io_from_active and self.active_bytes is not None:
+            self._io_from_active = False
+            try:
+                self.expected_io = tflite_io(self.active_bytes)
+            except Exception:  # noqa: BLE001 - an active model LiteRT cannot read sets no expectation
+                self.expected_io = None
+        return self.expected_io
+
+    def _check_loads(self, data: bytes, loader: bool) -> tuple[dict | None, str | None]:
+        """(interface, None) for a model that loads with the expected shapes, else (None, the reason). With a
+        domain loader and no explicit ``expected_io``, the loader says which interface fits (it may differ from
+        the active model's: a distilled student replacing a factory classifier)."""
+        if not self.require_tflite:
+            return None, None
+        try:
+            io = tflite_io(data)
+        except Exception as exc:  # noqa: BLE001 - any failure to load means: do not install
+            return None, f"model does not load: {str(exc).strip()[:200] or type(exc).__name__}"
+        want = self.expected_io if loader else self._expected()
+        if want is not None and io != want:
+            return None, f"model does not load with the expected shapes: {_io_text(io)}, expected {_io_text(want)}"
+        return io, None
 
     def offer(self, msg: dict | bytes | str, load: Callable[[bytes], object] | None = None) -> tuple[bool, str]:
-        """Verify, load (``load`` or the slot's) and, if valid and newer, install; returns (accepted, reason).
-        Never raises on bad input."""
+        """Verify, check that it loads with the expected shapes, load (``load`` or the slot's) and, if valid and
+        newer than the floor, install; returns (accepted, reason). Never raises on bad input."""
         with self._lock:
             try:
                 checked, data = verify_update(msg, self.domain, self.device, self._trusted, self.require_tflite)
@@ -321,8 +409,14 @@ class ModelSlot:
             if version <= self.active_version:
                 return False, (f"stale version {version} <= active {self.active_version} "
                                "(replay or downgrade refused)")
-            model_id = checked["model"].rpartition("@")[0]
+            if version <= self.version_floor:
+                return False, (f"stale version {version} <= {self.version_floor} installed before "
+                               "(replay or downgrade refused)")
             loader = load or self.load
+            io, refused = self._check_loads(data, loader is not None)
+            if refused is not None:
+                return False, refused
+            model_id = checked["model"].rpartition("@")[0]
             loaded = None
             if loader is not None:
                 try:
@@ -332,12 +426,15 @@ class ModelSlot:
             if self.path is not None:
                 assert self.meta_path is not None
                 meta = {"model_id": model_id, "version": version, "sha256": checked["sha256"],
-                        "size": checked["size"], "key_id": checked["key_id"]}
+                        "size": checked["size"], "key_id": checked["key_id"], "io": io}
                 try:
                     _atomic_write(self.path, data)
                     _atomic_write(self.meta_path, json.dumps(meta).encode())
                 except OSError as exc:
                     return False, f"storage error: {exc.strerror or exc}"
             self.active_bytes, self.active_version, self.active_model_id = data, version, model_id
+            self.version_floor = max(self.version_floor, version)
+            if io is not None and loader is None:
+                self.expected_io, self._io_from_active = io, False
             self.loaded = loaded
             return True, f"installed {checked['model']} ({len(data)} bytes, key {checked['key_id']})"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import json
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,8 +35,22 @@ DOMAIN, DEVICE = "healthcare", "ward3-bed07"
 UNSIGNED = {"seq", "ts"}
 
 
+@functools.cache
+def _real(domain: str = "healthcare") -> bytes:
+    """A real int8 TFLite model of ``domain`` (the trained one, else a stand-in built once)."""
+    from shared.tiny.targets import domain_tflite
+
+    return domain_tflite(domain, Path(tempfile.gettempdir()) / "tinylarge-test-standins").read_bytes()
+
+
 def _model(n: int = 256, salt: bytes = b"") -> bytes:
-    return HEADER + hashlib.sha256(salt).digest() * (n // 32) + salt
+    """A model that loads (a real one; bytes after the flatbuffer make each salt's hash differ)."""
+    return _real() + hashlib.sha256(salt).digest() * (n // 32) + salt
+
+
+def _garbage(salt: bytes = b"") -> bytes:
+    """Signed-able bytes with the TFLite identifier that LiteRT cannot load."""
+    return HEADER + hashlib.sha256(salt).digest() * 8 + salt
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +306,7 @@ def test_truncation_never_accepted(signed: dict, keys, cut: int) -> None:
 
 def test_random_model_roundtrip_sizes(keys) -> None:
     for n in (16, 1000, 100_000):
-        model = HEADER + os.urandom(n)
+        model = _real() + os.urandom(n)
         slot = ModelSlot(DOMAIN, DEVICE, keys[1])
         msg = sign_update(DOMAIN, DEVICE, "hc-tiny", 1, model, keys[0], 1, 1)
         assert slot.offer(encode(DOMAIN, "model", msg))[0] and slot.active_bytes == model
@@ -346,7 +362,7 @@ def test_gateway_ignores_the_devices_claimed_version_and_checks_the_model(keys, 
                                               ts_ms=1)).encode())
         return agent.last_reason[DEVICE]
 
-    assert offer(2, _model(salt=b"garbage")).startswith("model does not load")  # signed, TFL3, garbage
+    assert offer(2, _garbage(salt=b"garbage")).startswith("model does not load")  # signed, TFL3, garbage
     assert agent.slots[DEVICE].active_version == 0
     assert offer(3, tflite).startswith("installed")  # not blocked by the device's 32-digit claim
     other = Path(__file__).resolve().parents[3] / "models" / "industrial_iot" / "tiny.tflite"
@@ -373,7 +389,7 @@ def test_wearable_refuses_a_signed_model_that_does_not_load_and_reports_it(keys,
     # the wearables' fleet with healthcare's loader, holding no client of its own: the device is `w`
     wearables = DeviceFleet("healthcare", None, "mqtt://127.0.0.1:1883", [], w.model, {}, window_message,
                             reload=reload)
-    garbage = sign_update("healthcare", patient.id, "hc-tiny", 2, _model(salt=b"not a model"), keys[0], seq=1, ts_ms=1)
+    garbage = sign_update("healthcare", patient.id, "hc-tiny", 2, _garbage(salt=b"not a model"), keys[0], seq=1, ts_ms=1)
     ok, reason = wearables.offer_update(w, json.dumps(garbage).encode())
     assert not ok and reason.startswith("model does not load"), reason
     assert w.model.version == "1" and slot.active_version == 1 and not (tmp_path / "slot" / "model.tflite").exists()
@@ -382,3 +398,35 @@ def test_wearable_refuses_a_signed_model_that_does_not_load_and_reports_it(keys,
     ok, _ = wearables.offer_update(w, json.dumps(sign_update("healthcare", patient.id, "hc-tiny", 2, good, keys[0],
                                                              seq=2, ts_ms=2)).encode())
     assert ok and w.model.version == "2" and sent[-1][2]["active_model"].endswith("@2")
+
+
+# ---- issue 23 item 9: every slot checks that the model loads with the expected shapes, and keeps its floor ----
+
+def test_bare_slot_refuses_a_signed_model_that_does_not_load_and_keeps_the_old_one(keys) -> None:
+    """No domain loader given: the slot itself loads the model in LiteRT; signed bytes that start with TFL3 but
+    are no model, and a real model of another interface, are refused; the factory model keeps running."""
+    slot = _slot(keys)
+    _refused(slot, sign_update(DOMAIN, DEVICE, "hc-tiny", 2, _garbage(b"tfl3"), keys[0], 1, 1), "model does not load")
+    other = _real("metaverse_eeg")
+    assert other[4:8] == b"TFL3"
+    _refused(slot, sign_update(DOMAIN, DEVICE, "hc-tiny", 3, other, keys[0], 2, 2), "expected shapes")
+    assert slot.active_bytes == _model(salt=b"factory") and slot.active_version == 1
+    ok, reason = slot.offer(sign_update(DOMAIN, DEVICE, "hc-tiny", 4, _model(salt=b"v4"), keys[0], 3, 3))
+    assert ok, reason
+
+
+def test_slot_restarted_from_its_state_directory_refuses_a_replay(keys, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    v3, v5 = (sign_update(DOMAIN, DEVICE, "hc-tiny", v, _model(salt=b"v%d" % v), keys[0], v, v) for v in (3, 5))
+    first = _slot(keys, state_dir=state)
+    assert first.offer(v3)[0] and first.offer(v5)[0]
+    restarted = _slot(keys, state_dir=state)  # a new process: factory model v1 by default, state on disk
+    assert restarted.active_version == 5 and restarted.warning is None
+    _refused(restarted, v3, "stale version 3")
+    # the model file lost (or damaged): its model is not trusted, but the floor stays: no replay of v5 or v3
+    restarted.path.unlink()
+    lost = _slot(keys, state_dir=state)
+    assert lost.active_version == 1 and "versions up to 5 stay refused" in (lost.warning or "")
+    _refused(lost, v5, "stale version 5 <= 5 installed before")
+    _refused(lost, v3, "stale version 3")
+    assert lost.offer(sign_update(DOMAIN, DEVICE, "hc-tiny", 6, _model(salt=b"v6"), keys[0], 6, 6))[0]
