@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dev_id = f"d{i:03d}"
         devices.append(_Device(dev_id, s, te[task.groups[te] == s],
                                ModelSlot(args.domain, dev_id, public_key, active=factory, active_version=1,
-                                         active_model_id=factory_name), Int8Runner(factory)))
+                                         active_model_id=factory_name, state_dir=out / "device-slots"),
+                               Int8Runner(factory)))
     by_id = {d.id: d for d in devices}
     lock = threading.Lock()
 

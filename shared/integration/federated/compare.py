@@ -127,7 +127,7 @@ def int8_and_rollout(model: MLP, data_dir: Path, meta: dict[str, Any], clients: 
     accepted: dict[str, str] = {}
     publish = None
     if mqtt is None:
-        slots = {d: ModelSlot(meta["domain"], d, public) for d in devices}
+        slots = {d: ModelSlot(meta["domain"], d, public, state_dir=out_dir / "device-slots") for d in devices}
 
         def publish(device: str, stream: str, msg: dict) -> None:
             ok, reason = slots[device].offer(msg)

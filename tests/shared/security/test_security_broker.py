@@ -265,7 +265,10 @@ def test_device_reads_only_its_own_model_topic(clients) -> None:
 
 def test_signed_model_update_travels_retained_over_tls(clients, broker: Broker, tmp_path: Path) -> None:
     private, public = generate_keypair(tmp_path / "keys")
-    model = b"\x1c\x00\x00\x00TFL3" + os.urandom(2048)
+    from shared.tiny.targets import domain_tflite
+
+    real = domain_tflite("industrial_iot", tmp_path / "models").read_bytes()  # the slot loads what it installs
+    model = real + os.urandom(2048)
     topic = model_topic("industrial_iot", "dev2")
     msg = sign_update("industrial_iot", "dev2", "iot-tiny", 7, model, private, seq=1, ts_ms=1_700_000_000_000)
     cloud = clients("cloud")
@@ -283,7 +286,7 @@ def test_signed_model_update_travels_retained_over_tls(clients, broker: Broker, 
     assert (tmp_path / "dev2.tflite").read_bytes() == model
 
     # replaying an older signed version live is refused and the installed model stays
-    old = sign_update("industrial_iot", "dev2", "iot-tiny", 6, b"\x1c\x00\x00\x00TFL3" + b"old" * 20, private, 2, 1)
+    old = sign_update("industrial_iot", "dev2", "iot-tiny", 6, real + b"old" * 20, private, 2, 1)
     assert cloud.publish(topic, encode("industrial_iot", "model", old), retain=True) == "Success"
     (_, replay, _), = dev2.receive_until(topic)
     accepted, reason = slot.offer(replay)
