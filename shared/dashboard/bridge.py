@@ -12,8 +12,7 @@ broker restart without replaying what it missed; paho reconnects with a short ba
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
+from typing import Any
 
 from shared.dashboard.state import FleetState
 from shared.domain import Domain
@@ -23,7 +22,6 @@ from shared.transport.mqtt import MqttClient, MqttConfig
 
 log = logging.getLogger(__name__)
 DEFAULT_CLIENT_ID = "tinylarge-dashboard"
-Listener = Callable[[list[dict]], None]
 
 
 def subscriptions(domains: dict[str, Domain]) -> list[str]:
@@ -37,29 +35,21 @@ def subscriptions(domains: dict[str, Domain]) -> list[str]:
 
 
 class MqttBridge:
-    """Broker -> state -> listeners. ``listeners`` get each message's events on the MQTT worker thread."""
+    """Broker -> :class:`FleetState` (on the MQTT worker thread). ``rules``: per domain the alert rule its
+    service runs (:func:`shared.dashboard.meta.alert_rules`)."""
 
     def __init__(self, url: str, domains: dict[str, Domain], client_id: str | None = None,
-                 ca: str | None = None, certfile: str | None = None, keyfile: str | None = None):
+                 ca: str | None = None, certfile: str | None = None, keyfile: str | None = None,
+                 rules: dict[str, dict[str, Any]] | None = None):
         endpoint = parse_mqtt_url(url)
         self.broker = str(endpoint)  # password shown as ***
         self.domains = domains
-        self.state = FleetState(domains, {n: d.result_stream for n, d in domains.items()})
+        self.state = FleetState(domains, {n: d.result_stream for n, d in domains.items()},
+                                large_models={n: d.large_model for n, d in domains.items()}, rules=rules)
         self.client_id = client_id or endpoint.username or DEFAULT_CLIENT_ID
         self.client = MqttClient(MqttConfig(url=url, client_id=self.client_id, clean_session=True, ca=ca,
                                             certfile=certfile, keyfile=keyfile, keepalive_s=10,
                                             reconnect_min_s=0.2, reconnect_max_s=2.0))
-        self._listeners: list[Listener] = []
-        self._lock = threading.Lock()
-
-    def add_listener(self, fn: Listener) -> None:
-        with self._lock:
-            self._listeners.append(fn)
-
-    def remove_listener(self, fn: Listener) -> None:
-        with self._lock:
-            if fn in self._listeners:
-                self._listeners.remove(fn)
 
     @property
     def connected(self) -> bool:
@@ -75,13 +65,4 @@ class MqttBridge:
         self.client.stop(flush_timeout_s=1.0)
 
     def _on_message(self, topic: str, payload: bytes) -> None:
-        events = self.state.ingest(topic, payload)
-        if not events:
-            return
-        with self._lock:
-            listeners = list(self._listeners)
-        for fn in listeners:
-            try:
-                fn(events)
-            except Exception:  # a page that went away must not stop the others
-                log.exception("dashboard listener failed")
+        self.state.ingest(topic, payload, detail=False)

@@ -1,8 +1,8 @@
 """The dashboard beside ``make demo-<domain>``: two calls in a domain's demo.
 
     add_dashboard_args(parser)                       # --no-dashboard, --dashboard-port
-    with beside_demo(args, ep.mqtt, ep.store):       # starts it, prints its URL, stops it at the end
-        ...
+    with beside_demo(args, ep.mqtt, ep.store, {d.name: cloud.service.rule}):   # starts it, prints its URL,
+        ...                                                                     # stops it at the end
 
 A demo must run without it: when the dashboard cannot start (its packages missing, the broker
 refusing the operator), the demo says why and goes on.
@@ -25,8 +25,11 @@ def add_dashboard_args(ap: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def beside_demo(args: argparse.Namespace, mqtt: str, store: str | None) -> Iterator[Any]:
-    """Yield the running :class:`shared.dashboard.server.Dashboard` (None when turned off or unavailable)."""
+def beside_demo(args: argparse.Namespace, mqtt: str, store: str | None, rules: dict[str, Any] | None = None
+                ) -> Iterator[Any]:
+    """Yield the running :class:`shared.dashboard.server.Dashboard` (None when turned off or unavailable).
+    ``rules``: per domain the :class:`shared.runtime.alerts.AlertRule` the demo's service runs, so that
+    "alerting now" on the page is that rule."""
     if getattr(args, "no_dashboard", False):
         yield None
         return
@@ -34,10 +37,11 @@ def beside_demo(args: argparse.Namespace, mqtt: str, store: str | None) -> Itera
     try:
         from shared.dashboard.server import Dashboard
 
+        given = {d: {"rule": r, "source": "the demo's service"} for d, r in (rules or {}).items()}
         try:
-            dash = Dashboard(mqtt, store, port=port).start()
+            dash = Dashboard(mqtt, store, port=port, rules=given).start()
         except OSError:  # the port is taken (another demo's dashboard): any free one
-            dash = Dashboard(mqtt, store, port=0).start()
+            dash = Dashboard(mqtt, store, port=0, rules=given).start()
     except (ImportError, OSError, ConnectionError, RuntimeError, ValueError) as exc:
         print(f"dashboard: not started ({exc}); the demo goes on without it", flush=True)
         yield None

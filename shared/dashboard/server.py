@@ -1,9 +1,12 @@
 """``tinylarge dashboard``: serve the live fleet page (uvicorn in a thread), and its command line.
 
     tinylarge dashboard --mqtt mqtt://operator:PASS@broker:1883 [--store URL] [--host H] [--port P]
+                        [--allowed-host NAME ...] [--models DIR]
 
 Security: it binds to 127.0.0.1 by default. Binding to any other address needs a token in the
 environment (``TINYLARGE_DASHBOARD_TOKEN``); the page then wants it (see :mod:`shared.dashboard.app`).
+It answers only requests addressed to a name it serves (the ``Host`` header): the loopback names, the
+address it binds (when not a wildcard) and each ``--allowed-host``; others get 403 (DNS rebinding).
 It reads the broker with its own identity (the operator role of ``tinylarge broker config``, whose
 client id is its user name) and never publishes; the broker URL it shows has the password as ``***``.
 """
@@ -18,6 +21,8 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 TOKEN_ENV = "TINYLARGE_DASHBOARD_TOKEN"
 DEFAULT_PORT = 8765
@@ -38,26 +43,41 @@ class Dashboard:
 
     def __init__(self, mqtt: str, store: str | None = None, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  token: str | None = None, client_id: str | None = None, ca: str | None = None,
-                 certfile: str | None = None, keyfile: str | None = None):
+                 certfile: str | None = None, keyfile: str | None = None, allowed_hosts: Sequence[str] = (),
+                 models: Path | None = None, rules: dict[str, dict[str, Any]] | None = None):
+        """``allowed_hosts``: Host names served beside the loopback ones and ``host``; ``models``: the folder
+        holding ``<domain>/metrics.json`` (the alert rule of each domain's service; default ``models``);
+        ``rules``: per domain ``{"rule": AlertRule, "source": text}``, over what ``models`` gives."""
         if not is_loopback(host) and not token:
             raise ValueError(f"dashboard: binding to {host} (beyond loopback) needs a token: set {TOKEN_ENV}")
         if token is not None and len(token) < 16:
             raise ValueError(f"dashboard: the token ({TOKEN_ENV}) must be at least 16 characters")
+        from shared.dashboard.app import LOOPBACK_HOSTS, normalize_host
         from shared.dashboard.bridge import MqttBridge
+        from shared.dashboard.meta import alert_rules
         from shared.domain import registry
 
+        wildcard = host in ("0.0.0.0", "::", "")
+        try:
+            extra = [normalize_host(h) for h in (*(() if wildcard else (host,)), *allowed_hosts)]
+        except ValueError as exc:
+            raise ValueError(f"dashboard: --allowed-host {exc}") from None
+        self.allowed_hosts = tuple(dict.fromkeys((*LOOPBACK_HOSTS, *extra)))
         self.host, self.port, self.token = host, port, token
-        self.bridge = MqttBridge(mqtt, registry(), client_id=client_id, ca=ca, certfile=certfile, keyfile=keyfile)
+        domains = registry()
+        self.rules = {**alert_rules(domains, models), **(rules or {})}
+        self.bridge = MqttBridge(mqtt, domains, client_id=client_id, ca=ca, certfile=certfile, keyfile=keyfile,
+                                 rules=self.rules)
         self.store_url = store
         self.store = None
-        self._closing = threading.Event()
         self._server = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)  # noqa: S104
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/"
 
     def start(self, timeout_s: float = 15.0) -> Dashboard:
@@ -85,7 +105,7 @@ class Dashboard:
                 self.store.close()
                 self.store = None
             raise
-        app = create_app(self.bridge, self.store, self.token, self._closing)
+        app = create_app(self.bridge, self.store, self.token, self.allowed_hosts)
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off",
                                 access_log=False)
         self._server = server = uvicorn.Server(config)
@@ -102,7 +122,6 @@ class Dashboard:
         return self
 
     def stop(self) -> None:
-        self._closing.set()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -129,6 +148,11 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--host", default="127.0.0.1", help=f"address to bind (default 127.0.0.1; any other needs "
                     f"{TOKEN_ENV})")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
+    ap.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                    help="also answer requests for this host name or address (repeatable; always: localhost, "
+                    "127.0.0.1, ::1 and the --host address); any other Host header gets 403")
+    ap.add_argument("--models", type=Path, default=None, help="folder of the trained models, one <domain>/ each "
+                    "(default models): the alert rule of each domain's service is read from its metrics.json")
     ap.add_argument("--client-id", help="MQTT client id (default: the URL's user name, else tinylarge-dashboard)")
     ap.add_argument("--no-store", action="store_true", help="no historical views (do not open the store)")
     return ap.parse_args(argv)
@@ -146,7 +170,8 @@ def dashboard_main(argv: Sequence[str] | None = None) -> int:
     try:
         dash = Dashboard(url, None if args.no_store else store_url(args.store), args.host, args.port,
                          token=os.environ.get(TOKEN_ENV) or None, client_id=args.client_id, ca=args.ca,
-                         certfile=args.cert, keyfile=args.key)
+                         certfile=args.cert, keyfile=args.key, allowed_hosts=args.allowed_host,
+                         models=args.models)
     except ValueError as exc:
         print(f"tinylarge dashboard: {exc}", flush=True)
         return 2

@@ -1,8 +1,11 @@
-"""The dashboard's HTTP side against a real Mosquitto: history from the store, bad parameters, the token."""
+"""The dashboard's HTTP side against a real Mosquitto: history from the store, bad parameters, the token,
+the Host check (DNS rebinding), the paged state and the first state inlined in the page."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from shared.dashboard.app import HISTORY_LIMIT
-from shared.dashboard.server import Dashboard
+from shared.dashboard.server import Dashboard, dashboard_main
 from shared.storage.base import Point
 from shared.storage.factory import open_store
 
@@ -99,8 +102,6 @@ def test_the_token_gates_every_route_but_healthz_and_is_kept_in_a_cookie(mosquit
 
 
 def test_cli_without_a_broker_says_so(capsys, monkeypatch):
-    from shared.dashboard.server import dashboard_main
-
     monkeypatch.delenv("TINYLARGE_MQTT", raising=False)
     assert dashboard_main([]) == 2
     assert "no broker" in capsys.readouterr().out
@@ -158,8 +159,112 @@ def test_reads_as_the_operator_of_the_generated_broker_config(tmp_path):
                  "ts": 2, "payload": "{}", "payload_bytes": 2}).encode())
             cloud.stop(2.0)
             assert wait_for(lambda: (dash.bridge.state.device("healthcare", dev) or {}).get("state") == "online")
-            assert wait_for(lambda: dash.bridge.state.snapshot()["domains"]["healthcare"]["deadletters_total"] == 1)
+            assert wait_for(lambda: dash.bridge.state.snapshot()["domains"]["healthcare"]["summary"][
+                "deadletters_total"] == 1)
             status, body, _ = _get(dash.url + "api/state")
             assert body["broker"]["url"] == f"mqtts://ops:***@127.0.0.1:{broker.port}"
     finally:
         broker.stop()
+
+
+def _raw(port: int, path: str, host: str) -> tuple[int, str]:
+    """One request with exactly this Host header, as a page served from ``host`` would send it."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", host)
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
+def _publish_status(url: str, device: str) -> None:
+    from shared.transport.mqtt import MqttClient, MqttConfig
+
+    c = MqttClient(MqttConfig(url=url, client_id=f"dash-test-{device}", clean_session=True))
+    c.start()
+    c.publish(f"tinylarge/healthcare/{device}/status", json.dumps(
+        {"v": 1, "device": device, "seq": 1, "ts": int(time.time() * 1000), "model": "hc-tiny@1",
+         "state": "online"}).encode(), qos=1)  # not retained: later tests share the broker
+    c.stop(2.0)
+
+
+def test_a_forged_host_header_is_refused_on_every_route(mosquitto, stored):
+    """Issue 23.1: with ``Host: attacker.example`` the API answered 200 with a patient's vitals, which a web
+    page the user visits can read through DNS rebinding. Only the names the dashboard serves are answered."""
+    from tests.fixtures.mqtt import wait_for
+
+    with Dashboard(mosquitto.url, stored, port=0) as dash:
+        _publish_status(mosquitto.url, "p1")
+        assert wait_for(lambda: dash.bridge.state.device("healthcare", "p1") is not None)
+        paths = ["/", "/api/state", "/api/domains", "/api/history?domain=healthcare&device=p1",
+                 "/api/devices?domain=healthcare", "/static/app.js", "/healthz"]
+        for path in paths:
+            for host in ("attacker.example", f"attacker.example:{dash.port}", "127.0.0.1.attacker.example",
+                         "localhost.", "", f"127.0.0.1:{dash.port}:1"):
+                status, body = _raw(dash.port, path, host)
+                if host == "localhost.":  # the same name with its root dot
+                    assert status == 200, (path, host)
+                    continue
+                assert status == 403 and "is not served here" in body and "p1" not in body, (path, host, status)
+            for host in (f"127.0.0.1:{dash.port}", f"localhost:{dash.port}", "LOCALHOST", f"[::1]:{dash.port}"):
+                assert _raw(dash.port, path, host)[0] == 200, (path, host)
+        status, body = _raw(dash.port, "/api/history?domain=healthcare&device=p1", f"localhost:{dash.port}")
+        assert json.loads(body)["count"] == 10
+
+
+def test_allowed_hosts_are_served_and_bad_ones_are_refused_at_start(mosquitto, capsys, monkeypatch):
+    with Dashboard(mosquitto.url, None, port=0, allowed_hosts=["Dash.Example.org", "[fd00::5]"]) as dash:
+        assert dash.allowed_hosts == ("localhost", "127.0.0.1", "::1", "dash.example.org", "fd00::5")
+        for host in ("dash.example.org", f"dash.example.org:{dash.port}", f"[fd00::5]:{dash.port}"):
+            assert _raw(dash.port, "/api/state", host)[0] == 200, host
+        assert _raw(dash.port, "/api/state", "example.org")[0] == 403
+    for bad in ("http://dash.example.org", "dash.example.org:8765", "a b", "x/y"):
+        with pytest.raises(ValueError, match="--allowed-host"):
+            Dashboard(mosquitto.url, None, port=0, allowed_hosts=[bad])
+    monkeypatch.setenv("TINYLARGE_MQTT", mosquitto.url)
+    assert dashboard_main(["--allowed-host", "https://x.example", "--port", "0"]) == 2
+    assert "is not a host name or IP address" in capsys.readouterr().out
+
+
+def test_a_token_dashboard_bound_to_an_address_serves_that_address(mosquitto):
+    token = "t0ken-for-the-dashboard-test"
+    dash = Dashboard(mosquitto.url, None, host="127.0.0.2", port=0, token=token)
+    assert dash.allowed_hosts[-1] == "127.0.0.2"
+    dash = Dashboard(mosquitto.url, None, host="0.0.0.0", port=0, token=token)
+    assert dash.allowed_hosts == ("localhost", "127.0.0.1", "::1") and dash.url.startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("query, says", [
+    ("limit=0", "limit must be 1..200"),
+    ("since=-1", "since must be >= 0"),
+    ("since=yesterday", "since must be an integer"),
+    ("offset.nowhere=5", "unknown domain 'nowhere'"),
+    ("offset.healthcare=x", "offset.healthcare must be an integer"),
+    ("q.healthcare=a/b", "not the start of a device id"),
+    ("only.healthcare=everything", "only.healthcare must be one of"),
+])
+def test_bad_state_requests_say_what_is_wrong(mosquitto, query, says):
+    with Dashboard(mosquitto.url, None, port=0) as dash:
+        status, body, _ = _get(dash.url + "api/state?" + query)
+        assert status == 400 and says in body["error"]
+
+
+def test_the_page_carries_its_first_state_so_it_shows_the_fleet_on_load(mosquitto):
+    """Issue 24: a screenshot taken on load showed only 'loading...': the first state is in the page."""
+    from tests.fixtures.mqtt import wait_for
+
+    with Dashboard(mosquitto.url, None, port=0) as dash:
+        _publish_status(mosquitto.url, "p7")
+        assert wait_for(lambda: dash.bridge.state.device("healthcare", "p7") is not None)
+        status, html, headers = _get(dash.url)
+        assert status == 200 and "loading" not in html
+        start = html.index('<script type="application/json" id="tl-initial">') + len(
+            '<script type="application/json" id="tl-initial">')
+        initial = json.loads(html[start:html.index("</script>", start)])
+        assert initial["state"]["domains"]["healthcare"]["page"]["ids"] == ["p7"]
+        assert initial["domains"]["vehicles"]["fields"]["vendor_points_per_100km"] == {
+            "label": "vendor points", "unit": "per 100 km", "description": "", "baseline": True}
+        assert "script-src 'self'" in headers["content-security-policy"]
