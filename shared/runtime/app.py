@@ -140,6 +140,92 @@ def check_endpoints(args: argparse.Namespace) -> None:
         path = getattr(args, flag, None)
         if path and not Path(path).is_file():
             raise UserError(f"--{flag}: no such file {path}")
+    _check_tls_files(getattr(args, "ca", None), getattr(args, "cert", None), getattr(args, "key", None))
+    if store:
+        _check_sqlite_file(store)
+
+
+#: the first 16 bytes of every SQLite 3 database file
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(url: str) -> None:
+    """A ``sqlite:///`` store that names an existing, non-empty file that is not a SQLite database: a UserError
+    (SQLite itself would only say so at the first write, after the models have loaded)."""
+    from pathlib import Path
+
+    from shared.errors import UserError
+    from shared.storage.base import SqliteURL, parse_store_url
+
+    parsed = parse_store_url(url)
+    if not isinstance(parsed, SqliteURL) or parsed.path == ":memory:":
+        return
+    path = Path(parsed.path)
+    if path.is_dir():
+        raise UserError(f"--store: {path} is a folder; name a database file (sqlite:///{path}/tinylarge.db)")
+    if path.is_file() and path.stat().st_size > 0:
+        with open(path, "rb") as f:
+            if f.read(16) != _SQLITE_MAGIC:
+                raise UserError(f"--store: {path} is not a SQLite database; name a new file or a database "
+                                "that tinylarge wrote")
+
+
+def _check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
+    """``--ca`` must hold PEM certificates, ``--cert``/``--key`` a certificate and its private key."""
+    import ssl
+
+    from shared.errors import UserError
+
+    if key and not cert:
+        raise UserError("--key: give --cert too (the client certificate the key belongs to)")
+    if ca:
+        try:
+            ssl.create_default_context(cafile=ca)
+        except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"--ca: {ca} holds no PEM certificate ({_ssl_reason(exc)}); give the CA certificate "
+                            "(ca.crt of tinylarge pki init)") from None
+    if cert:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key)
+        except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
+            both = f"{cert} and {key}" if key else cert
+            raise UserError(f"--cert/--key: {both} are not a PEM certificate and its private key "
+                            f"({_ssl_reason(exc)})") from None
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    import ssl
+
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def check_broker(args: argparse.Namespace | None, url: str, role: str = "check") -> None:
+    """Connect to the broker at ``url`` once (TLS and credentials included) and disconnect, before any long
+    work needs it later: a refused, unreachable or untrusted broker is a ConnectionError, one line."""
+    client = MqttClient(client_config(args, url, f"tinylarge-{role}-{os.getpid()}", clean_session=True,
+                                      takeover_check_s=0.0))
+    client.start(timeout_s=10.0)
+    client.stop()
+
+
+def require_models(domain: str, models_dir: Any, quick: bool) -> None:
+    """Before ``serve``/``device`` start: a models folder with no trained models is a UserError naming the
+    command that trains them, unless ``quick``, which trains quick ones first, and says so."""
+    from pathlib import Path
+
+    from shared.errors import UserError
+    from shared.runtime.training import STAMP_NAME
+
+    folder = Path(models_dir)
+    if (folder / STAMP_NAME).is_file():
+        return
+    if not quick:
+        what = "does not exist" if not folder.exists() else "holds no trained models"
+        raise UserError(f"{folder} {what}: train them first with tinylarge train {domain} --models {folder} "
+                        "(or add --quick to train quick ones now)")
+    print(f"{domain}: no trained models in {folder}; training quick ones first (about a minute)", flush=True)
 
 
 def models_do_not_load(domain: str, models_dir: Any, exc: BaseException) -> Exception:

@@ -113,7 +113,7 @@ def serve_main(domain: str, argv: Sequence[str] | None = None) -> int:
     from shared.cli import add_endpoint_args
     from shared.domain import get
     from shared.protocol.endpoints import redact_url
-    from shared.runtime.app import check_endpoints, endpoints
+    from shared.runtime.app import check_endpoints, endpoints, require_models
     from shared.runtime.scenario import parse_duration
 
     d = get(domain)
@@ -133,6 +133,7 @@ def serve_main(domain: str, argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         ap.error(f"--duration: {exc}")
     check_endpoints(args)
+    require_models(d.name, args.models, args.quick)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     d.hooks.ensure_trained(args.models, quick=args.quick)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)

@@ -48,7 +48,7 @@ def device_main(domain: str, argv: Sequence[str] | None = None) -> int:
 
     from shared.cli import add_endpoint_args
     from shared.domain import get
-    from shared.runtime.app import check_endpoints
+    from shared.runtime.app import check_endpoints, require_models
     from shared.runtime.demo import _device_fleet, _Site, settle_args
     from shared.runtime.scenario import DemoRun
 
@@ -73,6 +73,7 @@ def device_main(domain: str, argv: Sequence[str] | None = None) -> int:
     if not mqtt:
         ap.error("--mqtt (or TINYLARGE_MQTT) is required: devices connect to the broker the service uses")
     check_endpoints(args)
+    require_models(d.name, args.models, args.quick)
     metrics = d.hooks.ensure_trained(args.models, quick=args.quick)
     run = DemoRun(args=args, domain=d, metrics=metrics)
     scen = scen_cls(run)
