@@ -19,6 +19,16 @@ A batch subscription (:meth:`MqttClient.subscribe_batch`) lets the worker take o
 consecutive ones already queued for the same route (up to ``max_batch``), and hand them over in one
 call, in arrival order; all of them are PUBACKed after that call returned. A consumer can then store
 a whole batch in one transaction before any of it is acknowledged.
+
+One client id, one connection: a broker closes a connection when another one arrives with its client id
+(with ``use_username_as_clientid``, as ``tinylarge broker config`` writes it, the client id is the user
+name), and two processes that both reconnect would knock each other off for ever. So :meth:`MqttClient.start`
+of a client that logs in (a user name or a client certificate) watches its new connection for
+``takeover_check_s`` (default 1 s): if the broker closes it meanwhile, the other process reconnected, and
+start raises :class:`shared.errors.UserError` naming the user instead of fighting it. Later, a connection
+the broker closes within seconds of its CONNACK, three times in a row, means the same; the client stops
+reconnecting, logs one error line and refuses to publish (:attr:`MqttClient.fatal`). (The embedded amqtt
+broker does not close the older connection on a takeover; it stops delivering to it.)
 """
 
 from __future__ import annotations
@@ -45,6 +55,12 @@ log = logging.getLogger(__name__)
 MAX_INFLIGHT = 32
 #: how long subscribe() waits for the broker's SUBACK
 SUBACK_TIMEOUT_S = 10.0
+#: a connection the broker closes within this many seconds of its CONNACK counts as taken over
+TAKEOVER_WINDOW_S = 5.0
+#: that many in a row, after start: another client holds our client id; stop instead of knocking it off in turn
+TAKEOVER_LIMIT = 3
+#: how long start() watches a new connection that logs in for a takeover by a process already connected
+TAKEOVER_CHECK_S = 1.0
 COUNT_KEYS = ("published", "acked", "received", "handled", "handler_errors", "dropped", "reconnects",
               "parked")
 
@@ -65,6 +81,9 @@ class MqttConfig:
     reconnect_max_s: float = 30.0  #: ... up to this
     will_topic: str | None = None  #: retained last will, published by the broker if we vanish
     will_payload: bytes | None = None
+    #: seconds start() watches the new connection for a takeover (None: TAKEOVER_CHECK_S for a client that
+    #: logs in with a user name or a certificate, where the broker's client id is the identity; else 0)
+    takeover_check_s: float | None = None
 
     def __post_init__(self) -> None:
         parse_mqtt_url(self.url)  # raises ValueError naming what is wrong
@@ -83,6 +102,8 @@ class MqttConfig:
             raise ValueError("will_topic and will_payload must be given together")
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("certfile and keyfile must be given together")
+        if self.takeover_check_s is not None and self.takeover_check_s < 0:
+            raise ValueError(f"takeover_check_s must be >= 0, got {self.takeover_check_s}")
 
 
 def _check_filter(topic_filter: str) -> None:
@@ -121,6 +142,7 @@ class MqttClient(_Worker):
         c.manual_ack_set(True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.on_publish = self._on_publish
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
@@ -138,6 +160,10 @@ class MqttClient(_Worker):
         self._connect_error: str | None = None
         self._connects = 0
         self._generation = 0  # bumped per connection; acks go only to the connection that delivered
+        self._connected_at: float | None = None  # monotonic time of the last CONNACK
+        self._short_lived = 0  # connections in a row the broker closed within TAKEOVER_WINDOW_S
+        self._checking = False  # start() is watching the first connection for a takeover
+        self._fatal: str | None = None  # why this client stopped for good (another holds its client id)
         self._started = False
         self._accepting = True
         self._work: queue.Queue[_WorkItem] = queue.Queue()
@@ -176,8 +202,53 @@ class MqttClient(_Worker):
             if error is not None:
                 raise ConnectionError(f"broker {ep} refused the connection: {error}")
             raise ConnectionError(f"no CONNACK from {ep} within {timeout_s:g} s")
+        self._check_takeover()
         self._started = True
         log.info("MQTT client %s connected to %s", self.cfg.client_id, ep)
+
+    def _check_takeover(self) -> None:
+        """Watch the new connection for ``takeover_check_s``; UserError if another client took it back."""
+        from shared.errors import UserError
+
+        check_s = self.cfg.takeover_check_s
+        if check_s is None:
+            check_s = TAKEOVER_CHECK_S if (self.endpoint.username is not None or self.cfg.certfile) else 0.0
+        if check_s <= 0:
+            return
+        deadline = time.monotonic() + check_s
+        with self._cond:
+            self._checking = True
+            while self._connected and self._fatal is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            self._checking = False
+            fatal = self._fatal
+        if fatal is not None:
+            self._paho.loop_stop()
+            self._stop_worker()
+            raise UserError(fatal)
+
+    def _identity(self) -> str:
+        if self.endpoint.username is not None:
+            return f"MQTT user {self.endpoint.username!r}"
+        if self.cfg.certfile:
+            return f"the identity of certificate {self.cfg.certfile}"
+        return f"client id {self.cfg.client_id!r}"
+
+    def _takeover_message(self, times: int) -> str:
+        how = ("when the other reconnected" if times <= 1
+               else f"{times} times within seconds of connecting, as the other reconnected")
+        return (f"another process is connected to {self.endpoint} as {self._identity()}: the broker closed this "
+                f"connection {how} (one identity holds one connection); give this process its own user "
+                f"(`tinylarge broker config --service-user NAME`, or the device's own id) or stop the other")
+
+    @property
+    def fatal(self) -> str | None:
+        """Why this client stopped for good (another process holds its identity), else None."""
+        with self._cond:
+            return self._fatal
 
     def stop(self, flush_timeout_s: float = 10.0) -> None:
         """Wait for outstanding PUBACKs and queued handlers (up to the timeout), then DISCONNECT."""
@@ -233,7 +304,7 @@ class MqttClient(_Worker):
         with self._cond:
             while not self._connected:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or self._fatal is not None:
                     return False
                 self._cond.wait(left)
             return True
@@ -257,6 +328,10 @@ class MqttClient(_Worker):
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
+            if self._fatal is not None:
+                with self._cond:
+                    self._counts["dropped"] += 1
+                return False
             info = self._paho.publish(topic, payload, qos=qos, retain=retain)
             rc = info.rc
             if rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
@@ -360,6 +435,7 @@ class MqttClient(_Worker):
                 self._counts["reconnects"] += 1
             self._generation += 1
             self._connected = True
+            self._connected_at = time.monotonic()
             self._connect_error = None
             first = self._connects == 1
             subs = [(f, q) for f, (_, q) in self._subs.items()]
@@ -372,11 +448,28 @@ class MqttClient(_Worker):
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
+        now = time.monotonic()
         with self._cond:
             self._connected = False
+            unexpected = self._accepting and (self._started or self._checking) and self._fatal is None
+            if unexpected:
+                quick = self._connected_at is not None and now - self._connected_at < TAKEOVER_WINDOW_S
+                self._short_lived = self._short_lived + 1 if quick else 0
+                if self._checking or self._short_lived >= TAKEOVER_LIMIT:
+                    self._fatal = self._takeover_message(1 if self._checking else self._short_lived)
+            fatal = self._fatal if unexpected else None
             self._cond.notify_all()
-        if self._started and self._accepting:
+        if fatal is not None:
+            # paho's loop must end instead of reconnecting; loop_stop() joins the network thread (this one)
+            threading.Thread(target=client.loop_stop, name="mqtt-stop-on-takeover", daemon=True).start()
+            if self._started:
+                log.error("MQTT %s stopped: %s", self.cfg.client_id, fatal)
+        elif unexpected:
             log.warning("MQTT %s lost its connection (%s); reconnecting", self.cfg.client_id, reason_code)
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        with self._cond:
+            self._short_lived = 0  # the broker was away (a restart), not busy with another client of our id
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:
