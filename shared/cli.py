@@ -193,7 +193,7 @@ def _tool_entry(name: str) -> Callable[[Sequence[str]], int]:
 def _broker_main(argv: Sequence[str]) -> int:
     """``tinylarge broker config ...`` (the only broker verb so far)."""
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: tinylarge broker config --pki DIR --out DIR --device ID [...]\n\n"
+        print("usage: tinylarge broker config --pki DIR --out DIR --device DOMAIN:ID [...]\n\n"
               "  config   write mosquitto.conf, a password file and per-device ACLs (see config --help)")
         return 0
     if argv[0] != "config":
