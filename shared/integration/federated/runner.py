@@ -12,14 +12,19 @@
    points the connection at the SuperLink with the CA as ``root-certificates``) and waits for the
    ServerApp's result file;
 5. optionally kills one SuperNode's whole process group while it holds a round's train message
-   (``kill_client``: the fault the tests inject);
-6. stops every process (also on exceptions, Ctrl-C and SIGTERM), then compares the global model with
-   centralised and per-client training and rolls it out (:mod:`shared.integration.federated.compare`).
+   (``kill_client``: the fault the tests inject); meanwhile it logs each step and, from the ServerApp's
+   log that ``flwr run --stream`` writes, one line per round as it completes (logger ``tinylarge.fl``);
+6. stops every process (also on exceptions, Ctrl-C and SIGTERM; on SIGKILL the children die with their
+   parent and the next run on the same ``--out`` sweeps what is left: :mod:`.processes`), then compares the
+   global model with centralised and per-client training and rolls it out
+   (:mod:`shared.integration.federated.compare`).
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import logging
 import os
 import re
 import signal
@@ -35,6 +40,8 @@ from typing import Any
 
 from shared.integration.federated.processes import Processes, bin_path, free_port
 from shared.integration.federated.task import load_meta, prepare_partitions
+
+log = logging.getLogger("tinylarge.fl")
 
 APP_NAME = "tinylarge-fl"
 CONNECTION = "tinylarge"
@@ -170,6 +177,75 @@ def _tail(text: str, n: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-n:])
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ROUND = re.compile(r"\[ROUND (\d+)/(\d+)\]")
+_REPLIES = re.compile(r"aggregate_train: Received (\d+) results and (\d+) failures")
+_TRAIN = re.compile(r"Aggregated MetricRecord: (\{.*\})")
+_HELD_OUT = re.compile(r"(?<!Aggregated )MetricRecord: (\{.*\})")
+_INITIAL = re.compile(r"Initial global evaluation results: (\{.*\})")
+
+
+def _record(text: str) -> dict[str, Any]:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class RoundLog:
+    """Follows the ServerApp's log (what ``flwr run --stream`` writes) and reports each round once it is
+    scored: ``report(line)`` gets e.g. ``round 2/5: 3 replies, 0 failures; train loss 0.812; held-out accuracy
+    0.734 (loss 0.701)``. Only whole lines are read; call :meth:`poll` as often as convenient."""
+
+    def __init__(self, path: Path, report: Any = None):
+        self.path = Path(path)
+        self.report = report or log.info
+        self._offset = 0
+        self._round: tuple[int, int] | None = None
+        self._replies = ""
+        self._train_loss: float | None = None
+        self.rounds_done = 0
+
+    def poll(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except OSError:
+            return
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return
+        self._offset += end + 1
+        for raw in chunk[: end + 1].decode(errors="replace").splitlines():
+            self._line(_ANSI.sub("", raw))
+
+    def _line(self, line: str) -> None:
+        if m := _INITIAL.search(line):
+            acc = _record(m.group(1)).get("held-out-accuracy")
+            if acc is not None:
+                self.report(f"round 0 (the initial model): held-out accuracy {acc:.3f}")
+        elif m := _ROUND.search(line):
+            self._round = (int(m.group(1)), int(m.group(2)))
+            self._replies, self._train_loss = "", None
+        elif m := _REPLIES.search(line):
+            self._replies = f"{m.group(1)} replies, {m.group(2)} failures; "
+        elif m := _TRAIN.search(line):
+            self._train_loss = _record(m.group(1)).get("train-loss")
+        elif (m := _HELD_OUT.search(line)) and self._round is not None:
+            rec = _record(m.group(1))
+            if "held-out-accuracy" not in rec:
+                return
+            n, total = self._round
+            train = f"train loss {self._train_loss:.3f}; " if self._train_loss is not None else ""
+            loss = rec.get("held-out-loss")
+            self.report(f"round {n}/{total}: {self._replies}{train}held-out accuracy {rec['held-out-accuracy']:.3f}"
+                        + (f" (loss {loss:.3f})" if loss is not None else ""))
+            self.rounds_done = n
+            self._round = None
+
+
 def _watch_and_kill(procs: Processes, name: str, rnd: int) -> dict[str, Any] | None:
     """Kill SuperNode ``name`` (its process group) once it has received its ``rnd``-th train message."""
     received = len(re.findall(r"Receiving: train message", procs.log(name)))
@@ -205,6 +281,8 @@ def run_flower(cfg: FLConfig) -> FLRun:
     for stale in ("result.json", "result.npz"):
         (run_dir / stale).unlink(missing_ok=True)
     data_dir, pki_dir = run_dir / "data", run_dir / "pki"
+    log.info(f"{cfg.domain}: {cfg.clients} partitions (one training subject each) and the held-out subjects -> "
+             f"{data_dir}")
     prepare_partitions(cfg.domain, cfg.clients, cfg.quick, data_dir, seed=cfg.seed)
     meta = load_meta(data_dir)
     ca: Path | None = None
@@ -220,7 +298,7 @@ def run_flower(cfg: FLConfig) -> FLRun:
     port = free_port()
     write_flwr_home(run_dir / "flwr_home", port, ca)
     token = uuid.uuid4().hex
-    procs = Processes(token, run_dir / "logs")
+    procs = Processes(token, run_dir / "logs", pid_dir=cfg.out_dir / ".pids")  # sweeps dead runs' leftovers
     (run_dir / "run.json").write_text(json.dumps({"token": token, "port": port, "pid": os.getpid()}) + "\n")
     killed: dict[str, Any] = {}
     leftover: list[int] = []
@@ -234,12 +312,18 @@ def run_flower(cfg: FLConfig) -> FLRun:
                 procs.start(f"supernode{i}", [bin_path("flower-supernode"), *node_tls, "--superlink",
                                               f"127.0.0.1:{port}", "--node-config", node_cfg,
                                               "--host", "127.0.0.1", "--port", str(free_port())])
+            log.info(f"SuperLink on 127.0.0.1:{port} ({'plaintext' if ca is None else 'TLS'}), {cfg.clients} "
+                     f"SuperNodes; waiting for it to listen")
             _wait_listening(port, cfg.connect_timeout_s, procs)
+            log.info(f"flwr run: {cfg.rounds} rounds of {cfg.strategy}, {cfg.local_epochs} local epochs each "
+                     f"(logs: {procs.log_dir})")
             flwr = procs.start("flwr-run", [bin_path("flwr"), "run", str((run_dir / "app").resolve()), CONNECTION,
                                             "--stream"], env={"FLWR_HOME": str((run_dir / "flwr_home").resolve())})
             budget = cfg.connect_timeout_s + cfg.rounds * (cfg.round_timeout_s * 2 + 30) + 60
             end = time.monotonic() + budget
+            rounds = RoundLog(procs.log_dir / "flwr-run.log")
             while not out_file.exists():
+                rounds.poll()
                 if cfg.kill_client is not None and not killed:
                     killed = _watch_and_kill(procs, f"supernode{cfg.kill_client[0]}", cfg.kill_client[1]) or {}
                 if flwr.poll() is not None and not out_file.exists():
@@ -256,6 +340,7 @@ def run_flower(cfg: FLConfig) -> FLRun:
                 flwr.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 pass
+            rounds.poll()
     finally:
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:  # a second Ctrl-C/SIGTERM waits until every process is stopped, then takes effect
