@@ -122,7 +122,7 @@ def test_split_inference_int8_over_mqtt(url, data):
 
 def test_cli_runs_splitfed_end_to_end(url, capsys):
     assert split_main([DOMAIN, "--mode", "splitfed", "--clients", "2", "--epochs", "1", "--quick",
-                       "--mqtt", url]) == 0
+                       "--mqtt", url, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["mode"] == "splitfed" and out["dead"] == [] and 0 <= out["acc"] <= 1
     assert out["bytes_per_client_epoch"] > out["activation_grad_bytes_per_client_epoch"] > 0
