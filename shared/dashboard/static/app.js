@@ -149,8 +149,10 @@ function section(name) {
   const table = el("table", { class: "fleet", id: `fleet-${name}` });
   const tr = el("tr");
   const heads = [subj, "state", "model", "last message", "tiny model says", `cloud ${m.result_stream}`,
-    `baseline: ${m.baseline}`, "recent", "messages (published · accepted · rejected)"];
+    `baseline: ${m.baseline}`, "recent", "published · accepted · rejected"];
   heads.forEach((c, i) => tr.append(el("th", { class: COLS[i], text: c })));
+  tr.lastChild.title = "messages seen by the dashboard: published (the device's own count, or the inferences " +
+    "seen), accepted (cloud results for it), rejected (dead letters naming it)";
   table.append(el("thead", {}, tr), el("tbody"));
   body.append(el("div", { class: "panel wide" }, el("h3", { text: "Fleet" }), pager(name, subj), table,
     el("p", { class: "muted empty", text: `no ${subj}s yet` })));
@@ -189,10 +191,23 @@ function pager(name, subj) {
   return box;
 }
 
+const localInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+
+// the history form's default range: the three days before the fleet clock (simulated time in a demo)
+function historyRange(name, fleetMs) {
+  const form = document.getElementById(`hform-${name}`);
+  if (!form || form.dataset.edited) return;
+  form.elements.start.value = localInput(fleetMs - 3 * 86400000);
+  form.elements.end.value = localInput(fleetMs + 3600000);
+}
+
 function historyPanel(name, m) {
   const now = new Date();
-  const local = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  const local = (d) => localInput(d.getTime());
   const form = el("form", { class: "history-form", id: `hform-${name}` });
+  for (const t of ["input", "change"]) {
+    form.addEventListener(t, (ev) => { if (ev.target.type === "datetime-local") form.dataset.edited = "1"; });
+  }
   const dev = el("input", { name: "device", placeholder: m.subject, required: "required" });
   const meas = el("select", { name: "measurement" });
   for (const s of [m.result_stream, "inference"]) meas.append(el("option", { value: s, text: s }));
@@ -338,10 +353,12 @@ function renderFeeds(name, dom, full) {
 function renderSummary(name, dom) {
   const m = S.meta[name], s = dom.summary, r = dom.rule, c = dom.clock;
   const stat = (n, what, cls = "") => el("span", { class: `stat ${cls}`.trim() }, el("b", { text: thousands(n) }), ` ${what}`);
-  document.getElementById(`summary-${name}`).replaceChildren(
-    stat(s.subjects, `${m.subject}s`, "subjects"), stat(s.online, "online"), stat(s.offline, "offline"),
-    stat(s.alerting, "alerting now", "alerting-now"), stat(s.deadletters_total, "dead letters"),
-    stat(s.stages, s.stages === 1 ? "stage" : "stages"));
+  const empty = !s.subjects && !s.stages && !s.deadletters_total && !s.alerts_total;
+  document.getElementById(`summary-${name}`).replaceChildren(...(empty
+    ? [el("span", { class: "muted nothing", text: `no ${m.subject}s, stages or dead letters yet` })]
+    : [stat(s.subjects, `${m.subject}s`, "subjects"), stat(s.online, "online"), stat(s.offline, "offline"),
+      stat(s.alerting, "alerting now", "alerting-now"), stat(s.deadletters_total, "dead letters"),
+      stat(s.stages, s.stages === 1 ? "stage" : "stages")]));
   const rule = document.getElementById(`rule-${name}`);
   if (r && r.scored) {
     rule.textContent = `Alerting now: the service's alert rule on each ${m.subject}'s risk: at or above ` +
@@ -352,6 +369,7 @@ function renderSummary(name, dom) {
       (s.subjects ? ` (these results carry no risk score to run the alert rule on).` : ".");
   }
   const clock = document.getElementById(`clock-${name}`);
+  if (c.fleet_ms != null) historyRange(name, c.fleet_ms);
   if (c.fleet_ms == null) clock.textContent = "Fleet clock: no result yet.";
   else if (onFleetClock(dom)) {
     const ahead = c.fleet_ms > c.wall_ms ? "ahead of" : "behind";
@@ -360,7 +378,6 @@ function renderSummary(name, dom) {
   } else clock.textContent = `Fleet clock: ${dateTime(c.fleet_ms)} (the devices' time, within minutes of the wall clock).`;
   const tab = document.getElementById(`tab-${name}`);
   if (tab) tab.querySelector(".n").textContent = ` ${thousands(s.online)}/${thousands(s.subjects)}`;
-  const empty = !s.subjects && !s.stages && !s.deadletters_total && !s.alerts_total;
   const sec = document.getElementById(`domain-${name}`);
   sec.classList.toggle("empty-domain", empty);
   if (!S.toggled[name]) sec.open = !empty;
