@@ -101,9 +101,10 @@ def add_alias(p: argparse.ArgumentParser | Any, old: str, new: str, **kwargs: An
 def add_domain_arg(p: argparse.ArgumentParser, needs: str | None = None, deprecated_flag: bool = False) -> None:
     """The domain as the first positional argument (DOMAIN); ``deprecated_flag`` also accepts the old
     ``--domain X`` (hidden, warns). Resolve it with :func:`domain_arg`."""
-    what = f"a registered domain that offers {needs}" if needs else "a registered domain"
+    able = [n for n in domains.names() if not needs or getattr(domains.get(n).hooks, needs, None) is not None]
+    what = f"a domain that offers {needs}" if needs else "a registered domain"
     p.add_argument("domain", metavar="DOMAIN", nargs="?" if deprecated_flag else None,
-                   help=f"{what} ({', '.join(domains.names())})")
+                   help=f"{what}: {', '.join(able) or 'none registered'}")
     if deprecated_flag:
         p.add_argument("--domain", dest="domain_flag", action=_Alias, use="the positional DOMAIN",
                        default=None, help=argparse.SUPPRESS)
