@@ -1,7 +1,7 @@
 """The closed loop, end to end: the cloud transformer teaches a student, the student is rolled out signed
 over MQTT, the fleet swaps models, and the fleet's own event estimate is scored before and after.
 
-    tinylarge loop healthcare [--quick] [--devices 8] [--mqtt URL] [--out DIR]
+    tinylarge loop DOMAIN [--quick] [--devices 8] [--mqtt URL] [--out DIR] [--json]
 
 Devices are the held-out subjects (patients, machines) of the domain's :class:`~shared.integration.distill.
 DistillTask`, replaying their windows in time order. Each holds a
@@ -12,7 +12,9 @@ signed, retained on each device's ``model`` topic); one forged copy goes to the 
 must be refused. Devices verify, swap, and finish their windows with the new model. The summary gives
 the fleet's AUROC for the event on the SAME windows with the model before and the model after (both run
 by the devices' int8 runner on the bytes they hold), the live halves, the teacher's on those windows,
-and the update's size, MACs and compile check. Without ``--mqtt`` an embedded broker is started.
+and the update's size, MACs and compile check. Without ``--mqtt`` an embedded broker is started; a given
+one is checked (URL, certificate files, one connection) before any work. The result prints as the
+summary table (``--json``: JSON); progress goes to stderr.
 
 Why not inside ``make demo-healthcare``: there the wearable's single model slot holds the 6-class window
 classifier, whose class scores are inputs of the cloud transformer and of the inference schema; a 2-class
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -87,7 +90,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     te = np.flatnonzero(~task.train)
     subjects = _pick_subjects(task.groups[te], task.y[te], args.devices)
     if len(subjects) < 1:
-        raise SystemExit(f"{args.domain}: no held-out subjects to run as devices")
+        from shared.errors import UserError
+
+        raise UserError(f"{args.domain}: no held-out subjects to run as devices")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     private_key, public_key = generate_keypair(out / "keys", overwrite=True)
@@ -131,8 +136,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         cfg = DistillConfig.quick() if args.quick else DistillConfig(seeds=(0,))
         tr = task.train
-        print(f"cloud: distilling {task.teacher_id} into a {task.hidden} student on "
-              f"{len(np.unique(task.groups[tr]))} training subjects ...", flush=True)
+        print(f"loop: the cloud distils {task.teacher_id} into a {task.hidden} student on "
+              f"{len(np.unique(task.groups[tr]))} training subjects ...", file=sys.stderr, flush=True)
         student = fit_student(task.x[tr], task.y[tr], task.teacher[tr], task.hidden, cfg, seed=0)
         rep = task.x[tr][np.random.default_rng(0).permutation(int(tr.sum()))[: cfg.representative_n]]
         blob = rollout.to_int8(student, rep)
@@ -191,31 +196,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "quick": bool(args.quick), "wall_s": round(time.monotonic() - t0, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    width = max(len(k) for k in summary)
-    for k, v in summary.items():
-        print(f"{k:<{width}}  {v}")
-    print(f"wrote {out / 'summary.json'}", flush=True)
+    print(f"loop: wrote {out / 'summary.json'}", file=sys.stderr, flush=True)
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from shared.cli import add_endpoint_args
+def parser() -> argparse.ArgumentParser:
+    from shared.cli import HelpFormatter, add_domain_arg, add_endpoint_args, add_json_arg
 
-    ap = argparse.ArgumentParser(prog="tinylarge loop", description=__doc__.splitlines()[0])
-    ap.add_argument("domain", nargs="?", default="healthcare", help="a domain with a distill_task (default healthcare)")
+    ap = argparse.ArgumentParser(prog="tinylarge loop", description=__doc__.splitlines()[0], allow_abbrev=False,
+                                 formatter_class=HelpFormatter)
+    add_domain_arg(ap, needs="distill_task")
     add_endpoint_args(ap)
     ap.add_argument("--quick", action="store_true", help="quick models and a quick student (tests, CI)")
-    ap.add_argument("--devices", type=int, default=8, help="held-out subjects run as devices (default 8)")
-    ap.add_argument("--models", type=Path, default=None, help="the domain's models folder (default models/<domain>)")
-    ap.add_argument("--out", type=Path, default=None, help="output folder (default out/integration/loop-<domain>)")
+    ap.add_argument("--devices", type=int, default=8, help="held-out subjects run as devices")
+    ap.add_argument("--models", type=Path, default=None, help="the domain's models folder (default: models/DOMAIN)")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default: out/integration/loop-DOMAIN)")
+    add_json_arg(ap)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from shared.cli import domain_arg, emit_summary
+    from shared.errors import UserError
+    from shared.protocol.endpoints import mqtt_url
+    from shared.runtime.app import check_broker, check_endpoints
+
+    ap = parser()
     args = ap.parse_args(argv)
+    args.domain = domain_arg(args, "loop", needs="distill_task").name
     if args.devices < 1:
-        ap.error(f"--devices: must be >= 1, got {args.devices}")
+        raise UserError(f"--devices: must be >= 1, got {args.devices}")
+    check_endpoints(args)
+    url = mqtt_url(args.mqtt)
+    if url:
+        check_broker(args, url, role="loop-check")  # needed only after the distillation
     args.out = args.out or Path(f"out/integration/loop-{args.domain}")
     s = run(args)
+    emit_summary(f"{args.domain} closed loop: {s['model_before']} -> {s['model_after']} on {s['devices']} devices",
+                 s, args.json)
     ok = s["updates_accepted"] == s["devices"] and s["active_models"] == [s["model_after"]]
     if not ok:
-        print(f"FAILED: {s['updates_accepted']} of {s['devices']} devices installed {s['model_after']}", flush=True)
+        print(f"FAILED: {s['updates_accepted']} of {s['devices']} devices installed {s['model_after']}",
+              file=sys.stderr, flush=True)
     return 0 if ok else 1
 
 
