@@ -35,7 +35,6 @@ import hashlib
 import os
 import re
 import secrets
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -429,8 +428,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_pki_files(cfg: BrokerConfig) -> None:
+    """The CA and the broker's certificate and key load as PEM, and the CA signed the certificate: checked here
+    because Mosquitto would only refuse them when it starts. Missing files are left to :func:`_check`."""
+    import ssl
+
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+
+    ca, crt, key = (cfg.pki_dir / CA_CERT, cfg.pki_dir / f"{cfg.server_cert}.crt",
+                    cfg.pki_dir / f"{cfg.server_cert}.key")
+    if not all(path.is_file() for path in (ca, crt, key)):
+        return
+    redo = f"recreate it: tinylarge pki init --dir {cfg.pki_dir} --force"
+    try:
+        ca_cert = x509.load_pem_x509_certificate(ca.read_bytes())
+    except ValueError:
+        raise BrokerConfigError(f"{ca} is not a PEM certificate; {redo}") from None
+    reissue = f"reissue it: tinylarge pki issue {cfg.server_cert} --kind server --dir {cfg.pki_dir}"
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(crt), str(key))
+        x509.load_pem_x509_certificate(crt.read_bytes()).verify_directly_issued_by(ca_cert)
+    except (ssl.SSLError, ValueError, TypeError) as exc:
+        reason = exc.reason if isinstance(exc, ssl.SSLError) and exc.reason else type(exc).__name__
+        raise BrokerConfigError(f"{crt} and {key} are not a certificate signed by {ca} and its key ({reason}); "
+                                f"{reissue}") from None
+    except InvalidSignature:
+        raise BrokerConfigError(f"{crt} was not signed by {ca}; {reissue}") from None
+
+
 def broker_config_main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge broker config``; returns the exit code (0 ok, 1 refused, 2 usage)."""
+    """``tinylarge broker config``; 0 when written; a mistake (options, PKI files) raises UserError (the
+    console script: one line, exit 2)."""
+    from shared.errors import UserError
+
     args = _parser().parse_args(argv)
     cfg = BrokerConfig(
         pki_dir=args.pki, out_dir=args.out, devices=tuple(args.device), device_domain=args.domain,
@@ -443,10 +474,10 @@ def broker_config_main(argv: Sequence[str] | None = None) -> int:
         persistence=not args.no_persistence, autosave_interval_s=args.autosave_s, run_as_user=args.run_as,
     )
     try:
+        _check_pki_files(cfg)
         files = write_broker_config(cfg)
     except BrokerConfigError as exc:
-        print(f"tinylarge broker config: error: {exc}", file=sys.stderr)
-        return 1
+        raise UserError(f"broker config: {exc}") from None
     print(f"wrote {files.conf}, {files.passwd}, {files.acl}")
     print(f"passwords for {len(files.passwords)} users in {files.secrets} (mode 0600; not shown)")
     print(f"start the broker with: mosquitto -c {files.conf}")
