@@ -15,7 +15,6 @@ import datetime as dt
 import ipaddress
 import os
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,31 +243,43 @@ def issue(
 
 
 def _parser() -> argparse.ArgumentParser:
+    from shared.cli import HelpFormatter
+
     parser = argparse.ArgumentParser(
-        prog="tinylarge pki", description="Certificate authority for a TinyLarge deployment (PEM files)."
+        prog="tinylarge pki", description="Certificate authority for a TinyLarge deployment (PEM files).",
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    init = sub.add_parser("init", help="create ca.crt and ca.key in --dir")
+    init = sub.add_parser("init", help="create ca.crt and ca.key in --dir", formatter_class=HelpFormatter,
+                          description="create a CA: ca.crt and ca.key (mode 0600) in --dir")
     init.add_argument("--dir", required=True, type=Path, help="PKI folder (created if missing)")
-    init.add_argument("--cn", default="TinyLarge CA", help="CA common name (default: %(default)s)")
-    init.add_argument("--days", type=int, default=DEFAULTS.ca_days, help="validity (default: %(default)s)")
-    init.add_argument("--key-type", choices=("ec", "rsa"), default=DEFAULTS.key_type)
+    init.add_argument("--cn", default="TinyLarge CA", help="CA common name")
+    init.add_argument("--days", type=int, default=DEFAULTS.ca_days, help="validity in days")
+    init.add_argument("--key-type", choices=("ec", "rsa"), default=DEFAULTS.key_type,
+                      help="ec: P-256; rsa: 2048-bit (for clients without ECDSA)")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
-    iss = sub.add_parser("issue", help="issue NAME.crt and NAME.key signed by the CA in --dir")
+    iss = sub.add_parser("issue", help="issue NAME.crt and NAME.key signed by the CA in --dir",
+                         formatter_class=HelpFormatter,
+                         description="issue NAME.crt and NAME.key (mode 0600) signed by the CA in --dir")
     iss.add_argument("name", help="certificate name: the broker host's name, a device id, or 'cloud'")
-    iss.add_argument("--kind", choices=("server", "client"), default="server", help="(default: %(default)s)")
+    iss.add_argument("--kind", choices=("server", "client"), default="server",
+                     help="server: a broker (subjectAltNames from --host); client: a device or a service")
     iss.add_argument(
         "--host", action="append", dest="hosts", metavar="HOST",
         help="server subjectAltName, repeatable (default: 127.0.0.1 and localhost)",
     )
     iss.add_argument("--dir", required=True, type=Path, help="PKI folder holding the CA")
-    iss.add_argument("--days", type=int, default=DEFAULTS.leaf_days, help="validity (default: %(default)s)")
-    iss.add_argument("--key-type", choices=("ec", "rsa"), default=DEFAULTS.key_type)
+    iss.add_argument("--days", type=int, default=DEFAULTS.leaf_days, help="validity in days")
+    iss.add_argument("--key-type", choices=("ec", "rsa"), default=DEFAULTS.key_type,
+                     help="ec: P-256; rsa: 2048-bit (for clients without ECDSA)")
     return parser
 
 
 def pki_main(argv: Sequence[str] | None = None) -> int:
-    """``tinylarge pki init|issue``; returns the process exit code (0 ok, 2 usage error, 1 refused)."""
+    """``tinylarge pki init|issue``; 0 when written; a mistake (a value, an existing CA, CA files that do not
+    load) raises UserError (the console script: one line, exit 2)."""
+    from shared.errors import UserError
+
     args = _parser().parse_args(argv)
     try:
         if args.command == "init":
@@ -281,7 +292,9 @@ def pki_main(argv: Sequence[str] | None = None) -> int:
                 args.dir, args.name, kind=args.kind, hosts=hosts, days=args.days, key_type=args.key_type
             )
     except PkiError as exc:
-        print(f"tinylarge pki: error: {exc}", file=sys.stderr)
-        return 1
+        raise UserError(f"pki: {exc}") from None
+    except (ValueError, TypeError) as exc:  # ca.crt / ca.key that are not PEM (cryptography's ValueError)
+        raise UserError(f"pki: the CA in {args.dir} does not load (ca.crt or ca.key is not PEM: "
+                        f"{type(exc).__name__}); recreate it: tinylarge pki init --dir {args.dir} --force") from None
     print(f"wrote {files.cert} and {files.key} (mode 0600)")
     return 0
