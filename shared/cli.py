@@ -118,7 +118,7 @@ def domain_arg(args: argparse.Namespace, verb: str, needs: str | None = None) ->
     name = getattr(args, "domain", None)
     flag = getattr(args, "domain_flag", None)
     if name and flag and name != flag:
-        raise UserError(f"{verb}: two domains given ({name!r} and --domain {flag!r}); give one, "
+        raise UserError(f"{verb}: two domains given ({name!r} and {flag!r}); give one, "
                         "as the first argument")
     name = name or flag
     if not name:
@@ -227,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: a user's mistake is one line on stderr and exit code 2 (``--debug`` anywhere, or
     ``TINYLARGE_DEBUG=1``, shows the traceback); Ctrl-C is one line and exit code 130."""
+    return guarded(_dispatch, list(sys.argv[1:] if argv is None else argv))
+
+
+def guarded(command: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run ``command(argv)`` inside the console script's error boundary (also for ``python -m MODULE``): a
+    user's mistake is one line on stderr and exit code 2, unless ``--debug`` or ``TINYLARGE_DEBUG=1``."""
     import os
 
     from shared.errors import user_message
@@ -239,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         quiet_third_party()  # TensorFlow's C++ lines, Hugging Face's bars: off unless asked for
     try:
-        return _dispatch(argv)
+        return int(command(argv) or 0)
     except KeyboardInterrupt:
         if debug:
             raise

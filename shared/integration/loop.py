@@ -242,4 +242,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from shared.cli import guarded
+
+    raise SystemExit(guarded(main))

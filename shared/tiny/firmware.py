@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from shared.errors import UserError
 from shared.tiny.frames import FrameDecoder, crc16, encode_frame, encode_message, write_sensor_window, write_windows
 from shared.tiny.targets import (
     FIRMWARE_DIR,
@@ -51,15 +52,34 @@ __all__ = ["FIRMWARE_DIR", "REPO", "TARGETS", "BuildConfig", "BuildResult", "Fir
            "run_qemu", "slot_model", "standin_tflite", "write_sensor_window", "write_windows"]
 
 
-def _cmd_build(argv: Sequence[str]) -> int:
-    from shared.domain import names
+def _add_domain(ap: argparse.ArgumentParser) -> None:
+    """DOMAIN, the first argument (the domain whose app is built); ``--app DOMAIN`` still works, with a warning."""
+    from shared.cli import _Alias, domains
 
-    ap = argparse.ArgumentParser(prog="tinylarge firmware build",
+    ap.add_argument("domain", metavar="DOMAIN", nargs="?", default=None,
+                    help=f"the domain whose firmware app is built ({', '.join(domains.names())})")
+    ap.add_argument("--app", dest="domain_flag", action=_Alias, use="the positional DOMAIN", default=None,
+                    help=argparse.SUPPRESS)
+
+
+def _domain_or_none(a: argparse.Namespace, verb: str) -> str | None:
+    """The positional DOMAIN (or the deprecated ``--app``), checked against the registry; None if neither."""
+    from shared.cli import domain_arg
+
+    if not (a.domain or a.domain_flag):
+        return None
+    return domain_arg(a, verb).name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from shared.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="tinylarge firmware build", formatter_class=HelpFormatter, allow_abbrev=False,
                                  description="Compile a domain's model(s) and build its app for a target.")
-    ap.add_argument("--app", choices=names(), default=None,
-                    help="the registered domain whose app is built (its package's firmware folder, "
-                    "Domain.firmware_dir); required for host and cortex-m4")
-    ap.add_argument("--target", choices=TARGETS, default="host")
+    _add_domain(ap)
+    ap.add_argument("--target", choices=TARGETS, default="host",
+                    help="host: a native executable; cortex-m4 / cortex-m0plus: an image for QEMU and boards "
+                    "(DOMAIN is required for host and cortex-m4)")
     ap.add_argument("--model", type=Path, action="append", default=[],
                     help="full-int8 .tflite, repeat for several (primary first); default: the domain's "
                     "<models_dir>/tiny.tflite")
@@ -70,14 +90,21 @@ def _cmd_build(argv: Sequence[str]) -> int:
     ap.add_argument("--slot", type=Path, default=None,
                     help="build the model a gateway installed (DIR = <gateway --model-dir>/<device>); "
                     "sets the primary --model and --model-id")
-    ap.add_argument("--out", type=lambda p: Path(p).resolve(), default=REPO / "build" / "firmware")
-    ap.add_argument("--board", default=None, help="a row of the board table (`tinylarge firmware boards`): writes "
-                    "<out>/<board>/<app>/<app>.elf, .bin, .hex with a size report; replaces --target")
+    ap.add_argument("--out", type=lambda p: Path(p).resolve(), default=REPO / "build" / "firmware",
+                    help="build folder")
+    ap.add_argument("--board", default=None, help="a row of the board table (tinylarge firmware boards): writes "
+                    "OUT/BOARD/DOMAIN/DOMAIN.elf, .bin, .hex with a size report; replaces --target")
     ap.add_argument("--device-args", default="", help="with --board: options baked into the image, e.g. "
                     "'--device ward3-bed7 --max-windows 0'")
     ap.add_argument("--sensor-file", type=Path, default=None,
                     help="with --board: tlsensor text stored in flash and read instead of the USART (a demo)")
+    return ap
+
+
+def _cmd_build(argv: Sequence[str]) -> int:
+    ap = build_parser()
     a = ap.parse_args(argv)
+    a.app = _domain_or_none(a, "firmware build")
     if a.board is not None:
         if "--target" in argv:
             ap.error("--board and --target exclude each other (a board row names its target)")
@@ -106,8 +133,7 @@ def _cmd_build(argv: Sequence[str]) -> int:
             models.append(FirmwareModel(m.path, a.name[0] if a.name else m.name, a.model_id))
         res = build(BuildConfig(a.app, a.target, models, a.out))
     except (FirmwareError, ValueError, LookupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(f"firmware build: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     for k, p in res.artifacts.items():
         print(f"{k}: {p}")
     return 0
@@ -125,8 +151,7 @@ def _build_board(a: argparse.Namespace) -> int:
             [FirmwareModel(a.model, a.name[0] if a.name else c_name(a.model.stem), a.model_id)] if a.model else [])
         res = build_board(a.board, a.app, models, a.out, a.device_args.split(), a.sensor_file)
     except (FirmwareError, ValueError, LookupError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(f"firmware build: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     for k, p in res.artifacts.items():
         print(f"{k}: {p}")
     print(res.size.text())
@@ -138,43 +163,43 @@ def _cmd_flash(argv: Sequence[str]) -> int:
     import shutil
     import subprocess
 
+    from shared.cli import HelpFormatter
     from shared.tiny.board_build import FLASH_TOOLS, flash_command, install_hint
     from shared.tiny.boards import BOARDS
 
-    ap = argparse.ArgumentParser(prog="tinylarge firmware flash",
+    ap = argparse.ArgumentParser(prog="tinylarge firmware flash", formatter_class=HelpFormatter, allow_abbrev=False,
                                  description="Program a board's image with its probe (openocd, pyocd or st-flash).")
-    ap.add_argument("--board", required=True, choices=list(BOARDS))
-    ap.add_argument("--app", default=None, help="the domain built with `firmware build --board` (finds its image)")
-    ap.add_argument("--image", type=Path, default=None, help="the .elf (or .bin for st-flash) to program")
+    _add_domain(ap)
+    ap.add_argument("--board", required=True, choices=list(BOARDS), help="the board (tinylarge firmware boards)")
+    ap.add_argument("--image", type=Path, default=None, help="the .elf (or .bin for st-flash) to program "
+                    "(default: DOMAIN's image from firmware build --board)")
     ap.add_argument("--out", type=lambda p: Path(p).resolve(), default=REPO / "build" / "firmware",
-                    help="build folder of --app's image")
+                    help="build folder of DOMAIN's image")
     ap.add_argument("--tool", choices=FLASH_TOOLS, default=None,
                     help="default: the first of the board's tools found on PATH (openocd, pyocd, st-flash)")
     ap.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     a = ap.parse_args(argv)
+    a.app = _domain_or_none(a, "firmware flash")
     if a.image is None:
         if a.app is None:
-            ap.error("give --image PATH or --app DOMAIN (the image of `firmware build --board ... --app ...`)")
+            ap.error("give --image PATH or a DOMAIN (the image of tinylarge firmware build DOMAIN --board ...)")
         a.image = a.out / a.board / a.app / f"{a.app}.elf"
     try:
         cmd = flash_command(a.board, a.image, a.tool)
     except FirmwareError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(f"firmware flash: {exc}") from None
     image = Path(cmd[-2] if cmd[0] == "st-flash" else cmd[-1].split()[1] if cmd[0] == "openocd" else cmd[-1])
     if not image.exists():
-        msg = (f"{image} not found: build it first (tinylarge firmware build --board {a.board} "
-               f"--app {a.app or 'DOMAIN'})")
+        msg = (f"{image} not found: build it first (tinylarge firmware build {a.app or 'DOMAIN'} "
+               f"--board {a.board})")
         if not a.dry_run:
-            print(f"error: {msg}", file=sys.stderr)
-            return 2
+            raise UserError(f"firmware flash: {msg}")
         print(f"note: {msg}", file=sys.stderr)
     print(shlex.join(cmd))
     if a.dry_run:
         return 0
     if shutil.which(cmd[0]) is None:
-        print(f"error: {cmd[0]} not found on PATH (install: {install_hint(cmd[0])})", file=sys.stderr)
-        return 2
+        raise UserError(f"firmware flash: {cmd[0]} not found on PATH (install: {install_hint(cmd[0])})")
     return subprocess.run(cmd).returncode
 
 
@@ -187,19 +212,23 @@ def _cmd_boards(argv: Sequence[str]) -> int:
 
 
 def _cmd_run(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="tinylarge firmware run",
+    from shared.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="tinylarge firmware run", formatter_class=HelpFormatter, allow_abbrev=False,
                                  description="Run the Cortex-M4 image under QEMU; frames go to stdout.")
-    ap.add_argument("elf", type=Path)
+    ap.add_argument("elf", type=Path, help="the image (firmware build DOMAIN --target cortex-m4)")
     ap.add_argument("--input", required=True, type=Path, help="tlsensor text file")
     ap.add_argument("--device", default=None, help="device id (default: the app's)")
-    ap.add_argument("--timeout-s", type=float, default=120.0)
+    ap.add_argument("--timeout-s", type=float, default=120.0, help="seconds QEMU may run")
     a = ap.parse_args(argv)
+    for what, path in (("the image", a.elf), ("--input", a.input)):
+        if not path.is_file():
+            raise UserError(f"firmware run: {what}: no such file {path}")
     args = ["--input", str(a.input.resolve())] + (["--device", a.device] if a.device else [])
     try:
         run = run_qemu(a.elf, args, a.timeout_s)
     except FirmwareError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(f"firmware run: {exc}") from None
     sys.stdout.buffer.write(run.serial)
     sys.stderr.write(run.stderr)
     return run.returncode
@@ -212,8 +241,8 @@ def firmware_main(argv: Sequence[str] | None = None) -> int:
                 "flash": _cmd_flash, "boards": _cmd_boards}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print("usage: tinylarge firmware {build,run,gateway,report,flash,boards} ...\n\n"
-              "  build    compile a domain's model(s) and build its app: --app DOMAIN --target "
-              "host|cortex-m4|cortex-m0plus, or --board NAME (.elf/.bin/.hex + size report)\n"
+              "  build    compile a domain's model(s) and build its app: DOMAIN --target "
+              "host|cortex-m4|cortex-m0plus, or DOMAIN --board NAME (.elf/.bin/.hex + size report)\n"
               "  flash    program a board's image with openocd/pyocd/st-flash (--dry-run prints the command)\n"
               "  boards   the board table (core, FPU, DSP, memory, clock, console, probe)\n"
               "  run      run the Cortex-M4 image under QEMU with a sensor file\n"
@@ -239,4 +268,6 @@ def report_main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    raise SystemExit(firmware_main())
+    from shared.cli import guarded
+
+    raise SystemExit(guarded(firmware_main))

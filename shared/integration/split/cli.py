@@ -122,4 +122,6 @@ def split_main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(split_main())
+    from shared.cli import guarded
+
+    raise SystemExit(guarded(split_main))
