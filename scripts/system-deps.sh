@@ -33,6 +33,8 @@ victoria-metrics              victoria-metrics             influx               
 chromium                      chromium                     browser              -
 chromium-driver               chromedriver                 browser              -
 openocd                       openocd                      firmware             -
+nats-server                   nats-server                  cluster              nats-server
+postgresql                    psql                         postgres             postgresql
 '
 # Whenever the script checks in full (no valid stamp: a fresh clone, as in CI, or a changed list) and
 # may change the system, it stops those packaged services if they run (apt starts them on install, and
