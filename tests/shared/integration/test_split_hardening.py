@@ -56,7 +56,7 @@ def test_split_exchange_between_a_device_and_a_service_user_on_the_secured_broke
     link = None
     try:
         cloud.admit("dev1")
-        link = DeviceLink(base.format(f"dev1:{pw['dev1']}"), domain, "dev1", "t@1", "float32", timeout_s=5.0,
+        link = DeviceLink(base.format(f"dev1:{pw['dev1']}"), domain, "dev1", "t@1", "float32", timeout_s=30.0,
                           **tls).start()
         grad, loss = link.exchange(0, 0, np.ones((2, 4), np.float32), np.array([0, 2]))
         assert grad.shape == (2, 4) and loss > 0 and server.steps == 1
@@ -115,7 +115,7 @@ def test_hostile_arrays_are_dead_lettered_with_a_reason_and_raise_nothing(url: s
     watcher = MqttClient(MqttConfig(url=url, client_id="split-hostile-watch", clean_session=True))
     watcher.start()
     watcher.subscribe(messages.deadletter_topic(domain), on_letter)
-    link = DeviceLink(url, domain, device, "t@1", "float32", timeout_s=5.0).start()
+    link = DeviceLink(url, domain, device, "t@1", "float32", timeout_s=30.0).start()
     try:
         cloud.round = 0
         cloud.admit(device)
