@@ -12,6 +12,8 @@ and the e2epyppg smartwatch recording (which falls with blood volume) could not 
 
 from __future__ import annotations
 
+import json
+import math
 import subprocess
 import sys
 
@@ -50,8 +52,8 @@ def recordings() -> list[ppg_eval.Recording]:
 
 
 @pytest.fixture(scope="module")
-def scores(recordings) -> dict[tuple[str, bool], dict]:
-    return {(r.name, inv): ppg_eval.score(r, invert=inv) for r in recordings for inv in (False, True)}
+def whole(recordings) -> dict[str, dict]:
+    return {r.name: ppg_eval.score_windows(r) for r in recordings}
 
 
 def test_three_independent_sources(recordings):
@@ -60,13 +62,48 @@ def test_three_independent_sources(recordings):
     assert {r.polarity for r in recordings} == {1, -1}  # a front end of each polarity
 
 
-@pytest.mark.parametrize("invert", [False, True], ids=["as-recorded", "inverted"])
-def test_sensitivity_ppv_and_hr_on_every_recording(recordings, scores, invert):
+def test_whole_recording_every_window_is_reported_or_withheld(recordings, whole):
+    """Issue 23 item 11: every window of every recording counts (none left out because the reference looks
+    implausible there); a withheld window carries no HR."""
     for rec in recordings:
-        s = scores[(rec.name, invert)]
-        assert s["coverage"] >= 0.2 and s["ref_beats"] >= 20, s  # enough of the recording is evaluated
-        assert s["se"] >= MIN_SE and s["ppv"] >= MIN_PPV, s
-        assert abs(s["hr_bpm"] - s["hr_ref_bpm"]) <= MAX_HR_ERROR_BPM, s
+        s = whole[rec.name]
+        n, w = rec.x.size, int(round(ppg_eval.WINDOW_S * rec.fs_hz))
+        expected = 1 if n <= w else math.ceil((n - w) / round(ppg_eval.HOP_S * rec.fs_hz)) + 1
+        assert s["windows"] == len(s["windows_detail"]) == expected, s["recording"]
+        withheld = [d for d in s["windows_detail"] if not d["good"]]
+        assert s["withheld"] == pytest.approx(len(withheld) / expected)
+        assert all(d["hr_bpm"] is None for d in withheld)
+
+
+#: issue 23 item 11 is open for these: on the whole recording their good windows miss the bar (the table in
+#: docs/healthcare_ppg.md); strict, so that meeting it fails here and the marks are removed
+SHORT_OF_THE_BAR = {"heartpy/data2", "pyphysio/medical_bvp", "e2epyppg/201902020222"}
+
+
+@pytest.mark.parametrize("name", ["heartpy/data", "heartpy/data2", "heartpy/data3", "pyphysio/medical_bvp",
+                                  "e2epyppg/201902020222"])
+def test_good_windows_meet_the_bar(whole, name, request):
+    if name in SHORT_OF_THE_BAR:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="issue 23 item 11: not met yet"))
+    s = whole[name]
+    assert s["withheld"] < 1.0, s
+    assert s["se"] >= MIN_SE and s["ppv"] >= MIN_PPV, s
+    assert abs(s["hr_bpm"] - s["hr_ref_bpm"]) <= MAX_HR_ERROR_BPM, s
+
+
+def test_noisy_start_of_data2_is_withheld(whole):
+    """heartpy/data2's first 40 s (the detector found 9 beats for 21 in the first window) are withheld."""
+    first = whole["heartpy/data2"]["windows_detail"][:2]
+    assert [d["good"] for d in first] == [False, False]
+
+
+def test_cli_writes_plain_json(tmp_path, capsys):
+    out = tmp_path / "ppg_eval.json"
+    assert ppg_eval.main(["--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert "heartpy/data3" in {r["recording"] for r in data["recordings"]}
+    assert {"windows", "withheld", "se", "ppv", "hr_bpm", "hr_ref_bpm"} <= set(data["recordings"][0])
+    assert "| heartpy/data3 |" in capsys.readouterr().out
 
 
 def test_inverting_signal_and_setting_gives_the_same_beats(recordings):
