@@ -12,7 +12,9 @@ Batched scoring, overload handling, the alert rule (risk at or above the thresho
 time on ``alert_windows`` consecutive windows, 15 min by default; re-armed below half of it) and the
 rebuild after a restart are the platform's (:mod:`shared.runtime.service`); this module holds what is
 healthcare's: the points stored, the step vector with charts carried forward, NEWS2 beside the model,
-and the ``risk`` message published on ``tinylarge/healthcare/<device>/risk``.
+and the ``risk`` message published on ``tinylarge/healthcare/<device>/risk``. Charts are a site stream
+(the ``ehr`` role): stored only for patients the service knows, and a chart re-sent under a stored
+``(device, seq)`` with other content is dead-lettered as a seq conflict (:mod:`shared.runtime.service`).
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class HealthcareService(SubjectService):
 
         fields = {k: msg.get(k) for k in ("sbp_mmhg", "consciousness", "on_oxygen", "rr_bpm", "temp_c")}
         fields["spo2_scale"] = msg.get("spo2_scale", 1)
-        self.store.write([Point("chart", msg["device"], msg["seq"], msg["ts"], fields, {"domain": DOMAIN.name})])
+        # a chart re-sent with other content under a stored (device, seq) raises (dead-lettered: seq conflict)
+        self.write_points([Point("chart", msg["device"], msg["seq"], msg["ts"], fields, {"domain": DOMAIN.name})])
         with self._lock:
             s = self.subject(msg["device"])
             chart = s.extra.get("chart")

@@ -117,6 +117,8 @@ class DeviceFleet:
                 client.subscribe(topic(self.domain, d.id, "model"), lambda _t, payload, d=d: self.offer_update(d,
                                                                                                              payload))
             d.publish_status()
+        for client in self._clients.values():  # every status is at the broker before a site message follows it:
+            client.wait_all_acked(10.0)  # the service knows the subjects before their first chart
 
     def offer_update(self, d: SimDevice, payload: bytes) -> tuple[bool, str]:
         """A ``model`` message arrived: verify, swap the model if valid and newer, report in status."""

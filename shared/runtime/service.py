@@ -17,6 +17,27 @@ stored and published on ``tinylarge/<domain>/<device>/<result stream>``. On star
 :meth:`SubjectService.rebuild` reloads each subject's recent history from the store, so a restarted
 service goes on where it stopped.
 
+Site streams (those a site role writes, e.g. healthcare's ``chart`` from the ward EHR, metaverse_eeg's
+``scene`` from the world) are stored only for subjects the deployment knows; a message for any other
+subject is dead-lettered (``unknown subject: ...``), so one writer cannot fill the store with invented
+subjects. The service knows a subject when
+
+- it is on the deployment's list (``ServiceConfig.subjects``; ``tinylarge serve --subjects-file FILE``, one
+  id a line; the demo hands over its population), or
+- its device has reported itself: an ``inference``, or its ``status`` (the service subscribes to
+  ``tinylarge/<domain>/+/status``; retained, so a restarted service learns every device that ever
+  connected at once), or
+- the store holds inferences of it (read when the service starts).
+
+Under the broker's ACL (``tinylarge broker config``) a device writes only its own ``inference`` and
+``status`` and a site user writes only its role's streams, so a site writer cannot make a subject known.
+(Without an ACL, e.g. the embedded broker, any client can pose as a device; give the list there.)
+
+A different message under a stored key (``(device, seq)`` of a measurement) is dead-lettered as a
+``seq conflict`` (:meth:`SubjectService.write_points`), inferences and site messages alike, where the
+store can tell (SQLite: always; the Influx store: keys it wrote in this process); a redelivery with the
+same content is absorbed.
+
 A domain subclasses :class:`SubjectService` and implements the four hooks; everything else is here.
 """
 
@@ -33,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.protocol.messages import MessageError, Topic
+from shared.protocol.messages import TOPIC_ROOT, MessageError, Topic
 from shared.runtime.alerts import AlertRule, AlertState
 
 log = logging.getLogger("tinylarge.runtime.service")
@@ -54,6 +75,8 @@ class ServiceConfig:
     max_future_skew_s: float | None = 300.0
     #: a message whose ``ts`` is before this epoch ms (a device clock never set) is dead-lettered (None: no check)
     min_ts_ms: int | None = 946_684_800_000  # 2000-01-01
+    #: the subjects (device ids) the deployment provisioned: site streams are stored for them from the start
+    subjects: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -102,7 +125,8 @@ class SubjectService:
         self.on_result = on_result
         self.subjects: dict[str, Subject] = {}
         self.counts = {"inferences": 0, "scored": 0, "alerts": 0, "batches": 0, "duplicates": 0, "superseded": 0,
-                       **{k: 0 for k in self.counts_extra}}
+                       "unknown_subject": 0, **{k: 0 for k in self.counts_extra}}
+        self.known: set[str] = set(self.cfg.subjects)  #: subjects whose site messages are stored (module doc)
         self._due: deque[Job] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -140,7 +164,54 @@ class SubjectService:
 
     # -- consumer handlers (run on the transport's worker thread) ---------------------------------
     def handlers(self) -> dict[str, Callable[[Topic, dict], None]]:
-        return {"inference": self.on_inference, **self.extra_handlers()}
+        site = self.site_streams()
+        extra = {s: self._known_only(s, h) if s in site else h for s, h in self.extra_handlers().items()}
+        return {"inference": self.on_inference, **extra}
+
+    def site_streams(self) -> set[str]:
+        """The extra streams a site role writes (registered writer other than ``device``/``cloud``); for a
+        domain the registry does not have, every extra stream."""
+        from shared.domain import DomainError, get
+
+        extra = set(self.extra_handlers())
+        try:
+            streams = get(self.domain).streams
+        except (DomainError, KeyError, ValueError):
+            return extra
+        return {s for s in extra if s not in streams or streams[s].writer not in ("device", "cloud")}
+
+    def provision(self, subjects: Any) -> None:
+        """Add the deployment's subjects (ids) to the known ones."""
+        self.known.update(str(s) for s in subjects)
+
+    def _known_only(self, stream: str, handler: Callable[[Topic, dict], None]) -> Callable[[Topic, dict], None]:
+        def guarded(topic: Topic, msg: dict) -> None:
+            if msg["device"] not in self.known:
+                with self._lock:
+                    self.counts["unknown_subject"] += 1
+                raise MessageError(f"unknown subject: {stream} for {msg['device']!r}, which is not on the "
+                                   "deployment's list and whose device has sent no status or inference; not stored")
+            handler(topic, msg)
+
+        return guarded
+
+    def subscriptions(self) -> dict[str, Callable[[str, bytes], None]]:
+        """Raw subscriptions beside the consumer's: every device's ``status`` (the subjects it makes known)."""
+        return {f"{TOPIC_ROOT}/{self.domain}/+/status": self.on_status}
+
+    def on_status(self, topic_name: str, payload: bytes) -> None:
+        """A device's (retained) status makes its subject known; anything that is not one is ignored."""
+        from shared.protocol.messages import decode, parse_topic
+
+        if not payload:
+            return  # a cleared retained message
+        try:
+            where = parse_topic(topic_name)
+            msg = decode(self.domain, "status", payload)
+        except MessageError:
+            return
+        if where.device != "cloud" and msg["device"] == where.device:  # "cloud": the services' own status
+            self.known.add(where.device)
 
     def batch_handlers(self) -> dict[str, Callable[[list[tuple[Topic, dict]]], None]]:
         """Streams the consumer may deliver in batches (one store transaction per batch)."""
@@ -152,11 +223,16 @@ class SubjectService:
             s = self.subjects[device] = Subject(device, deque(maxlen=self.cfg.history_steps))
         return s
 
-    def on_inference(self, topic: Topic, msg: dict) -> None:
-        points = self.inference_points(msg)
+    def write_points(self, points: list) -> int:
+        """Store ``points``; where some keys were stored already, a redelivery (same content) is absorbed and a
+        different message raises MessageError (``seq conflict``), which the consumer dead-letters."""
         new = self.store.write(points)
         if new < len(points):
             self._check_same(points)
+        return new
+
+    def on_inference(self, topic: Topic, msg: dict) -> None:
+        new = self.write_points(self.inference_points(msg))
         with self._lock:
             self._take(msg, new)
             self._wake.notify()
@@ -190,23 +266,19 @@ class SubjectService:
         """Some points' keys were stored already: a redelivery is the same message; a different message
         under an existing (device, seq) (e.g. a device that restarted its counter) raises MessageError,
         which the consumer dead-letters with the reason instead of dropping the message silently."""
-        import json
-
         for p in points:
             try:
-                old = self.store.get(p.measurement, p.device, p.seq)
+                stored = self.store.conflict(p)
             except NotImplementedError:
-                return  # this store cannot look keys up (InfluxStore): redeliveries are absorbed unchecked
-            if old is None:
-                continue
-            mine = json.loads(json.dumps(p.measured_fields(), sort_keys=True))
-            if old.ts_ms != p.ts_ms or old.fields != mine:
-                raise MessageError(f"seq conflict: {p.measurement} ({p.device}, seq {p.seq}) is stored with "
-                                   f"ts {old.ts_ms} and other content; this message (ts {p.ts_ms}) differs")
+                return  # this store cannot tell: redeliveries are absorbed unchecked
+            if stored is not None:
+                raise MessageError(f"seq conflict: {p.measurement} ({p.device}, seq {p.seq}) is {stored}; "
+                                   f"this message (ts {p.ts_ms}) differs")
 
     def _take(self, msg: dict, new: int) -> None:
         """With the lock held, after the write (``new`` points were new): history, then queue for scoring."""
         s = self.subject(msg["device"])
+        self.known.add(s.device)
         if new == 0 and msg["seq"] <= s.last_seq:
             self.counts["duplicates"] += 1  # redelivered after a restart: already in history
             return
@@ -293,7 +365,32 @@ class SubjectService:
             devices = self.store.devices("inference")
         except NotImplementedError:
             return 0
+        self.known.update(devices)
         return sum(self.rebuild_subject(device) for device in devices)
+
+
+def read_subjects_file(path: Any) -> frozenset[str]:
+    """The subject ids of a ``--subjects-file`` (one a line; blank lines and ``#`` comments skipped);
+    UserError naming the file and the line when it cannot be read or an id is not valid."""
+    from pathlib import Path
+
+    from shared.errors import UserError
+    from shared.protocol.messages import check_id
+
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--subjects-file {path}: cannot be read ({exc}); give a text file, one id a line") from None
+    ids = set()
+    for n, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            ids.add(check_id(text))
+        except MessageError as exc:
+            raise UserError(f"--subjects-file {path}, line {n}: {exc}; one device id a line") from None
+    return frozenset(ids)
 
 
 def _rows(outputs: Any, n: int) -> list:

@@ -16,12 +16,15 @@ Influx URL query parameters (all optional): ``flavor=auto|vm|influxdb`` (server 
 VictoriaMetrics. See :mod:`shared.storage.influx` for the mapping of points to series.
 
 Idempotency: a point is identified by ``(measurement, device, seq)``; writing it again (an MQTT
-redelivery) stores it once. SQLite enforces this with its primary key; InfluxDB overwrites an
-identical series + timestamp, and VictoriaMetrics must run with ``-dedup.minScrapeInterval=1ms``.
+redelivery) stores it once, and the first point stays. :meth:`Store.conflict` tells a redelivery from a
+different point under the same key (which the services dead-letter as a seq conflict). SQLite enforces
+this with its primary key; InfluxDB overwrites an identical series + timestamp, and VictoriaMetrics must
+run with ``-dedup.minScrapeInterval=1ms``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from abc import ABC, abstractmethod
@@ -132,6 +135,18 @@ class Store(ABC):
     def get(self, measurement: str, device: str, seq: int) -> Point | None:
         """The stored point with this key, or None; stores that cannot look one up raise NotImplementedError."""
         raise NotImplementedError
+
+    def conflict(self, point: Point) -> str | None:
+        """What is stored under ``point.key`` when it is a *different* point (e.g. ``"stored with ts 1 and other
+        content"``), None when nothing or the same point (timestamp and measured fields) is stored there.
+        Default: through :meth:`get`; a store that cannot tell raises NotImplementedError."""
+        old = self.get(point.measurement, point.device, point.seq)
+        if old is None:
+            return None
+        mine = json.loads(json.dumps(point.measured_fields(), sort_keys=True))
+        if old.ts_ms == point.ts_ms and old.fields == mine:
+            return None
+        return f"stored with ts {old.ts_ms} and other content"
 
     @abstractmethod
     def devices(self, measurement: str) -> list[str]:

@@ -30,7 +30,11 @@ Duplicates: a process killed after the server acknowledged a batch but before th
 moved re-sends that batch on restart, and an MQTT redelivery writes a point again; the server
 removes them: InfluxDB keeps one value per series and timestamp, VictoriaMetrics does the same
 with ``-dedup.minScrapeInterval=1ms`` (run it so). ``write()`` also remembers the keys it has
-spooled in this process (up to ``seen_capacity``), skips those and returns how many were new.
+spooled in this process (up to ``seen_capacity``) with a digest of each point's line, skips those
+(the first point under a key stays) and returns how many were new; :meth:`InfluxStore.conflict` compares
+a skipped point's line with the remembered digest, so a different point under a key written by this
+process is told from a redelivery without asking the server. Keys written before this process started
+are not checked (that would take a server read per write).
 
 Reading: against VictoriaMetrics with ``/api/v1/export``, against InfluxDB 2 with Flux. The
 server kind comes from the URL (``?flavor=vm|influxdb``) or, with ``flavor=auto``, from its
@@ -48,6 +52,7 @@ acknowledged later), ``dropped``, ``duplicates`` (seen before in this process), 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -140,7 +145,7 @@ class InfluxStore(Store):
         self._next_drain_at = 0.0
         self._drain_delay_s = opts.drain_interval_ms / 1000
         self._counts_lock = threading.Lock()
-        self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()  # key -> digest of its line
         if self.spool.pending_lines:
             log.info("spool %s holds %d points from before; shipping them first", spool_dir, self.spool.pending_lines)
         self._worker = threading.Thread(target=self._run, name=f"influx-writer-{url.bucket}", daemon=True)
@@ -192,7 +197,7 @@ class InfluxStore(Store):
                 fresh[key] = line
             accepted = self._append(list(fresh.values())) if fresh else 0
             for key in list(fresh)[:accepted]:
-                self._seen[key] = None
+                self._seen[key] = _digest(fresh[key])
                 if len(self._seen) > self.options.seen_capacity:
                     self._seen.popitem(last=False)
             mark = self.spool.mark
@@ -204,6 +209,15 @@ class InfluxStore(Store):
                 log.exception("Influx spool %s: sync failed; the points may not be durable", self.spool.folder)
                 raise
         return accepted
+
+    def conflict(self, point: Point) -> str | None:
+        """A different point under ``point.key`` among the keys this process wrote (see the module doc)."""
+        line = encode_line(point)
+        with self._cv:
+            seen = self._seen.get(point.key)
+        if seen is None or seen == _digest(line):
+            return None
+        return "stored (by this process) with other content"
 
     def _append(self, lines: list[bytes]) -> int:
         """Append to the spool, waiting a while for room when full (called holding ``_cv``)."""
@@ -465,6 +479,10 @@ class InfluxStore(Store):
             log.warning("Influx store closed with %d points in spool %s", self.spool.pending_lines, self.spool.folder)
         self.spool.close()  # syncs; a worker stuck on a hung server finds it closed and gives up
         self._client.close()
+
+
+def _digest(line: bytes) -> bytes:
+    return hashlib.blake2b(line, digest_size=12).digest()
 
 
 def _short(exc: BaseException) -> str:

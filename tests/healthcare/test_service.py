@@ -41,8 +41,9 @@ def _inference(device: str, seq: int, hr: float = 80.0, spo2: float = 97.0) -> d
 
 def _service(tmp_path: Path, predictor, published: list, threshold: float = 0.5) -> HealthcareService:
     store = open_store(f"sqlite:///{tmp_path / 'svc.db'}")
+    ward = frozenset(f"p{i:03d}" for i in range(100))  # the deployment's patients: their charts are stored
     return HealthcareService(store, predictor, lambda d, s, m: published.append((d, s, m)),
-                             ServiceConfig(alert_threshold=threshold))
+                             ServiceConfig(alert_threshold=threshold, subjects=ward))
 
 
 def _deliver(svc: HealthcareService, stream: str, msg: dict) -> None:
