@@ -14,7 +14,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +38,10 @@ ServiceFactory = Callable[[Any, Callable[[str, str, dict], None], Callable[[dict
 
 @contextmanager
 def run_cloud(domain: Any, args: argparse.Namespace | None, mqtt: str, store_url: str, models_dir: Path,
-              on_result: Callable[[dict], None] | None = None, client_id: str | None = None) -> Iterator[Cloud]:
-    """A registered domain's cloud on the models of ``models_dir`` (``domain``: a Domain or its name)."""
+              on_result: Callable[[dict], None] | None = None, client_id: str | None = None,
+              subjects: Iterable[str] | None = None) -> Iterator[Cloud]:
+    """A registered domain's cloud on the models of ``models_dir`` (``domain``: a Domain or its name);
+    ``subjects``: the deployment's subject ids (site streams are stored only for known subjects)."""
     from shared.domain import Domain, get
 
     d = domain if isinstance(domain, Domain) else get(domain)
@@ -50,14 +52,14 @@ def run_cloud(domain: Any, args: argparse.Namespace | None, mqtt: str, store_url
 
         raise models_do_not_load(d.name, models_dir, exc) from exc
     with cloud_for(d.name, args, mqtt, store_url, build, d.model_ids[1], on_result=on_result,
-                   client_id=client_id) as cloud:
+                   client_id=client_id, subjects=subjects) as cloud:
         yield cloud
 
 
 @contextmanager
 def cloud_for(domain: str, args: argparse.Namespace | None, mqtt: str, store_url: str,
               build_service: ServiceFactory, model_id: str, on_result: Callable[[dict], None] | None = None,
-              client_id: str | None = None) -> Iterator[Cloud]:
+              client_id: str | None = None, subjects: Iterable[str] | None = None) -> Iterator[Cloud]:
     """Store + service + MQTT consumer, started; stopped in order (scoring drained first)."""
     from shared.runtime.app import StatusReporter, client_config, publisher
     from shared.storage.factory import open_store
@@ -72,6 +74,7 @@ def cloud_for(domain: str, args: argparse.Namespace | None, mqtt: str, store_url
     except Exception:
         store.close()
         raise
+    service.provision(subjects or ())
     loaded = service.rebuild()
     if loaded:
         log.info("rebuilt %d history steps from the store", loaded)
@@ -93,6 +96,8 @@ def cloud_for(domain: str, args: argparse.Namespace | None, mqtt: str, store_url
                             every_s=service.cfg.status_every_s)
     try:
         client.start()
+        for topic_filter, handler in service.subscriptions().items():  # device statuses: known subjects
+            client.subscribe(topic_filter, handler)
         consumer.start()
         status.start()
         yield Cloud(mqtt, client, store, service, consumer)
@@ -126,6 +131,8 @@ def serve_main(domain: str, argv: Sequence[str] | None = None) -> int:
                     "session: keep it stable so a restart receives what it missed)")
     ap.add_argument("--max-ts-skew-s", type=float, default=None, help="dead-letter messages whose ts is further "
                     "ahead of this machine's clock (default: the service's, 300 s)")
+    ap.add_argument("--subjects-file", type=Path, default=None, help="the deployment's subject ids, one a line: "
+                    "site streams (e.g. EHR charts) are stored for these and for devices that reported themselves")
     ap.add_argument("--duration", default=None, help="stop after this long (30s, 10m, 2h); default: until Ctrl-C")
     args = ap.parse_args(argv)
     try:
@@ -134,11 +141,14 @@ def serve_main(domain: str, argv: Sequence[str] | None = None) -> int:
         ap.error(f"--duration: {exc}")
     check_endpoints(args)
     require_models(d.name, args.models, args.quick)
+    from shared.runtime.service import read_subjects_file
+
+    subjects = read_subjects_file(args.subjects_file) if args.subjects_file is not None else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     d.hooks.ensure_trained(args.models, quick=args.quick)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     with endpoints(args) as ep, run_cloud(d, args, ep.mqtt, ep.store, args.models,
-                                          client_id=args.client_id) as svc:
+                                          client_id=args.client_id, subjects=subjects) as svc:
         print(f"serving {domain} on {redact_url(svc.url)}, storing to {redact_url(ep.store)}; Ctrl-C to stop",
               flush=True)
         try:

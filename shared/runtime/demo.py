@@ -299,7 +299,8 @@ def run_demo(d: Any, args: Any) -> dict:
     logging.getLogger("shared.transport.consumer").addFilter(injected)
     n_fw, n_qemu = args.firmware, args.qemu
     with endpoints(args, default_store=f"sqlite:///{db}") as ep, \
-            run_cloud(d, args, ep.mqtt, ep.store, args.models, on_result=on_result) as cloud, \
+            run_cloud(d, args, ep.mqtt, ep.store, args.models, on_result=on_result,
+                      subjects=[s.id for s in run.subjects]) as cloud, \
             beside_demo(args, ep.mqtt, ep.store, {d.name: cloud.service.rule}):
         run.mqtt, run.store_url, run.cloud = ep.mqtt, ep.store, cloud
         print(f"broker {redact_url(ep.mqtt)}   store {redact_url(ep.store)}", flush=True)
