@@ -50,6 +50,7 @@ _TOOLS: dict[str, tuple[str, str, str]] = {
     "split": ("shared.integration.split.cli", "split_main",
               "split learning, SplitFed and split inference: cut-layer activations over MQTT"),
     "domain": ("shared.scaffold", "domain_main", "domain new NAME: write a working domain package (a plug-in)"),
+    "cluster": ("shared.cluster.cli", "cluster_main", "NATS JetStream cluster: config, init, up (local demo/test)"),
 }
 
 

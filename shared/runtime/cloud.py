@@ -134,18 +134,34 @@ def serve_main(domain: str, argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--subjects-file", type=Path, default=None, help="the deployment's subject ids, one a line: "
                     "site streams (e.g. EHR charts) are stored for these and for devices that reported themselves")
     ap.add_argument("--duration", default=None, help="stop after this long (30s, 10m, 2h); default: until Ctrl-C")
+    ap.add_argument("--queue", default=None, help="nats://host:port[,host:port]: run as a scoring worker on a NATS "
+                    "JetStream cluster (tinylarge cluster) instead of subscribing to --mqtt")
+    ap.add_argument("--worker", default="0/1", help="with --queue: this worker's static share k/n of the partitions")
     args = ap.parse_args(argv)
     try:
         limit_s = math.inf if args.duration is None else parse_duration(args.duration)
     except ValueError as exc:
         ap.error(f"--duration: {exc}")
     check_endpoints(args)
+    if args.queue:
+        from shared.cluster.worker import Share, parse_queue_url
+
+        try:
+            parse_queue_url(args.queue)
+            Share.parse(args.worker)
+        except ValueError as exc:
+            ap.error(str(exc))
     require_models(d.name, args.models, args.quick)
     from shared.runtime.service import read_subjects_file
 
     subjects = read_subjects_file(args.subjects_file) if args.subjects_file is not None else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     d.hooks.ensure_trained(args.models, quick=args.quick)
+    if args.queue:  # the scale-out path (shared.cluster): the same service, fed by partitions
+        from shared.cluster.worker import serve_queue
+        from shared.protocol.endpoints import store_url
+
+        return serve_queue(d, args, store_url(args.store), d.hooks.service(args.models), limit_s)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     with endpoints(args) as ep, run_cloud(d, args, ep.mqtt, ep.store, args.models,
                                           client_id=args.client_id, subjects=subjects) as svc:
