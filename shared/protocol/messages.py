@@ -36,6 +36,10 @@ MAX_BYTES_BY_STREAM = {"model": 512 * 1024, "smashed": 512 * 1024, "cutgrad": 51
 #: nesting deeper than this is refused before schema validation
 MAX_DEPTH = 8
 
+#: built once (``json.dumps`` with options builds an encoder per call)
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
+_FINITE = json.JSONEncoder(allow_nan=False).encode
+
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _STREAM_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -186,12 +190,14 @@ def _check_finite(obj: Any, path: str = "$") -> None:
             _check_finite(v, f"{path}[{i}]")
 
 
-def validate(domain: str, stream: str, msg: Any) -> dict:
+def validate(domain: str, stream: str, msg: Any, *, finite: bool = False) -> dict:
     """Validate a message object against its schema; return it, or raise MessageError naming the field.
 
     The hot path is the compiled schema plus a C-speed finiteness check (``json.dumps`` with
     ``allow_nan=False``); every schema bounds nesting, so a message that passes is shallower than
-    MAX_DEPTH. Only a failing message is walked in Python to name the reason.
+    MAX_DEPTH. Only a failing message is walked in Python to name the reason. ``finite=True`` skips the
+    finiteness check, for a caller that made sure of it (:func:`decode`'s parser refuses non-finite numbers;
+    :func:`encode` serialises with ``allow_nan=False`` anyway).
     """
     if not isinstance(msg, dict):
         raise MessageError(f"message must be a JSON object, got {type(msg).__name__}")
@@ -199,7 +205,8 @@ def validate(domain: str, stream: str, msg: Any) -> dict:
         raise MessageError(f"unknown schema version v={msg['v']!r}; this side speaks v={SCHEMA_VERSION}")
     try:
         _fast_validator(domain, stream)(msg)
-        json.dumps(msg, allow_nan=False)
+        if not finite:
+            _FINITE(msg)
         return msg
     except (fastjsonschema.JsonSchemaException, ValueError):
         pass  # invalid: find the most relevant reason below
@@ -225,9 +232,13 @@ def _finite_float(text: str) -> float:
 
 
 def encode(domain: str, stream: str, msg: dict) -> bytes:
-    """Validate and serialise compactly (UTF-8, no NaN/Infinity)."""
-    validate(domain, stream, msg)
-    data = json.dumps(msg, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
+    """Validate and serialise compactly (UTF-8, no NaN/Infinity): one serialisation, which checks finiteness."""
+    validate(domain, stream, msg, finite=True)
+    try:
+        data = _COMPACT(msg).encode()
+    except ValueError:  # a non-finite number: the full check names where
+        validate(domain, stream, msg)
+        raise
     limit = MAX_BYTES_BY_STREAM.get(stream, MAX_BYTES)
     if len(data) > limit:
         raise MessageError(f"message of {len(data)} bytes exceeds the {limit}-byte limit of {stream!r}")
@@ -253,7 +264,7 @@ def decode(domain: str, stream: str, payload: bytes) -> dict:
         raise MessageError(f"bad JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except ValueError:  # e.g. an integer literal beyond Python's 4300-digit conversion limit
         raise MessageError("bad JSON: number literal too long") from None
-    return validate(domain, stream, msg)
+    return validate(domain, stream, msg, finite=True)  # the parser refused NaN, Infinity and overflows
 
 
 #: seqs a device may use per millisecond of uptime without reusing one after a restart (see boot_seq)
