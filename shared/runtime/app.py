@@ -204,10 +204,18 @@ def _ssl_reason(exc: BaseException) -> str:
 def check_broker(args: argparse.Namespace | None, url: str, role: str = "check") -> None:
     """Connect to the broker at ``url`` once (TLS and credentials included) and disconnect, before any long
     work needs it later: a refused, unreachable or untrusted broker is a ConnectionError, one line."""
+    import logging
+
     client = MqttClient(client_config(args, url, f"tinylarge-{role}-{os.getpid()}", clean_session=True,
                                       takeover_check_s=0.0))
-    client.start(timeout_s=10.0)
-    client.stop()
+    quiet = logging.getLogger("shared.transport.mqtt")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the ConnectionError is the one line; no warning beside it
+    try:
+        client.start(timeout_s=10.0)
+        client.stop()
+    finally:
+        quiet.setLevel(level)
 
 
 def require_models(domain: str, models_dir: Any, quick: bool) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import subprocess
 import sys
 
@@ -58,3 +60,83 @@ def test_an_unregistered_domain_lists_the_registered_ones(capsys):
 def test_console_script_runs_as_a_module():
     out = subprocess.run([sys.executable, "-m", "shared.cli", "--help"], capture_output=True, text=True, check=True)
     assert "tinylarge" in out.stdout
+
+
+# ---- one style (issue 24) -------------------------------------------------------------------------------
+
+def _style_parsers():
+    """The parsers of the commands outside the four domain verbs, sub-commands included."""
+    from shared.integration import loop
+    from shared.integration.federated.cli import parser as fl_parser
+    from shared.integration.split.cli import _parser as split_parser
+    from shared.security.pki import _parser as pki_parser
+    from shared.tiny.compiler.cli import compile_parser
+    from shared.tiny.edge_impulse import parser as ei_parser
+    from shared.tiny.firmware import build_parser
+
+    todo = [fl_parser(), split_parser(), loop.parser(), ei_parser(), compile_parser(), build_parser(), pki_parser()]
+    while todo:
+        p = todo.pop()
+        yield p
+        for action in p._actions:  # noqa: SLF001 - argparse keeps sub-parsers only there
+            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+                todo.extend(action.choices.values())
+
+
+def test_every_option_has_help_with_its_default_and_no_raw_markup():
+    for p in _style_parsers():
+        text = p.format_help()
+        assert "`" not in text, p.prog
+        for action in p._actions:  # noqa: SLF001
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+                continue
+            assert action.help, f"{p.prog} {action.option_strings or action.dest}: no help"
+            shown = p.formatter_class(p.prog)._get_help_string(action)  # noqa: SLF001
+            if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS):
+                assert "default" in shown, f"{p.prog} {action.option_strings}: default not shown"
+
+
+@pytest.mark.parametrize("argv", [["fl", "healthcare"], ["split", "healthcare"], ["loop", "healthcare"],
+                                  ["ei", "export", "healthcare"], ["firmware", "build", "healthcare"]])
+def test_the_domain_is_the_first_argument_everywhere(argv):
+    from shared.integration import loop
+    from shared.integration.federated.cli import parser as fl_parser
+    from shared.integration.split.cli import _parser as split_parser
+    from shared.tiny.edge_impulse import parser as ei_parser
+    from shared.tiny.firmware import build_parser
+
+    parsers = {"fl": fl_parser, "split": split_parser, "loop": loop.parser, "ei": ei_parser, "firmware": build_parser}
+    rest = argv[1:] if argv[0] in ("fl", "split", "loop") else argv[2:] if argv[0] == "firmware" else argv[1:]
+    assert parsers[argv[0]]().parse_args(rest).domain == "healthcare"
+
+
+def test_one_vocabulary_with_the_old_spellings_hidden(capsys):
+    from shared.integration.federated.cli import parser as fl_parser
+    from shared.integration.split.cli import _parser as split_parser
+
+    a = split_parser().parse_args(["healthcare", "--batch", "16", "--timeout", "3"])
+    assert (a.batch_size, a.timeout_s) == (16, 3.0)
+    assert fl_parser().parse_args(["healthcare", "--round-timeout", "9"]).timeout_s == 9.0
+    err = capsys.readouterr().err
+    assert "--batch is deprecated; use --batch-size" in err and "--round-timeout is deprecated; use --timeout-s" in err
+    for p in (split_parser(), fl_parser()):
+        text = p.format_help()
+        assert "--round-timeout" not in text and "--batch " not in text and "--timeout " not in text
+        assert "--timeout-s" in text
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"tinylarge {version('tinylarge')}"
+
+
+def test_results_print_as_the_demos_table_or_as_json(capsys):
+    summary = {"accuracy": 0.91234, "clients": 3, "traffic": {"rounds": 2}, "subjects": ["a", "b"], "none": None}
+    cli.emit_summary("a run", summary)
+    table = capsys.readouterr().out
+    assert "a run" in table and "0.9123" in table and "traffic.rounds" in table and "a, b" in table
+    assert table.count("-" * 10) >= 3  # the demo's rules
+    cli.emit_summary("a run", summary, as_json=True)
+    assert json.loads(capsys.readouterr().out) == summary
