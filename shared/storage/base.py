@@ -1,4 +1,4 @@
-"""Time-series storage: one interface, an embedded SQLite backend (default) and an InfluxDB backend.
+"""Time-series storage: one interface, an embedded SQLite backend (default), PostgreSQL and an InfluxDB backend.
 
 Every service stores what it receives and what it computes as :class:`Point` objects and reads
 history back per device. Pick the backend with a URL (flag ``--store`` or env ``TINYLARGE_STORE``)::
@@ -6,7 +6,16 @@ history back per device. Pick the backend with a URL (flag ``--store`` or env ``
     sqlite:///out/tinylarge.db        relative path (parent folders are created)
     sqlite:////var/lib/tl/points.db   absolute path
     sqlite://:memory:                 in-memory database (tests)
+    postgresql://tl@db1:5432/tinylarge   PostgreSQL, the store many writers (worker processes) share
     influx+http://host:8086/bucket    InfluxDB 2 / VictoriaMetrics over HTTP (influx+https for TLS)
+
+PostgreSQL URLs: ``postgresql://[user[:password]@][host[:port][,host2[:port]...]][/dbname][?param=value]``
+(libpq's URI form; default port 5432; several hosts are tried in order). Leave the password out and set
+``PGPASSWORD`` (or use ``~/.pgpass``); printed URLs show it as ``***``. Query parameters: libpq's
+(``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``, ``connect_timeout``, ``application_name``,
+``target_session_attrs``, ``keepalives*``, ``host`` for a socket folder ...) and ``retry_s`` (default 30:
+how long an operation reconnects to a server that went away before it raises). ``postgres://`` is refused
+with a pointer to ``postgresql://``. The table is created on first use; see :mod:`shared.storage.postgres`.
 
 Influx URL query parameters (all optional): ``flavor=auto|vm|influxdb`` (server kind; ``auto`` asks
 ``/health`` on first read), ``spool=DIR`` (on-disk spool folder, default ``out/spool/<bucket>``),
@@ -31,6 +40,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
+
+from shared.storage._pg_url import PostgresURL, parse_postgres_url
 
 FieldValue = float | int | bool | str | None
 
@@ -203,18 +214,22 @@ def _positive_int(name: str, text: str) -> int:
     return value
 
 
-def parse_store_url(url: str) -> SqliteURL | InfluxURL:
+def parse_store_url(url: str) -> SqliteURL | InfluxURL | PostgresURL:
     """Parse a store URL (see the module docstring); raise ValueError naming what is wrong."""
     if not isinstance(url, str) or not url.strip():
-        raise ValueError("store URL is empty; expected sqlite:///path.db or influx+http://host:port/bucket")
+        raise ValueError("store URL is empty; expected sqlite:///path.db, postgresql://host:port/db or "
+                         "influx+http://host:port/bucket")
     if "://" not in url:
-        raise ValueError(f"store URL {url!r} has no scheme; expected sqlite:// or influx+http(s)://")
+        raise ValueError(f"store URL {url!r} has no scheme; expected sqlite://, postgresql:// or influx+http(s)://")
     scheme = url.split("://", 1)[0].lower()
     if scheme == "sqlite":
         return _parse_sqlite(url)
+    if scheme in ("postgresql", "postgres"):
+        return parse_postgres_url(url)
     if scheme in ("influx+http", "influx+https"):
         return _parse_influx(url, scheme.split("+", 1)[1])
-    raise ValueError(f"store URL scheme {scheme!r} is not supported; use sqlite, influx+http or influx+https")
+    raise ValueError(f"store URL scheme {scheme!r} is not supported; use sqlite, postgresql, influx+http or "
+                     "influx+https")
 
 
 def _parse_sqlite(url: str) -> SqliteURL:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.storage.base import SqliteURL, Store, parse_store_url
+from shared.storage.base import PostgresURL, SqliteURL, Store, parse_store_url
 
 
 def open_store(url: str, **options: object) -> Store:
@@ -17,6 +17,10 @@ def open_store(url: str, **options: object) -> Store:
         if parsed.path != ":memory:":
             Path(parsed.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         return SqliteStore(parsed.path, **options)  # type: ignore[arg-type]
+    if isinstance(parsed, PostgresURL):
+        from shared.storage.postgres import PostgresStore
+
+        return PostgresStore(parsed, **options)  # type: ignore[arg-type]
     from shared.storage.influx import InfluxStore
 
     return InfluxStore.from_url(parsed, **options)  # type: ignore[arg-type]
