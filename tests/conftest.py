@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("tinylarge", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("tinylarge")
 
-pytest_plugins = ["tests.fixtures.mqtt", "tests.fixtures.influx", "tests.fixtures.nats"]
+pytest_plugins = ["tests.fixtures.mqtt", "tests.fixtures.influx", "tests.fixtures.nats", "tests.fixtures.postgres"]
 
 
 @pytest.fixture(scope="session")
