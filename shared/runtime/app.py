@@ -143,6 +143,7 @@ def check_endpoints(args: argparse.Namespace) -> None:
     _check_tls_files(getattr(args, "ca", None), getattr(args, "cert", None), getattr(args, "key", None))
     if store:
         _check_sqlite_file(store)
+        _check_postgres(store)
 
 
 #: the first 16 bytes of every SQLite 3 database file
@@ -168,6 +169,17 @@ def _check_sqlite_file(url: str) -> None:
             if f.read(16) != _SQLITE_MAGIC:
                 raise UserError(f"--store: {path} is not a SQLite database; name a new file or a database "
                                 "that tinylarge wrote")
+
+
+def _check_postgres(url: str) -> None:
+    """A ``postgresql://`` store is opened once (connection, login, database, the table made on first use) and
+    closed, before the models load: a UserError naming the URL (password hidden) when it cannot be."""
+    from shared.storage.base import PostgresURL, parse_store_url
+
+    if isinstance(parse_store_url(url), PostgresURL):
+        from shared.storage.postgres import PostgresStore
+
+        PostgresStore(url, retry_s=0).close()
 
 
 def _check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
