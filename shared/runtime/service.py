@@ -89,6 +89,38 @@ class Subject:
     last_ts: int = 0
     alert: AlertState = field(default_factory=AlertState)
     extra: dict[str, Any] = field(default_factory=dict)  #: whatever the domain keeps (charts, last vitals, ...)
+    #: the steps again, as rows [0, _rows) of one array; a row is written once, so a view of it never changes
+    _window: np.ndarray | None = field(default=None, repr=False)
+    _rows: int = 0
+
+    def push(self, step: np.ndarray) -> None:
+        """Append ``step`` to :attr:`steps` and to the window. When the window is full, the newest steps move
+        to a new array (views of the old one stay as they were), so a snapshot costs no copy."""
+        self.steps.append(step)
+        w, rows = self._window, self._rows
+        if w is None or w.shape[1:] != np.shape(step) or w.dtype != getattr(step, "dtype", None):
+            self._window = None  # history() builds it from the steps
+            return
+        if rows == len(w):
+            keep = len(self.steps) - 1
+            fresh = np.empty((max(len(w), 2 * len(self.steps)), *w.shape[1:]), w.dtype)
+            fresh[:keep] = w[rows - keep:rows]
+            self._window, w, rows = fresh, fresh, keep
+        w[rows] = step
+        self._rows = rows + 1
+
+    def history(self) -> np.ndarray:
+        """The steps, oldest first, as one read-only (T, features) array: a view that later steps leave alone."""
+        n = len(self.steps)
+        if self._window is None or self._rows < n:
+            cap = max(2 * (self.steps.maxlen or n), 2 * n, 1)
+            first = np.stack(list(self.steps)) if n else np.empty((0,))
+            self._window = np.empty((cap, *first.shape[1:]), first.dtype)
+            self._window[:n] = first
+            self._rows = n
+        view = self._window[self._rows - n:self._rows]
+        view.flags.writeable = False
+        return view
 
 
 @dataclass
@@ -284,12 +316,12 @@ class SubjectService:
             return
         self.append(s, msg)
         self.counts["inferences"] += 1
-        self._due.append(Job(s, msg, np.stack(list(s.steps)), self.baseline(s, msg)))
+        self._due.append(Job(s, msg, s.history(), self.baseline(s, msg)))
 
     def append(self, s: Subject, msg: dict) -> None:
         """Append this message's step to the subject's history and move its clock forward (never back: a
         late message must not make the windows after it look new again when they are redelivered)."""
-        s.steps.append(self.step(s, msg))
+        s.push(self.step(s, msg))
         if msg["seq"] > s.last_seq:
             s.last_seq, s.last_ts = msg["seq"], msg["ts"]
 
