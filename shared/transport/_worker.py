@@ -26,6 +26,8 @@ BatchHandler = Callable[[list[tuple[str, bytes]]], None]
 MAX_PARKED = 10_000
 #: default for the most messages one batch handler call receives
 MAX_BATCH = 256
+#: topics whose matching routes the worker remembers (one per device and stream); beyond this it starts over
+MAX_MATCHES = 100_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class _Worker:
 
     _work: queue.Queue
     _routes: dict[str, _Sink]
+    _matches: dict[str, tuple[str, ...]]  #: topic -> the route filters it matches (cleared when routes change)
     _parked: collections.deque
     _cond: Any
     _counts: Any
@@ -99,10 +102,16 @@ class _Worker:
             self._dispatch(batch, [self._routes[f] for f in filters])
 
     def _matching(self, topic: str) -> tuple[str, ...]:
-        return tuple(f for f in self._routes if paho.topic_matches_sub(f, topic))
+        found = self._matches.get(topic)
+        if found is None:  # paho builds a matcher per call: look each topic up once
+            if len(self._matches) >= MAX_MATCHES:
+                self._matches.clear()
+            found = self._matches[topic] = tuple(f for f in self._routes if paho.topic_matches_sub(f, topic))
+        return found
 
     def _add_route(self, route: _Route) -> None:
         """Register (or drop) a route, then deliver parked messages it matches, in arrival order."""
+        self._matches.clear()
         if route.sink is None:
             self._routes.pop(route.topic_filter, None)
             return

@@ -36,6 +36,7 @@ from __future__ import annotations
 import collections
 import logging
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -84,6 +85,11 @@ class MqttConfig:
     #: seconds start() watches the new connection for a takeover (None: TAKEOVER_CHECK_S for a client that
     #: logs in with a user name or a certificate, where the broker's client id is the identity; else 0)
     takeover_check_s: float | None = None
+    #: TCP_NODELAY on every socket of this client (reconnects included): each packet leaves at once instead of
+    #: waiting, under Nagle's algorithm, for the peer to acknowledge the previous one (which its delayed ACK
+    #: can hold back up to 40 ms). MQTT is small request/response packets (PUBLISH/PUBACK), so on by default;
+    #: False lets the kernel coalesce small packets on a link where their count matters more than latency.
+    tcp_nodelay: bool = True
 
     def __post_init__(self) -> None:
         parse_mqtt_url(self.url)  # raises ValueError naming what is wrong
@@ -116,6 +122,14 @@ def _check_filter(topic_filter: str) -> None:
             raise ValueError(f"invalid topic filter {topic_filter!r}: '+' must fill a level, '#' come last")
 
 
+def _set_nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """paho's on_socket_open: disable Nagle's algorithm (MqttConfig.tcp_nodelay)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (a unix socket, a websocket wrapper)
+        log.debug("MQTT: TCP_NODELAY not set on %r", sock)
+
+
 class MqttClient(_Worker):
     """A paho client with a bounded outgoing queue, ordered off-thread handlers and acks after handling."""
 
@@ -140,6 +154,8 @@ class MqttClient(_Worker):
         c.max_queued_messages_set(cfg.max_queue)
         c.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]  # floats work
         c.manual_ack_set(True)
+        if cfg.tcp_nodelay:
+            c.on_socket_open = _set_nodelay  # paho calls it for every new socket, reconnects included
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_connect_fail = self._on_connect_fail
@@ -154,6 +170,7 @@ class MqttClient(_Worker):
         self._early_acks: set[int] = set()  # PUBACKs that raced ahead of publish() returning
         self._subs: dict[str, tuple[_Sink, int]] = {}  # filter -> (sink, qos), for (re)subscribing
         self._routes: dict[str, _Sink] = {}  # the worker's own copy, updated in queue order
+        self._matches: dict[str, tuple[str, ...]] = {}  # the worker's topic -> matching routes
         self._parked: collections.deque[tuple[int, paho.MQTTMessage]] = collections.deque()
         self._suback: dict[int, list[Any]] = {}
         self._connected = False
