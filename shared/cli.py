@@ -54,10 +54,13 @@ _TOOLS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def add_endpoint_args(p: argparse.ArgumentParser) -> None:
-    """The endpoint flags every networked command shares (DESIGN: endpoints by URL)."""
+def add_endpoint_args(p: argparse.ArgumentParser, embedded_broker: bool = True) -> None:
+    """The endpoint flags every networked command shares (DESIGN: endpoints by URL); ``embedded_broker``:
+    whether the command starts an embedded broker when no URL is given (else the URL is required)."""
+    default = "default: start an embedded broker (local demos only)" if embedded_broker else \
+        "required (a running broker: the dashboard only reads)"
     p.add_argument("--mqtt", help="broker URL mqtt://[user:pass@]host:port or mqtts://...; env TINYLARGE_MQTT; "
-                   "default: start an embedded broker (local demos only)")
+                   + default)
     p.add_argument("--ca", help="CA certificate for mqtts://")
     p.add_argument("--cert", help="client certificate (PEM) for mqtts://")
     p.add_argument("--key", help="client private key (PEM) for mqtts://")

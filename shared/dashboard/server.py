@@ -144,7 +144,7 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     from shared.cli import add_endpoint_args
 
     ap = argparse.ArgumentParser(prog="tinylarge dashboard", description="serve the live fleet page (read-only)")
-    add_endpoint_args(ap)
+    add_endpoint_args(ap, embedded_broker=False)
     ap.add_argument("--host", default="127.0.0.1", help=f"address to bind (default 127.0.0.1; any other needs "
                     f"{TOKEN_ENV})")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
