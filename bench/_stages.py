@@ -124,7 +124,7 @@ def instrument(clock: StageClock, cloud: Any) -> None:
     clock.wrap(consumer, "_decode", "worker: decode + validate")
     clock.wrap(service, "_take", "worker: history step + NEWS2 + queue")
     clock.wrap(service.store, "write", lambda: f"{who()}: store write (SQLite)")
-    clock.wrap(client, "_ack", "worker: PUBACK hand-over to paho")
+    clock.wrap(client, "_ack_all", "worker: PUBACK hand-over to paho")
     clock.wrap(service.predictor, "predict_batch", "scorer: large model (batched)")
     clock.wrap(service, "result", "scorer: result message + alert rule")
     clock.wrap(service, "publish", "scorer: result publish (encode + validate + paho)")

@@ -36,7 +36,6 @@ from __future__ import annotations
 import collections
 import logging
 import queue
-import socket
 import ssl
 import threading
 import time
@@ -48,6 +47,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from shared.protocol.endpoints import MqttEndpoint, parse_mqtt_url
+from shared.transport._paho import BufferedClient, set_nodelay
 from shared.transport._worker import MAX_BATCH, BatchHandler, Handler, _Route, _Sink, _Worker, _WorkItem
 
 log = logging.getLogger(__name__)
@@ -122,14 +122,6 @@ def _check_filter(topic_filter: str) -> None:
             raise ValueError(f"invalid topic filter {topic_filter!r}: '+' must fill a level, '#' come last")
 
 
-def _set_nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
-    """paho's on_socket_open: disable Nagle's algorithm (MqttConfig.tcp_nodelay)."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):  # not a TCP socket (a unix socket, a websocket wrapper)
-        log.debug("MQTT: TCP_NODELAY not set on %r", sock)
-
-
 class MqttClient(_Worker):
     """A paho client with a bounded outgoing queue, ordered off-thread handlers and acks after handling."""
 
@@ -138,7 +130,7 @@ class MqttClient(_Worker):
         self.endpoint: MqttEndpoint = parse_mqtt_url(cfg.url)
         if not self.endpoint.tls and (cfg.ca or cfg.certfile):
             raise ValueError(f"ca/certfile given but {self.endpoint} is not TLS: use mqtts://")
-        c = paho.Client(
+        c = BufferedClient(  # paho's, reading its socket through a buffer (shared.transport._paho)
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
             clean_session=cfg.clean_session,
@@ -155,7 +147,7 @@ class MqttClient(_Worker):
         c.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]  # floats work
         c.manual_ack_set(True)
         if cfg.tcp_nodelay:
-            c.on_socket_open = _set_nodelay  # paho calls it for every new socket, reconnects included
+            c.on_socket_open = set_nodelay  # paho calls it for every new socket, reconnects included
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_connect_fail = self._on_connect_fail

@@ -75,3 +75,79 @@ def test_a_new_route_sees_topics_the_worker_already_matched(request, broker):
     finally:
         sub.stop(flush_timeout_s=1)
         pub.stop(flush_timeout_s=1)
+
+
+def test_buffered_socket_serves_small_reads_from_one_read_and_says_what_it_holds():
+    from shared.transport._paho import BufferedSocket
+
+    a, b = socket.socketpair()
+    try:
+        b.sendall(b"\x30\x03abc\x40\x02\x00\x07")  # a PUBLISH-like and a PUBACK-like packet in one burst
+        buffered = BufferedSocket(a)
+        assert buffered.recv(1) == b"\x30"
+        assert buffered.pending() == 8  # the rest waits in the buffer: paho's loop must not wait in select
+        assert buffered.recv(1) == b"\x03" and buffered.recv(3) == b"abc"
+        assert buffered.recv(100) == b"\x40\x02\x00\x07"  # never more than the buffer holds, never past it
+        assert buffered.pending() == 0
+        a.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            buffered.recv(1)  # empty buffer, nothing on the socket: the socket's own answer
+        b.close()
+        assert buffered.recv(1) == b""  # end of stream, as the socket says it
+        assert buffered.fileno() == a.fileno()
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("broker", BROKERS)
+def test_a_burst_read_at_once_is_handled_without_waiting_for_more_bytes(request, broker):
+    """Many messages arrive in one read; each is handled although no more bytes come (paho's loop asks the
+    buffered socket what it holds instead of waiting up to a second in select for each)."""
+    url = _url(request, broker)
+    topic = uid("burst")
+    sub = MqttClient(MqttConfig(url, uid("burst-sub"), clean_session=True))
+    pub = MqttClient(MqttConfig(url, uid("burst-pub"), clean_session=True))
+    got: list[bytes] = []
+    sub.start()
+    pub.start()
+    try:
+        sub.subscribe(topic, lambda t, p: got.append(p), qos=0)
+        for i in range(200):
+            pub.publish(topic, str(i).encode(), qos=0)
+        assert wait_for(lambda: len(got) == 200, timeout_s=10)
+        assert got == [str(i).encode() for i in range(200)]
+    finally:
+        sub.stop(flush_timeout_s=1)
+        pub.stop(flush_timeout_s=1)
+
+
+@pytest.mark.broker
+def test_a_handled_batch_is_acknowledged_in_one_write_and_never_delivered_again(mosquitto):
+    """150 QoS 1 messages (more than Mosquitto keeps in flight to one client, 20) handled in batches, then the
+    consumer stops and comes back under the same persistent session: only a marker published afterwards
+    arrives (whatever had not been PUBACKed would come first)."""
+    topic, svc = uid("acks"), uid("acks-svc")
+    got: list[bytes] = []
+    pub = MqttClient(MqttConfig(mosquitto.url, uid("acks-pub"), clean_session=True))
+    sub = MqttClient(MqttConfig(mosquitto.url, svc, clean_session=False))
+    pub.start()
+    sub.start()
+    try:
+        sub.subscribe_batch(topic, lambda items: got.extend(p for _, p in items))
+        for i in range(150):
+            assert pub.publish(topic, f"m{i}".encode())
+        assert wait_for(lambda: len(got) == 150, timeout_s=20)
+        assert sub.wait_all_acked(5)
+        sub.stop()
+        assert got == [f"m{i}".encode() for i in range(150)]
+        got.clear()
+        sub = MqttClient(MqttConfig(mosquitto.url, svc, clean_session=False))
+        sub.subscribe_batch(topic, lambda items: got.extend(p for _, p in items))
+        sub.start()
+        assert pub.publish(topic, b"marker")
+        assert wait_for(lambda: b"marker" in got, timeout_s=10)
+        assert got == [b"marker"]
+    finally:
+        sub.stop(flush_timeout_s=1)
+        pub.stop(flush_timeout_s=1)
