@@ -8,6 +8,7 @@ Each reads what differs from the domain's declaration and hooks (:mod:`shared.do
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,17 +29,20 @@ def train_main(domain: str, argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--models", type=Path, default=d.models_dir, help="output folder (default %(default)s)")
     ap.add_argument("--quick", action="store_true", help="small populations, few epochs (well under a minute)")
     ap.add_argument("--if-needed", action="store_true", help="skip training when the stamp is up to date")
+    ap.add_argument("--json", action="store_true", help="print the metrics as JSON (for machines) instead of a table")
     args = ap.parse_args(argv)
     what = "quick" if args.quick else "full"
-    print(f"{d.name}: training the {what} models into {args.models}", flush=True)
+    print(f"{d.name}: training the {what} models into {args.models}", file=sys.stderr if args.json else sys.stdout,
+          flush=True)
     t0 = time.monotonic()
     hooks = d.hooks
     metrics = (hooks.ensure_trained if args.if_needed else hooks.train)(args.models, quick=args.quick)
+    from shared.cli import emit_summary
+
     rows = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
-    width = max((len(k) for k in rows), default=0)
-    for k, v in rows.items():
-        print(f"{k:<{width}}  {v}")
-    print(f"{d.name}: models in {args.models} ({time.monotonic() - t0:.0f} s)", flush=True)
+    emit_summary(f"{d.name} models ({what})", metrics if args.json else rows, args.json)
+    print(f"{d.name}: models in {args.models} ({time.monotonic() - t0:.0f} s)", file=sys.stderr if args.json
+          else sys.stdout, flush=True)
     return 0
 
 
