@@ -81,7 +81,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-class _Alias(argparse.Action):
+class DeprecatedAlias(argparse.Action):
     """An old spelling of an option: sets the new one's value and says, on one line, what to use."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, use: str = "", **kwargs: Any) -> None:
@@ -98,7 +98,7 @@ def add_alias(p: argparse.ArgumentParser | Any, old: str, new: str, **kwargs: An
     """``old`` as a hidden alias of the option ``new`` (same ``type``/``nargs`` via ``kwargs``): not in the
     help, still accepted, with a one-line deprecation warning."""
     dest = new.lstrip("-").replace("-", "_")
-    p.add_argument(old, dest=dest, action=_Alias, use=new, default=argparse.SUPPRESS, help=argparse.SUPPRESS,
+    p.add_argument(old, dest=dest, action=DeprecatedAlias, use=new, default=argparse.SUPPRESS, help=argparse.SUPPRESS,
                    **kwargs)
 
 
@@ -110,7 +110,7 @@ def add_domain_arg(p: argparse.ArgumentParser, needs: str | None = None, depreca
     p.add_argument("domain", metavar="DOMAIN", nargs="?" if deprecated_flag else None,
                    help=f"{what}: {', '.join(able) or 'none registered'}")
     if deprecated_flag:
-        p.add_argument("--domain", dest="domain_flag", action=_Alias, use="the positional DOMAIN",
+        p.add_argument("--domain", dest="domain_flag", action=DeprecatedAlias, use="the positional DOMAIN",
                        default=None, help=argparse.SUPPRESS)
 
 

@@ -54,11 +54,11 @@ __all__ = ["FIRMWARE_DIR", "REPO", "TARGETS", "BuildConfig", "BuildResult", "Fir
 
 def _add_domain(ap: argparse.ArgumentParser) -> None:
     """DOMAIN, the first argument (the domain whose app is built); ``--app DOMAIN`` still works, with a warning."""
-    from shared.cli import _Alias, domains
+    from shared.cli import DeprecatedAlias, domains
 
     ap.add_argument("domain", metavar="DOMAIN", nargs="?", default=None,
                     help=f"the domain whose firmware app is built ({', '.join(domains.names())})")
-    ap.add_argument("--app", dest="domain_flag", action=_Alias, use="the positional DOMAIN", default=None,
+    ap.add_argument("--app", dest="domain_flag", action=DeprecatedAlias, use="the positional DOMAIN", default=None,
                     help=argparse.SUPPRESS)
 
 
