@@ -54,7 +54,8 @@ __all__ = ["FIRMWARE_DIR", "REPO", "TARGETS", "BuildConfig", "BuildResult", "Fir
 
 def _add_domain(ap: argparse.ArgumentParser) -> None:
     """DOMAIN, the first argument (the domain whose app is built); ``--app DOMAIN`` still works, with a warning."""
-    from shared.cli import DeprecatedAlias, domains
+    from shared import domain as domains
+    from shared.cli import DeprecatedAlias
 
     ap.add_argument("domain", metavar="DOMAIN", nargs="?", default=None,
                     help=f"the domain whose firmware app is built ({', '.join(domains.names())})")
