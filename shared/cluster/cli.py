@@ -116,7 +116,7 @@ def up_main(argv: Sequence[str]) -> int:
         cluster.start()
         cluster.init()
         for k in range(args.workers):
-            cluster.start_worker(d.name, k, args.workers, store, models)
+            cluster.start_worker(d.name, k, args.workers, store, models, quick=args.quick)
         mqtt = ", ".join(f"mqtt://127.0.0.1:{p}" for p in cluster.mqtt_ports)
         print(f"cluster up: devices -> {mqtt}; workers --queue {cluster.queue}; store {store}; logs "
               f"{cluster.workdir / 'logs'}; Ctrl-C to stop", flush=True)

@@ -191,10 +191,11 @@ class LocalCluster:
         raise AssertionError("unreachable")
 
     # -- workers -----------------------------------------------------------------------------------------
-    def start_worker(self, domain: str, k: int, n: int, store: str, models: Path | str,
+    def start_worker(self, domain: str, k: int, n: int, store: str, models: Path | str, quick: bool = False,
                      extra: list[str] | None = None) -> subprocess.Popen[bytes]:
+        """``tinylarge serve DOMAIN --queue ... --worker k/n`` (``quick``: the models are quick ones)."""
         argv = [sys.executable, "-m", "shared.cli", "serve", domain, "--queue", self.queue, "--worker", f"{k}/{n}",
-                "--store", store, "--models", str(models), *(extra or [])]
+                "--store", store, "--models", str(models), *(["--quick"] if quick else []), *(extra or [])]
         return self.spawn(f"w{k}", argv)
 
     def close(self, grace_s: float = 5.0) -> None:
