@@ -21,7 +21,7 @@ import numpy as np
 
 from healthcare.signals import LABELS, CohortConfig, Patient, simulate_cohort
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2  #: 2: `features` holds the message's vitals (HR and HRV NaN where withheld)
 CONSCIOUSNESS = ("A", "C", "V", "P", "U")
 _SOURCES = ("signals.py", "_physio.py", "_ppg.py", "features.py")
 CHART_FIELDS = ("chart_sbp_mmhg", "chart_consciousness", "chart_on_oxygen", "chart_rr_bpm", "chart_temp_c",
@@ -35,7 +35,7 @@ class CohortTable:
     patient: np.ndarray  # (n,) str, "s<seed>/<id>"
     t_s: np.ndarray  # (n,) float64, window end since the start of the stay
     clock_s: np.ndarray  # (n,) float64, seconds since midnight of the stay's first day (patient clock)
-    features: np.ndarray  # (n, 8) float32, features.FEATURE_NAMES, NaN where not measurable
+    features: np.ndarray  # (n, 8) float32, features.FEATURE_NAMES as the message carries them (NaN: null)
     vector: np.ndarray  # (n, 8) float32, features.to_vector (the tiny model's input)
     label: np.ndarray  # (n,) int8, index into signals.LABELS
     chart: np.ndarray  # (n, 6) float64, CHART_FIELDS of the latest chart at or before t_s (NaN: none yet)
@@ -79,7 +79,7 @@ def _patient_rows(p: Patient) -> dict[str, np.ndarray]:
     for w in p.windows():
         f = extract_window(w)
         t.append(w.t_end_s)
-        feats.append([getattr(f, k) for k in f.as_dict()])
+        feats.append([math.nan if v is None else v for v in f.message_vitals().values()])  # as the cloud sees them
         vecs.append(to_vector(f))
         labels.append(LABELS.index(w.truth.label))
         det.append(w.truth.deteriorating)

@@ -30,12 +30,18 @@ def _round(v: float | None, nd: int = 2) -> float | None:
 
 
 def inference_message(device: str, seq: int, ts_ms: int, model_id: str, window_s: float,
-                      vitals: dict[str, float | None], label: str, scores: dict[str, float]) -> dict:
-    """The healthcare ``inference`` message (the firmware builds the very same object)."""
+                      vitals: dict[str, float | None], label: str, scores: dict[str, float],
+                      hr_quality: str | None = None) -> dict:
+    """The healthcare ``inference`` message (the firmware builds the very same object). ``vitals``: as sent
+    (`Features.message_vitals`: HR and HRV None when withheld); ``hr_quality``: "good" or "low"
+    (healthcare.features step 10; None: "good" exactly when ``vitals`` carries an HR)."""
+    if hr_quality is None:
+        hr_quality = "low" if vitals.get("hr_bpm") is None else "good"
     return {
         "v": SCHEMA_VERSION, "device": device, "seq": seq, "ts": ts_ms, "model": model_id,
         "window_s": window_s,
         "vitals": {k: _round(v, 4 if k == "quality" else 2) for k, v in vitals.items()},
+        "hr_quality": hr_quality,
         "class": label,
         "scores": {k: round(float(v), 4) for k, v in scores.items()},
     }
@@ -55,7 +61,7 @@ def window_message(d: SimDevice, t_end_s: float) -> dict:
     feats = extract_window(w)
     labels, scores = d.model.classify(to_vector(feats)[None, :])
     return inference_message(d.id, d.seq, d.ts_ms(w.t_end_s), d.model.model_id, len(w.ppg_ir) / w.fs_hz,
-                             feats.as_dict(), labels[0], scores[0])
+                             feats.message_vitals(), labels[0], scores[0], feats.hr_quality)
 
 
 def reload(d: SimDevice, tflite: bytes, version: int) -> Any:

@@ -66,6 +66,16 @@ Step by step (constants are the module-level names in CAPITALS):
    q_motion = clip((MOTION_BAD_G - motion_g) / (MOTION_BAD_G - MOTION_OK_G), 0, 1) with 0.1 g / 0.3 g
    (1 when motion_g is NaN).
 9. temp_c is passed through (NaN when off the wrist).
+10. HR quality (`Features.hr_quality`, the message's ``hr_quality``): "good" when HR was measured (step 4)
+   and its beats pass every check below, else "low"; a low window's message carries HR and HRV as null
+   (`Features.message_vitals`: HR withheld rather than a wrong rate), while the tiny model's input
+   (`to_vector`) keeps them (its "irregular" class needs irregular windows). With m the median valid
+   interval: q_ibi >= HR_Q_IBI_MIN (0.94); q_corr >= HR_Q_CORR_MIN (0.86, Orphanidou et al. 2015's
+   template threshold); the beat period K of step 3a found and |60 fs / K / hr_bpm - 1| <=
+   HR_PERIOD_TOL (0.15: two estimates of the rate agree, after Li & Clifford 2012); no interval longer
+   than HR_GAP_MAX (1.5) x m (a missed beat); neither the first beat's time nor the time from the last
+   beat to the window's end (n / fs) longer than HR_EDGE_MAX (2.0) x m (a dropout at an edge).
+   Measured on real recordings by ``python -m healthcare.ppg_eval`` (docs/healthcare_ppg.md).
 
 `to_vector` turns Features into the tiny model's input: (value - VECTOR_CENTER) / VECTOR_SCALE per
 feature, clipped to +-VECTOR_CLIP (8), NaN -> 0 (the centre value; quality 0 tells the model why).
@@ -74,7 +84,7 @@ feature, clipped to +-VECTOR_CLIP (8), NaN -> 0 (the centre value; quality 0 tel
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -107,6 +117,13 @@ MIN_WINDOW_S = 8.0
 RR_GRID_BPM = np.arange(6.0, 36.0 + 1e-9, 0.5)
 MOTION_OK_G = 0.1
 MOTION_BAD_G = 0.3
+HR_Q_IBI_MIN = 0.94
+HR_Q_CORR_MIN = 0.86
+HR_PERIOD_TOL = 0.15
+HR_GAP_MAX = 1.5
+HR_EDGE_MAX = 2.0
+#: the vitals a low-quality window's message withholds (they come from the beat intervals)
+HR_VITALS: tuple[str, ...] = ("hr_bpm", "hrv_rmssd_ms", "hrv_sdnn_ms")
 VECTOR_CENTER = np.array([75.0, 40.0, 50.0, 96.0, 16.0, 36.8, 0.05, 0.5], dtype=np.float32)
 VECTOR_SCALE = np.array([25.0, 40.0, 40.0, 4.0, 6.0, 1.0, 0.1, 0.5], dtype=np.float32)
 VECTOR_CLIP = 8.0
@@ -124,10 +141,18 @@ class Features:
     temp_c: float
     motion_g: float
     quality: float
+    hr_quality: str = "low"  #: step 10: "good" (HR reported) or "low" (HR withheld); not a model input
 
     def as_dict(self) -> dict[str, float | None]:
-        """JSON-ready: NaN -> None."""
-        return {f.name: (None if math.isnan(v := float(getattr(self, f.name))) else v) for f in fields(self)}
+        """The FEATURE_NAMES, JSON-ready: NaN -> None."""
+        return {name: (None if math.isnan(v := float(getattr(self, name))) else v) for name in FEATURE_NAMES}
+
+    def message_vitals(self) -> dict[str, float | None]:
+        """What the ``inference`` message carries: `as_dict` with HR_VITALS None when hr_quality is low."""
+        d = self.as_dict()
+        if self.hr_quality != "good":
+            d.update(dict.fromkeys(HR_VITALS))
+        return d
 
 
 def ema(x: np.ndarray, fc_hz: float, fs_hz: float) -> np.ndarray:
@@ -354,7 +379,17 @@ def extract(ppg_red: np.ndarray, ppg_ir: np.ndarray, acc_g: np.ndarray, temp_c: 
     rr = _resp_rate(ir, fs, m_ibi, t[ks], ac_ir)
     q_ibi = float(np.mean(valid & (ibi >= 0.5 * m_ibi) & (ibi <= 1.5 * m_ibi)))
     q_corr = _segment_corr(bp_ir, idx, m_ibi, fs)
-    return Features(hr, rmssd, sdnn, spo2, rr, temp, motion, q_ibi * q_corr * q_motion)
+    hr_ok = hr_good(hr, q_ibi, q_corr, period_lag(bp_ir, fs), fs, ibi, t[0], ir.size / fs - t[-1], m_ibi)
+    return Features(hr, rmssd, sdnn, spo2, rr, temp, motion, q_ibi * q_corr * q_motion, "good" if hr_ok else "low")
+
+
+def hr_good(hr_bpm: float, q_ibi: float, q_corr: float, period: int, fs_hz: float, ibi: np.ndarray,
+            lead_s: float, tail_s: float, m_ibi: float) -> bool:
+    """Step 10: the window's HR is reportable. ``period``: K of step 3a (samples, 0: none); ``ibi``: every
+    interval; ``lead_s`` / ``tail_s``: the time before the first beat and after the last."""
+    return (q_ibi >= HR_Q_IBI_MIN and q_corr >= HR_Q_CORR_MIN and period > 0
+            and abs(60.0 * fs_hz / period / hr_bpm - 1.0) <= HR_PERIOD_TOL
+            and float(np.max(ibi)) <= HR_GAP_MAX * m_ibi and max(lead_s, tail_s) <= HR_EDGE_MAX * m_ibi)
 
 
 def extract_window(w: Window) -> Features:

@@ -2,7 +2,9 @@
 
 Data flow for every accepted ``inference`` message (QoS 1, acknowledged only after this returns):
 
-1. store the vitals (measurement ``vitals``) and the tiny model's verdict (measurement ``inference``);
+1. store the vitals (measurement ``vitals``, with the device's ``hr_quality``) and the tiny model's verdict
+   (measurement ``inference``); a withheld HR (null, ``hr_quality`` "low") is no reading: NEWS2 keeps the
+   last valid one for CARRY_VITALS_S;
 2. append one step (``healthcare.large.step_vector``) to the patient's history, with the latest charted
    observations (``chart`` stream: blood pressure, consciousness, oxygen) carried forward;
 3. queue the window for scoring with a snapshot of the history up to it and NEWS2 from the same
@@ -77,7 +79,8 @@ class HealthcareService(SubjectService):
         device, seq, ts = msg["device"], msg["seq"], msg["ts"]
         tags = {"domain": DOMAIN.name, "model": msg["model"]}
         return [
-            Point("vitals", device, seq, ts, dict(msg["vitals"]), tags),
+            # hr_quality "low": HR and HRV withheld by the device (null); absent from older devices' messages
+            Point("vitals", device, seq, ts, {**msg["vitals"], "hr_quality": msg.get("hr_quality")}, tags),
             Point("inference", device, seq, ts, {"class": msg["class"], **{
                 f"p_{k}": v for k, v in msg["scores"].items()}}, tags),
         ]
@@ -143,7 +146,8 @@ class HealthcareService(SubjectService):
             if vit is None:
                 continue
             scores = {k[2:]: v for k, v in inf.fields.items() if k.startswith("p_")}
-            self.append(s, {"vitals": vit.fields, "scores": scores, "seq": inf.seq, "ts": inf.ts_ms})
+            sent = {k: v for k, v in vit.fields.items() if k != "hr_quality"}  # the message's vitals
+            self.append(s, {"vitals": sent, "scores": scores, "seq": inf.seq, "ts": inf.ts_ms})
             loaded += 1
         return loaded
 

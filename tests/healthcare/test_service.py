@@ -32,7 +32,7 @@ def predictor(quick_models):
     return RiskPredictor.load(quick_models / "large")
 
 
-def _inference(device: str, seq: int, hr: float = 80.0, spo2: float = 97.0) -> dict:
+def _inference(device: str, seq: int, hr: float | None = 80.0, spo2: float = 97.0) -> dict:
     vitals = {"hr_bpm": hr, "hrv_rmssd_ms": 30.0, "hrv_sdnn_ms": 40.0, "spo2_pct": spo2, "rr_bpm": 16.0,
               "temp_c": 36.8, "motion_g": 0.01, "quality": 0.95}
     scores = dict.fromkeys(LABELS, 0.0) | {"normal": 1.0}
@@ -254,3 +254,30 @@ def test_a_batch_is_stored_in_one_write_and_treated_as_one_by_one(tmp_path, pred
     assert len(batched.patients["p021"].steps) == 5 and batched.store.count("inference") == len(msgs) + 1
     for svc in (single, batched):
         svc.store.close()
+
+
+def test_a_withheld_hr_is_stored_with_its_flag_and_news2_keeps_the_last_valid_one(tmp_path, predictor):
+    """Issue 23 item 11: a window whose beats are poor carries HR and HRV null with hr_quality "low". The
+    service stores the flag beside the vitals, does not take the null for a reading (NEWS2 scores the HR
+    of the last good window, 5 min before) and rebuilds the same history after a restart."""
+    published: list = []
+    svc = _service(tmp_path, predictor, published)
+    obs = ChartObs("p005", 10.0, sbp_mmhg=120.0, consciousness="A", on_oxygen=False, rr_bpm=16.0, temp_c=36.8)
+    _deliver(svc, "chart", chart_message("p005", 0, T0_MS, obs))
+    _deliver(svc, "inference", _inference("p005", 0, hr=135.0))  # HR 135: NEWS2 3 points
+    low = _inference("p005", 1, hr=None)
+    low["vitals"].update(hrv_rmssd_ms=None, hrv_sdnn_ms=None)
+    assert low["hr_quality"] == "low"
+    _deliver(svc, "inference", low)
+    svc.score_due()
+    assert [m["news2"] for _, _, m in published] == [3, 3]  # the withheld window keeps the carried HR
+    stored = {pt.seq: pt.fields for pt in svc.store.query("vitals", "p005")}
+    assert stored[0]["hr_quality"] == "good" and stored[0]["hr_bpm"] == 135.0
+    assert stored[1]["hr_quality"] == "low" and stored[1].get("hr_bpm") is None  # the store drops nulls
+    before = np.stack(list(svc.patients["p005"].steps))
+    svc.store.close()
+    svc2 = _service(tmp_path, predictor, [])
+    assert svc2.rebuild() == 2
+    np.testing.assert_allclose(np.stack(list(svc2.patients["p005"].steps)), before, atol=1e-6)
+    assert svc2.patients["p005"].extra["vitals"]["hr_bpm"][0] == 135.0
+    svc2.store.close()
