@@ -82,7 +82,8 @@ class EegService(SubjectService):
         from shared.storage.base import Point
 
         fields = {k: v for k, v in msg.items() if k not in ("v", "device", "seq", "ts", "model")}
-        self.store.write([Point("scene", msg["device"], msg["seq"], msg["ts"], fields, {"domain": DOMAIN.name})])
+        # a scene re-sent with other content under a stored (device, seq) raises (dead-lettered: seq conflict)
+        self.write_points([Point("scene", msg["device"], msg["seq"], msg["ts"], fields, {"domain": DOMAIN.name})])
         with self._lock:
             s = self.subject(msg["device"])
             if msg["seq"] >= s.extra.get("scene_seq", -1):
