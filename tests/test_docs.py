@@ -146,6 +146,7 @@ def test_the_flash_example_runs_as_written() -> None:
     assert cmd, "README shows no `tinylarge firmware flash ... --dry-run` example"
     proc = _tinylarge(*cmd.group(1).split())
     assert proc.returncode == 0, proc.stderr[-1000:]
+    assert "deprecated" not in proc.stderr, proc.stderr  # the README shows today's spelling
     assert "program" in proc.stdout or "flash" in proc.stdout, proc.stdout
 
 
