@@ -58,11 +58,11 @@ integration-report: $(STAMP) ## every integration strategy x domain -> out/integ
 loop-%: $(STAMP) ## closed loop: the transformer teaches the tiny model, signed rollout, fleet metric before/after
 	$(BIN)/tinylarge loop $*
 
-bench: $(STAMP) ## pipeline benchmark -> out/bench/pipeline.json
-	$(BIN)/python -m bench.pipeline
+bench: $(STAMP) ## pipeline benchmark (raw rate, saturated, paced at half, CPU by stage) -> out/bench/pipeline.json (BENCH_ARGS=--quick: CI's short run -> pipeline-quick.json); fails on any loss, duplicate or dead letter
+	$(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 
-bench-faults: $(STAMP) ## fault-injection reliability report -> out/bench/faults.json
-	$(BIN)/python -m bench.faults
+bench-faults: $(STAMP) ## fault-injection reliability report -> out/bench/faults.json (BENCH_FAULTS_ARGS=--quick: CI's short run -> faults-quick.json); fails on a broken promise or any dead letter
+	$(BIN)/python -m bench.faults $(BENCH_FAULTS_ARGS)
 
 firmware-report: $(STAMP) ## parity and footprint of the compiled firmware -> out/firmware/report.json (FIRMWARE_REPORT_ARGS=--quick: 100 parity inputs)
 	$(BIN)/python -m bench.firmware_report $(FIRMWARE_REPORT_ARGS)
