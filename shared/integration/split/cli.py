@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     add_alias(p, "--timeout", "--timeout-s", type=float)
     p.add_argument("--quick", action="store_true", help="small populations (tests, demos)")
     p.add_argument("--mqtt", default=None, help="broker URL (default: env TINYLARGE_MQTT, else an embedded broker)")
+    p.add_argument("--ca", help="CA certificate for mqtts:// (e.g. the ca.crt of tinylarge pki)")
+    p.add_argument("--cert", help="client certificate (PEM) for mqtts://, used by the cloud and every device link")
+    p.add_argument("--key", help="client private key (PEM) for mqtts://")
     p.add_argument("--report", action="store_true",
                    help="run the 2..16-client sweep, write the plot and merge rows into OUT/report.json")
     p.add_argument("--out", type=Path, default=Path("out/integration"), help="report folder")
@@ -49,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 def split_main(argv: Sequence[str] | None = None) -> int:
     from shared.cli import domain_arg, emit_summary
     from shared.errors import UserError
-    from shared.protocol.endpoints import mqtt_url, parse_mqtt_url, redact_url
+    from shared.protocol.endpoints import mqtt_url, redact_url
 
     p = _parser()
     args = p.parse_args(argv)
@@ -59,15 +62,13 @@ def split_main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"{flag}: must be >= 1, got {value}")
     if not args.timeout_s > 0:
         raise UserError(f"--timeout-s: must be > 0, got {args.timeout_s:g}")
+    from shared.runtime.app import check_broker, check_endpoints
+
+    check_endpoints(args)  # the URL; --ca / --cert / --key: files that load, a pair that matches
     url = mqtt_url(args.mqtt)
     if url:
-        try:
-            parse_mqtt_url(url)
-        except ValueError as exc:
-            raise UserError(f"--mqtt: {exc}") from None
-        from shared.runtime.app import check_broker
-
-        check_broker(None, url, role="split-check")
+        check_broker(args, url, role="split-check")
+    tls = {k: v for k, v in (("ca", args.ca), ("cert", args.cert), ("key", args.key)) if v}
 
     from shared.integration.report import format_table, merge_rows
     from shared.integration.split import report
@@ -84,7 +85,7 @@ def split_main(argv: Sequence[str] | None = None) -> int:
     from shared.transport.broker import broker_for
 
     cfg = report.config_for(args.domain, args.quick, epochs=args.epochs, batch=args.batch_size, cut=args.cut,
-                            wire_dtype=args.wire, timeout_s=args.timeout_s)
+                            wire_dtype=args.wire, timeout_s=args.timeout_s, tls=tls or None)
     if args.report:
         out = report.run_domain(args.domain, args.quick, args.mqtt, cfg=cfg)
         report.plot(out, args.out / f"split_scaling_{args.domain}.png")
@@ -113,7 +114,7 @@ def split_main(argv: Sequence[str] | None = None) -> int:
     with broker_for(url) as url:
         print(f"split: {args.mode} over broker {redact_url(url)}", file=sys.stderr, flush=True)
         if args.mode == "inference":
-            summary.update(split_inference(central, data, url, n_devices=args.clients))
+            summary.update(split_inference(central, data, url, n_devices=args.clients, tls=tls))
         else:
             res = (train_sl if args.mode == "sl" else train_splitfed)(data, cfg, url)
             summary.update(res.summary(cfg.epochs))

@@ -25,8 +25,10 @@ SINGLE_WINDOWS = 20  #: windows sent one per message to measure the unbatched co
 
 
 def split_inference(result: SplitResult, data: SplitData, url: str, n_devices: int = 2, batch: int = 64,
-                    timeout_s: float = 10.0) -> dict[str, Any]:
-    """Run the held-out windows through int8 device part -> MQTT -> cloud; accuracy and bytes."""
+                    timeout_s: float = 10.0, tls: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the held-out windows through int8 device part -> MQTT -> cloud; accuracy and bytes. ``tls``:
+    ``ca``/``cert``/``key`` paths for mqtts://."""
+    tls = dict(tls or {})
     if result.device is None or result.server is None:
         raise ValueError("split_inference needs a trained SplitResult (device and server)")
     if n_devices < 1 or batch < 1:
@@ -39,7 +41,7 @@ def split_inference(result: SplitResult, data: SplitData, url: str, n_devices: i
     run_id = uuid.uuid4().hex[:8]
     model = f"{data.task.model_id}-split-int8@cut{len(result.device.sizes) - 1}"
     cloud = CloudService(url, domain, result.server, model, f"cloud-inf-{run_id}", lambda d: "unused",
-                         infer_key=result.server_key).start()
+                         infer_key=result.server_key, **tls).start()
     devices = [f"inf-{run_id}-d{i:02d}" for i in range(n_devices)]
     shards = np.array_split(np.arange(len(data.x_test)), n_devices)
     pred = np.full(len(data.x_test), -1, np.int64)
@@ -48,7 +50,7 @@ def split_inference(result: SplitResult, data: SplitData, url: str, n_devices: i
     try:
         for d in devices:
             cloud.admit(d)
-            links.append(DeviceLink(url, domain, d, model, "int8", timeout_s).start())
+            links.append(DeviceLink(url, domain, d, model, "int8", timeout_s, **tls).start())
 
         def work(k: int) -> None:
             try:

@@ -51,6 +51,8 @@ class SplitConfig:
     seed: int = 0
     #: fault injection for tests and demos: client index -> batch after which it dies (first epoch only)
     die_after: dict[int, int] = field(default_factory=dict)
+    #: TLS for mqtts:// (``ca``, ``cert``, ``key`` paths), given to the cloud service and every device link
+    tls: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
         if self.epochs < 1 or self.batch < 1 or self.lr <= 0 or self.timeout_s <= 0:
@@ -206,7 +208,7 @@ class _Run:
         self.server = CloudServer(self.sizes[-1], data.task.n_classes, cfg.cloud_widths, cfg.seed, cfg.lr)
         key_of = (lambda d: "sl") if mode == "sl" else (lambda d: d)
         self.cloud = CloudService(url, data.task.domain, self.server, self.model, f"cloud-{self.run_id}", key_of,
-                                  cfg.wire_dtype)
+                                  cfg.wire_dtype, **cfg.tls)
         self.links: dict[int, DeviceLink] = {}
         self.rngs = [np.random.default_rng(cfg.seed + 100 + i) for i in range(len(data.clients))]
 
@@ -216,7 +218,7 @@ class _Run:
         if link is None or not link.client.connected:
             old = link
             link = DeviceLink(self.url, self.data.task.domain, self.devices[i], self.model, self.cfg.wire_dtype,
-                              self.cfg.timeout_s).start()
+                              self.cfg.timeout_s, **self.cfg.tls).start()
             if old is not None:  # keep counting the dead connection's bytes for this client
                 link.bytes_up, link.bytes_down = old.bytes_up, old.bytes_down
             self.links[i] = link
