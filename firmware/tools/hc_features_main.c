@@ -1,7 +1,8 @@
 /*
  * Host tool for the healthcare DSP parity test (tests/firmware/test_app_features.py): reads tlsensor
  * windows (healthcare channels) from the file argv[1] (or stdin) and
- * prints the C features of each window as one JSON line (NaN -> null, 6 decimals).
+ * prints the C features of each window, its hr_quality and the model vector as one JSON line (NaN -> null,
+ * 6 decimals).
  */
 #include <stdio.h>
 #include <string.h>
@@ -48,6 +49,8 @@ int main(int argc, char **argv) {
       tl_json_key(&w, hc_feature_names[i]);
       tl_json_number(&w, v[i], 6);
     }
+    tl_json_key(&w, "hr_quality");
+    tl_json_string(&w, ft.hr_good ? "good" : "low");
     tl_json_key(&w, "vector");
     tl_json_begin_array(&w);
     for (i = 0; i < HC_N_FEATURES; i++) tl_json_number(&w, vec[i], 6);

@@ -25,6 +25,11 @@
 #define RR_N 61 /* 6.0, 6.5, ..., 36.0 */
 #define MOTION_OK_G 0.1
 #define MOTION_BAD_G 0.3
+#define HR_Q_IBI_MIN 0.94
+#define HR_Q_CORR_MIN 0.86
+#define HR_PERIOD_TOL 0.15
+#define HR_GAP_MAX 1.5
+#define HR_EDGE_MAX 2.0
 #define VECTOR_CLIP 8.0f
 #define PI_D 3.14159265358979323846
 
@@ -118,9 +123,10 @@ static int period_lag(const float *bp, int n, float fs, float *r) {
 }
 
 /* Step 3: beat indices and times on the upstroke slope (the refractory rules as in features.py); returns
- * the number of beats.
+ * the number of beats; *period: K of step 3a (0: none, or no candidate at all).
  * z, ma1, ma2: scratch of n floats. */
-static int detect(const float *bp, int n, float fs, float *z, float *ma1, float *ma2, int *idx, double *t) {
+static int detect(const float *bp, int n, float fs, float *z, float *ma1, float *ma2, int *idx, double *t,
+                  int *period) {
   int w1 = 2 * round_half_even(0.055 * fs) + 1, w2 = 2 * round_half_even(0.333 * fs) + 1;
   int search = round_half_even(PEAK_SEARCH_S * fs);
   double refractory = REFRACTORY_S * fs, diastolic, zmean, min_amp;
@@ -168,8 +174,10 @@ static int detect(const float *bp, int n, float fs, float *z, float *ma1, float 
       }
     }
   }
+  *period = 0;
   if (n_cand == 0) return 0;
-  diastolic = REFRACTORY_FRAC * period_lag(bp, n, fs, ma1); /* ma1 is free once the runs are found */
+  *period = period_lag(bp, n, fs, ma1); /* ma1 is free once the runs are found */
+  diastolic = REFRACTORY_FRAC * *period;
   if (diastolic > REFRACTORY_MAX_S * fs) diastolic = REFRACTORY_MAX_S * fs;
   if (diastolic < refractory) diastolic = refractory;
   for (i = 0; i < n_cand; i++) sorted[i] = cand_a[i];
@@ -329,11 +337,11 @@ int hc_extract(const float *ppg_red, const float *ppg_ir, const float *acc_x, co
                const float *acc_z, int n, float temp_c, float fs_hz, float *scratch, hc_features *out) {
   float *bp_ir = scratch, *bp_red = scratch + n, *s0 = scratch + 2 * n, *s1 = scratch + 3 * n,
         *s2 = scratch + 4 * n;
-  int idx[HC_MAX_BEATS], ks[HC_MAX_BEATS], nb, n_valid = 0, n_ks = 0, n_pair = 0, k, i;
+  int idx[HC_MAX_BEATS], ks[HC_MAX_BEATS], nb, n_valid = 0, n_ks = 0, n_pair = 0, k, i, period = 0;
   double t[HC_MAX_BEATS], ibi[HC_MAX_BEATS], good[HC_MAX_BEATS], tmp[HC_MAX_BEATS];
   double ac_ir[HC_MAX_BEATS], ac_red[HC_MAX_BEATS], tks[HC_MAX_BEATS];
   double dc_ir, dc_red, msum = 0.0, msq = 0.0, motion, q_motion, gsum = 0.0, gss = 0.0, psum = 0.0;
-  double m_ibi, ac_ir_mean = 0.0, ac_red_mean = 0.0, q_ibi = 0.0;
+  double m_ibi, ac_ir_mean = 0.0, ac_red_mean = 0.0, q_ibi = 0.0, q_corr, max_ibi = 0.0, lead, tail;
   int mag_nan = 0;
   if (!(fs_hz > 0.0f) || n < 3 || n < MIN_WINDOW_S * fs_hz) return -1;
 
@@ -358,6 +366,7 @@ int hc_extract(const float *ppg_red, const float *ppg_ir, const float *acc_x, co
   out->temp_c = NAN;
   out->motion_g = (float)motion;
   out->quality = 0.0f;
+  out->hr_good = 0;
 
   /* step 1: DC and the off-wrist test */
   dc_ir = mean_of(ppg_ir, n);
@@ -373,7 +382,7 @@ int hc_extract(const float *ppg_red, const float *ppg_ir, const float *acc_x, co
       bp_ir[i] = -bp_ir[i];
       bp_red[i] = -bp_red[i];
     }
-  nb = detect(bp_ir, n, fs_hz, s0, s1, s2, idx, t);
+  nb = detect(bp_ir, n, fs_hz, s0, s1, s2, idx, t, &period);
 
   /* step 4 */
   for (k = 0; k + 1 < nb; k++) {
@@ -432,7 +441,17 @@ int hc_extract(const float *ppg_red, const float *ppg_ir, const float *acc_x, co
   for (k = 0; k + 1 < nb; k++)
     if (ibi[k] >= IBI_MIN_S && ibi[k] <= IBI_MAX_S && ibi[k] >= 0.5 * m_ibi && ibi[k] <= 1.5 * m_ibi) q_ibi += 1.0;
   q_ibi /= (nb - 1);
-  out->quality = (float)(q_ibi * segment_corr(bp_ir, n, idx, nb, m_ibi, fs_hz, s1) * q_motion);
+  q_corr = segment_corr(bp_ir, n, idx, nb, m_ibi, fs_hz, s1);
+  out->quality = (float)(q_ibi * q_corr * q_motion);
+
+  /* step 10: HR quality (features.hr_good) */
+  for (k = 0; k + 1 < nb; k++)
+    if (ibi[k] > max_ibi) max_ibi = ibi[k];
+  lead = t[0];
+  tail = (double)n / fs_hz - t[nb - 1];
+  out->hr_good = q_ibi >= HR_Q_IBI_MIN && q_corr >= HR_Q_CORR_MIN && period > 0 &&
+                 fabs(60.0 * fs_hz / period / (60.0 / gsum) - 1.0) <= HR_PERIOD_TOL && max_ibi <= HR_GAP_MAX * m_ibi &&
+                 lead <= HR_EDGE_MAX * m_ibi && tail <= HR_EDGE_MAX * m_ibi;
   return 0;
 }
 

@@ -26,9 +26,12 @@ extern "C" {
 #endif
 #define HC_WINDOW_SAMPLES (HC_FS_HZ * HC_WINDOW_S)
 
-/* Same order as healthcare.features.FEATURE_NAMES. NaN where not measurable. */
+/* Same order as healthcare.features.FEATURE_NAMES (the model's input). NaN where not measurable.
+ * hr_good (step 10, not a model input): 1 if the HR is reportable, 0 if the message withholds HR and HRV
+ * (null, "hr_quality": "low"); always 0 when hr_bpm is NaN. */
 typedef struct {
   float hr_bpm, hrv_rmssd_ms, hrv_sdnn_ms, spo2_pct, rr_bpm, temp_c, motion_g, quality;
+  int hr_good;
 } hc_features;
 
 extern const char *const hc_feature_names[HC_N_FEATURES];

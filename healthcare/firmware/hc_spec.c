@@ -86,15 +86,18 @@ static int message(tl_json_writer *w) {
   tl_json_number(w, (double)HC_WINDOW_S, 3);
   tl_json_key(w, "vitals");
   tl_json_begin_object(w);
-  vital(w, "hr_bpm", f->hr_bpm, 2);
-  vital(w, "hrv_rmssd_ms", f->hrv_rmssd_ms, 2);
-  vital(w, "hrv_sdnn_ms", f->hrv_sdnn_ms, 2);
+  /* step 10: a window whose beats are poor withholds HR and HRV (null) rather than send a wrong rate */
+  vital(w, "hr_bpm", f->hr_good ? f->hr_bpm : NAN, 2);
+  vital(w, "hrv_rmssd_ms", f->hr_good ? f->hrv_rmssd_ms : NAN, 2);
+  vital(w, "hrv_sdnn_ms", f->hr_good ? f->hrv_sdnn_ms : NAN, 2);
   vital(w, "spo2_pct", f->spo2_pct, 2);
   vital(w, "rr_bpm", f->rr_bpm, 2);
   vital(w, "temp_c", f->temp_c, 2);
   vital(w, "motion_g", f->motion_g, 2);
   vital(w, "quality", isfinite(f->quality) ? f->quality : 0.0f, 4); /* required number */
   tl_json_end_object(w);
+  tl_json_key(w, "hr_quality");
+  tl_json_string(w, f->hr_good ? "good" : "low");
   tl_json_key(w, "class");
   tl_json_string(w, labels[best]);
   tl_json_key(w, "scores");

@@ -63,6 +63,15 @@ def test_c_features_match_python_within_tolerances(c_features):
     assert checked >= 8 * (len(c_features) - 1) - 4  # nearly every on-wrist feature was measurable
 
 
+def test_c_hr_quality_matches_python(c_features):
+    """Issue 23 item 11: the HR gate (features step 10) gives the same verdict in C on every window."""
+    from healthcare.features import extract_window
+
+    verdicts = [extract_window(w).hr_quality for w in _fw.windows()]
+    assert [c["hr_quality"] for c in c_features] == verdicts
+    assert {"good", "low"} <= set(verdicts)
+
+
 def test_off_wrist_window_gives_nan_vitals_and_zero_quality(c_features):
     off = c_features[-1]
     assert off["hr_bpm"] is None and off["spo2_pct"] is None and off["temp_c"] is None

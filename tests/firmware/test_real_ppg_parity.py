@@ -49,7 +49,7 @@ int main(void) {
       if (v[k] != v[k]) printf("%snull", k ? "," : "");
       else printf("%s%.9g", k ? "," : "", (double)v[k]);
     }
-    printf("]\n");
+    printf(",%d]\n", f.hr_good);
     free(x); free(zero); free(one); free(scratch);
   }
   return 0;
@@ -115,3 +115,18 @@ def test_c_features_match_python_on_real_ppg(windows, c_features):
             assert abs(v - p) <= max(atol, rtol * abs(p)), f"{name} {feat}: python {p} vs C {v}"
         with_hr += py["hr_bpm"] is not None and math.isfinite(py["hr_bpm"])
     assert with_hr >= len(windows) * 0.8  # the comparison covers the detector, not only NaN patterns
+
+
+def test_c_hr_quality_matches_python_on_real_ppg(windows, c_features):
+    """Issue 23 item 11: the HR gate (features step 10) gives the same verdict in C on every real window,
+    and both verdicts occur among them."""
+    from healthcare.features import extract
+
+    verdicts = []
+    for (name, w, fs, pol), c in zip(windows, c_features, strict=True):
+        acc = np.zeros((w.size, 3))
+        acc[:, 2] = 1.0
+        py = extract(w.astype(np.float64), w.astype(np.float64), acc, 33.0, float(np.float32(fs)), polarity=pol)
+        assert c[-1] == (py.hr_quality == "good"), f"{name}: python {py.hr_quality} vs C hr_good {c[-1]}"
+        verdicts.append(py.hr_quality)
+    assert {"good", "low"} <= set(verdicts)
