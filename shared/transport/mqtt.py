@@ -20,6 +20,10 @@ consecutive ones already queued for the same route (up to ``max_batch``), and ha
 call, in arrival order; all of them are PUBACKed after that call returned. A consumer can then store
 a whole batch in one transaction before any of it is acknowledged.
 
+On the hot path (shared/transport/_paho.py) paho reads its socket through a buffer (a burst of messages in one
+read), a handled batch is PUBACKed in one write, and ``MqttConfig.tcp_nodelay`` (default on) sends each packet
+at once instead of letting Nagle's algorithm hold it for the peer's delayed ACK.
+
 One client id, one connection: a broker closes a connection when another one arrives with its client id
 (with ``use_username_as_clientid``, as ``tinylarge broker config`` writes it, the client id is the user
 name), and two processes that both reconnect would knock each other off for ever. So :meth:`MqttClient.start`
