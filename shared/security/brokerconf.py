@@ -322,8 +322,10 @@ def delivery_lines(cfg: BrokerConfig | None = None) -> list[str]:
     """Broker-wide delivery settings of the generated configuration (also used by the test and benchmark
     brokers, tests/fixtures/mqtt.py, so that what is measured is what users get)."""
     cfg = cfg or BrokerConfig(Path(), Path(), ())
+    # set_tcp_nodelay: each PUBLISH to a client leaves at once, instead of waiting (Nagle) for the client's
+    # ACK of the previous one, which its delayed ACK can hold back (bench.pipeline: paced p50 -12 ms)
     return [f"max_queued_messages {cfg.max_queued_messages}", f"max_queued_bytes {cfg.max_queued_bytes}",
-            f"max_packet_size {cfg.max_packet_bytes}"]
+            f"max_packet_size {cfg.max_packet_bytes}", "set_tcp_nodelay true"]
 
 
 def _identity_lines(cfg: BrokerConfig) -> list[str]:
