@@ -74,7 +74,9 @@ Step by step (constants are the module-level names in CAPITALS):
    template threshold); the beat period K of step 3a found and |60 fs / K / hr_bpm - 1| <=
    HR_PERIOD_TOL (0.15: two estimates of the rate agree, after Li & Clifford 2012); no interval longer
    than HR_GAP_MAX (1.5) x m (a missed beat); neither the first beat's time nor the time from the last
-   beat to the window's end (n / fs) longer than HR_EDGE_MAX (2.0) x m (a dropout at an edge).
+   beat to the window's end (n / fs) longer than HR_EDGE_MAX (2.0) x m (a dropout at an edge); q_motion > 0
+   (the accelerometer's motion_g below MOTION_BAD_G: a periodic movement makes regular, alike "beats" at its
+   own rate, which no check on the beats themselves can tell from a pulse).
    Measured on real recordings by ``python -m healthcare.ppg_eval`` (docs/healthcare_ppg.md).
 
 `to_vector` turns Features into the tiny model's input: (value - VECTOR_CENTER) / VECTOR_SCALE per
@@ -379,14 +381,16 @@ def extract(ppg_red: np.ndarray, ppg_ir: np.ndarray, acc_g: np.ndarray, temp_c: 
     rr = _resp_rate(ir, fs, m_ibi, t[ks], ac_ir)
     q_ibi = float(np.mean(valid & (ibi >= 0.5 * m_ibi) & (ibi <= 1.5 * m_ibi)))
     q_corr = _segment_corr(bp_ir, idx, m_ibi, fs)
-    hr_ok = hr_good(hr, q_ibi, q_corr, period_lag(bp_ir, fs), fs, ibi, t[0], ir.size / fs - t[-1], m_ibi)
+    hr_ok = q_motion > 0.0 and hr_good(hr, q_ibi, q_corr, period_lag(bp_ir, fs), fs, ibi, t[0], ir.size / fs - t[-1],
+                                       m_ibi)
     return Features(hr, rmssd, sdnn, spo2, rr, temp, motion, q_ibi * q_corr * q_motion, "good" if hr_ok else "low")
 
 
 def hr_good(hr_bpm: float, q_ibi: float, q_corr: float, period: int, fs_hz: float, ibi: np.ndarray,
             lead_s: float, tail_s: float, m_ibi: float) -> bool:
-    """Step 10: the window's HR is reportable. ``period``: K of step 3a (samples, 0: none); ``ibi``: every
-    interval; ``lead_s`` / ``tail_s``: the time before the first beat and after the last."""
+    """Step 10 but its motion check: the window's beats give a reportable HR. ``period``: K of step 3a
+    (samples, 0: none); ``ibi``: every interval; ``lead_s`` / ``tail_s``: the time before the first beat and
+    after the last."""
     return (q_ibi >= HR_Q_IBI_MIN and q_corr >= HR_Q_CORR_MIN and period > 0
             and abs(60.0 * fs_hz / period / hr_bpm - 1.0) <= HR_PERIOD_TOL
             and float(np.max(ibi)) <= HR_GAP_MAX * m_ibi and max(lead_s, tail_s) <= HR_EDGE_MAX * m_ibi)

@@ -9,26 +9,24 @@ Recordings (read from the installed packages at run time, never copied into this
 * ``e2epyppg`` 0.0.9 (MIT; UC Irvine): ``data/201902020222_Data.csv``, a smartwatch's raw PPG at 19.6 Hz,
   light intensity (it falls with blood volume: polarity -1).
 
-None ships beat annotations, so the reference is an independent, established detector from another
-package: neurokit2's ``ppg_findpeaks(method="elgendi")`` (Elgendi et al. 2013) after an order-3 Butterworth
-band-pass of REF_BAND_HZ, on the signal in blood-volume polarity, resampled to 100 Hz first where it is
-slower (Elgendi's filters need the bandwidth).
+None ships beat annotations; the reference (`healthcare._ppg_ref`) is pyphysio's ECG where the recording has
+one (R peaks + the pulse arrival delay), else the consensus of two published PPG detectors by other authors
+(neurokit2's Elgendi and MSPTDfast): beats only one of them marks are ambiguous and count neither way, and a
+window whose two reference HRs differ by more than 2 bpm has no settled HR (counted, not scored).
 
-Default (issue 23 item 11): the whole recording, window by window (`score_windows`): each window's
-signal-quality index (`WindowSqi.good`: interval regularity, template correlation, agreement of the beat
-count with the autocorrelation period) decides whether its HR would be reported or withheld; the withheld
-fraction is reported, and beats and HR of every reported window are scored, wherever the reference
-stands. The SQI gate lives here, on the evaluation side, as a candidate: the device (features.py, the C
-port, the message) does not withhold HR yet.
+Default (issue 23 item 11): the whole recording, window by window as the device runs it (30 s windows, 20 s
+apart; `score_windows`). Each window goes through the device's own `features.extract` (the recording scaled
+into an 18-bit front end's range: its minimum at 100 000 counts, its band-passed pulse's standard deviation at
+1 000 counts; the band-pass removes the DC, so the beats do not change: the scale only feeds the off-wrist
+and perfusion checks), whose step 10 decides ``hr_quality``: "low" windows are withheld (HR null in the message) and
+counted; every "good" window is scored, wherever the reference stands: its beats in its own stretch (the
+central HOP_S, the outer edges of the first and last window) against the reference, its HR against the
+reference HR over the same 30 s. Elgendi's detector alone is scored too, for comparison.
 
-``--plausible`` (the earlier figures): only the 10 s segments where that reference is itself plausible
-(from 2 s before to 2 s after the segment at least 3 intervals, every one within +-30 % of their median),
-which leaves out motion artefacts; the share kept is reported as coverage.
-
-The detector runs as the device runs it: 30 s windows (`features.beat_times_s` on each), 20 s apart, each
-contributing the beats of its central 20 s (the first and last window their outer edge too). A detected
-beat matches a reference beat within MATCH_S (0.15 s), one to one. HR = 60 / mean interval between
-consecutive beats inside the evaluated segments, for detector and reference alike.
+``--plausible`` (the earlier figures, issue 13 item 10): only the 10 s segments where Elgendi's beats are
+themselves plausible (from 2 s before to 2 s after the segment at least 3 intervals, every one within +-30 %
+of their median), which leaves out motion artefacts; the share kept is reported as coverage. There the
+detector runs via `beat_times_s` on each window; HR = 60 / mean interval inside the segments.
 
     python -m healthcare.ppg_eval          # whole recordings; JSON to out/healthcare/ppg_eval.json
     python -m healthcare.ppg_eval --plausible --invert   # the earlier, plausible-segment table
@@ -49,18 +47,17 @@ from pathlib import Path
 
 import numpy as np
 
-from healthcare.features import IBI_MAX_S, IBI_MIN_S, _detect, _segment_corr, bandpass, beat_times_s, period_lag
+from healthcare._ppg_ref import MATCH_S, REF_BAND_HZ, pair, ppg_beats, reference
+from healthcare.features import HR_VITALS, Features, bandpass, beat_times_s, extract
 
-MATCH_S = 0.15
 SEGMENT_S = 10.0
 SEGMENT_TOL = 0.3
 CONTEXT_S = 2.0  # the reference intervals checked reach this far beyond a segment
 WINDOW_S = 30.0
 HOP_S = 20.0
-REF_MIN_HZ = 90.0  # below it, the reference runs on the signal resampled to 100 Hz
-#: the reference's band-pass (Hz): neurokit2's ppg_clean uses 0.5-8 Hz; 0.7 Hz follows the smartwatch's
-#: baseline wander (100x its pulse) better, and the other recordings' reference beats hardly change
-REF_BAND_HZ = (0.7, 8.0)
+DC_COUNTS = 100_000.0  # the front end's range the recordings are scaled to (see the module docstring)
+AC_COUNTS_STD = 1_000.0
+COMMAND = "python -m healthcare.ppg_eval"
 #: package -> pinned version (installed without dependencies for the data only where needed)
 PACKAGES = {"heartpy": "1.2.7", "pyphysio": "4.10.0", "e2epyppg": "0.0.9"}
 
@@ -72,6 +69,8 @@ class Recording:
     x: np.ndarray  #: samples as recorded
     fs_hz: float
     polarity: int  #: 1: rises with blood volume; -1: falls (raw light intensity)
+    ecg: np.ndarray | None = None  #: an ECG recorded with it, if any
+    ecg_fs_hz: float = 0.0
 
 
 def package_dir(name: str) -> Path | None:
@@ -109,8 +108,9 @@ def _pyphysio(root: Path) -> list[Recording]:
     from scipy.signal import resample_poly
 
     with bz2.open(root / "test_data" / "medical.txt.bz2", "rt") as f:  # columns: ECG, EDA, BVP, respiration
-        bvp = pd.read_csv(f, sep="\t", header=None, usecols=[2]).to_numpy(dtype=float)[:, 0]
-    return [Recording("pyphysio/medical_bvp", "pyphysio", resample_poly(bvp, 1, 16), 2048.0 / 16, 1)]
+        cols = pd.read_csv(f, sep="\t", header=None, usecols=[0, 2]).to_numpy(dtype=float)
+    return [Recording("pyphysio/medical_bvp", "pyphysio", resample_poly(cols[:, 1], 1, 16), 2048.0 / 16, 1,
+                      ecg=cols[:, 0], ecg_fs_hz=2048.0)]
 
 
 def _e2epyppg(root: Path) -> list[Recording]:
@@ -138,20 +138,8 @@ def recordings(packages: tuple[str, ...] = tuple(LOADERS)) -> tuple[list[Recordi
 
 
 def reference_beats(x: np.ndarray, fs_hz: float, polarity: int) -> np.ndarray:
-    """Beat times (s) by neurokit2's Elgendi detector on the blood-volume-polarity signal, band-passed
-    REF_BAND_HZ first (order-3 Butterworth, neurokit2's ``signal_filter``)."""
-    import neurokit2 as nk
-    from scipy.signal import resample_poly
-
-    y, fs = polarity * np.asarray(x, dtype=float), fs_hz
-    if fs_hz < REF_MIN_HZ:
-        y = resample_poly(y, 100, int(round(fs_hz)))
-        fs = fs_hz * y.size / x.size
-    rate = int(round(fs))
-    lo, hi = REF_BAND_HZ
-    clean = nk.signal_filter(y, sampling_rate=rate, lowcut=lo, highcut=hi, method="butterworth", order=3)
-    peaks = nk.ppg_findpeaks(clean, sampling_rate=rate, method="elgendi")
-    return np.asarray(peaks["PPG_Peaks"], dtype=float) / fs
+    """Beat times (s) by neurokit2's Elgendi detector after the REF_BAND_HZ band-pass (`_ppg_ref`)."""
+    return ppg_beats(x, fs_hz, polarity, "elgendi")
 
 
 def device_beats(x: np.ndarray, fs_hz: float, polarity: int) -> np.ndarray:
@@ -192,15 +180,7 @@ def _inside(t: np.ndarray, segments: list[tuple[float, float]]) -> np.ndarray:
 def match(det: np.ndarray, ref: np.ndarray, tol_s: float = MATCH_S) -> tuple[int, int, int]:
     """(true positives, false positives, false negatives): each reference beat takes the nearest unused
     detection within tol_s."""
-    det = np.sort(det)
-    used = np.zeros(det.size, dtype=bool)
-    tp = 0
-    for r in np.sort(ref):
-        j = int(np.searchsorted(det, r))
-        near = [k for k in (j - 1, j) if 0 <= k < det.size and not used[k] and abs(det[k] - r) <= tol_s]
-        if near:
-            used[min(near, key=lambda k: abs(det[k] - r))] = True
-            tp += 1
+    tp = int(pair(np.sort(ref), np.sort(det), tol_s)[0].size)
     return tp, det.size - tp, ref.size - tp
 
 
@@ -224,44 +204,18 @@ def score(rec: Recording, invert: bool = False) -> dict[str, float | str | int]:
             "hr_bpm": _hr(det, segments), "hr_ref_bpm": _hr(ref, segments)}
 
 
-@dataclass(frozen=True)
-class WindowSqi:
-    """One device window's beats and signal-quality index (the candidate HR gate, evaluation side)."""
-
-    t_s: np.ndarray  #: beat times (s from the window's first sample)
-    hr_bpm: float  #: 60 / mean valid interval, as features.extract (NaN: too few beats)
-    q_ibi: float  #: share of intervals valid and within 0.5-1.5 x their median (features step 8)
-    q_corr: float  #: mean correlation of the beats with their template (features step 8)
-    hr_period_bpm: float  #: 60 / the autocorrelation beat period (features step 3a; NaN: none)
-
-    @property
-    def good(self) -> bool:
-        """HR reportable: regular enough intervals, beats like their template, and the beat count agreeing
-        with the autocorrelation period (Li & Clifford 2012: agreement of two estimates; Orphanidou et al.
-        2015: template correlation >= 0.86)."""
-        return (self.q_ibi >= SQI_IBI_MIN and self.q_corr >= SQI_CORR_MIN
-                and abs(self.hr_period_bpm / self.hr_bpm - 1.0) <= SQI_PERIOD_TOL)
+def front_end_scale(x: np.ndarray, fs_hz: float) -> tuple[float, float]:
+    """(offset, gain) that put a recording in the front end's range: its minimum at DC_COUNTS and its
+    band-passed pulse's standard deviation at AC_COUNTS_STD (a perfusion of about 1 %)."""
+    return float(np.min(x)), AC_COUNTS_STD / float(np.std(bandpass(np.asarray(x, dtype=float), fs_hz)))
 
 
-SQI_IBI_MIN = 0.94
-SQI_CORR_MIN = 0.86
-SQI_PERIOD_TOL = 0.15
-
-
-def window_sqi(x: np.ndarray, fs_hz: float, polarity: int) -> WindowSqi:
-    """Beats, HR and quality of one window (steps 2-4, 3a and 8 of healthcare.features)."""
-    bp = polarity * bandpass(np.asarray(x, dtype=float), fs_hz)
-    idx, t = _detect(bp, fs_hz)
-    nan = math.nan
-    ibi = np.diff(t)
-    valid = (ibi >= IBI_MIN_S) & (ibi <= IBI_MAX_S)
-    if valid.sum() < 4:
-        return WindowSqi(t, nan, 0.0, 0.0, nan)
-    good = ibi[valid]
-    m = float(np.median(good))
-    k = period_lag(bp, fs_hz)
-    return WindowSqi(t, 60.0 / float(good.mean()), float(np.mean(valid & (ibi >= 0.5 * m) & (ibi <= 1.5 * m))),
-                     _segment_corr(bp, idx, m, fs_hz), 60.0 * fs_hz / k if k else nan)
+def window_features(x: np.ndarray, fs_hz: float, polarity: int, scale: tuple[float, float]) -> Features:
+    """The device's features of one window (`features.extract`), the samples scaled (`front_end_scale`)."""
+    y = (np.asarray(x, dtype=float) - scale[0]) * scale[1] + DC_COUNTS
+    acc = np.zeros((y.size, 3))
+    acc[:, 2] = 1.0  # at rest: motion plays no part here
+    return extract(y, y, acc, 33.0, fs_hz, polarity=polarity)
 
 
 def _window_starts(n: int, w: int, hop: int) -> list[int]:
@@ -273,47 +227,52 @@ def _window_starts(n: int, w: int, hop: int) -> list[int]:
     return starts
 
 
-def _hr_of(t: np.ndarray) -> float:
-    ibi = np.diff(t)
-    return 60.0 / float(ibi.mean()) if ibi.size else math.nan
+def _share(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def _summary(rows: list[dict], key: str) -> dict:
+    """SE, PPV and HR error of the reported windows' scores under ``key`` ("ref" or "elgendi")."""
+    tp, fp, fn, amb = (sum(r[key][i] for r in rows) for i in range(4))
+    hr = [(r["hr_bpm"], r[f"hr_{key}_bpm"]) for r in rows if r[f"hr_{key}_bpm"] is not None]
+    err = [d - h for d, h in hr]
+    return {"se": _share(tp, tp + fn), "ppv": _share(tp, tp + fp), "beats": tp + fn, "ambiguous": amb,
+            "hr_bpm": float(np.mean([d for d, _ in hr])) if hr else None,
+            "hr_ref_bpm": float(np.mean([h for _, h in hr])) if hr else None,
+            "hr_error_bpm": float(np.mean(err)) if err else None,
+            "hr_worst_bpm": float(np.max(np.abs(err))) if err else None, "hr_unsettled": len(rows) - len(hr)}
 
 
 def score_windows(rec: Recording) -> dict:
-    """The whole recording, window by window as the device runs it: every window is either reported
-    (quality good: its HR and beats scored against the reference) or withheld (counted, not scored).
-    Beats are matched in each window's own stretch (its central HOP_S, the outer edges of the first and
-    last); HR per window against the reference's HR over the same window."""
-    ref = reference_beats(rec.x, rec.fs_hz, rec.polarity)
+    """The whole recording, window by window as the device runs it (module docstring): every window is
+    either reported (hr_quality good: its HR and beats scored) or withheld (counted, not scored)."""
+    ref, alone = reference(rec.x, rec.fs_hz, rec.polarity, rec.ecg, rec.ecg_fs_hz)
     n, w, hop = rec.x.size, int(round(WINDOW_S * rec.fs_hz)), int(round(HOP_S * rec.fs_hz))
     starts = _window_starts(n, w, hop)
+    scale = front_end_scale(rec.x, rec.fs_hz)
     margin = (WINDOW_S - HOP_S) / 2
-    tp = fp = fn = 0
     windows = []
     for j, i0 in enumerate(starts):
-        a = i0 / rec.fs_hz
-        b = min(n, i0 + w) / rec.fs_hz
-        q = window_sqi(rec.x[i0: i0 + w], rec.fs_hz, rec.polarity)
-        lo = a if j == 0 else a + margin
-        hi = b if j == len(starts) - 1 else starts[j + 1] / rec.fs_hz + margin
-        det = q.t_s + a
-        r_own, d_own = ref[(ref >= lo) & (ref < hi)], det[(det >= lo) & (det < hi)]
-        hr_ref = _hr_of(ref[(ref >= a) & (ref < b)])
-        row = {"start_s": round(a, 2), "good": q.good, "q_ibi": round(q.q_ibi, 3), "q_corr": round(q.q_corr, 3),
-               "hr_bpm": round(q.hr_bpm, 2) if q.good else None, "hr_ref_bpm": round(hr_ref, 2)}
-        if q.good:
-            t, f, m = match(d_own, r_own)
-            tp, fp, fn = tp + t, fp + f, fn + m
-            row.update(tp=t, fp=f, fn=m)
+        a, b = i0 / rec.fs_hz, min(n, i0 + w) / rec.fs_hz
+        seg = rec.x[i0: i0 + w]
+        f = window_features(seg, rec.fs_hz, rec.polarity, scale)
+        good = f.hr_quality == "good"
+        row: dict = {"start_s": round(a, 2), "hr_quality": f.hr_quality,
+                     "hr_bpm": round(f.hr_bpm, 2) if good else None}
+        for key, r in (("ref", ref), ("elgendi", alone)):
+            h = r.hr(a, b)
+            row[f"hr_{key}_bpm"] = None if h is None else round(h, 2)
+        if good:
+            det = beat_times_s(seg, rec.fs_hz, rec.polarity) + a
+            lo = a if j == 0 else a + margin
+            hi = b if j == len(starts) - 1 else starts[j + 1] / rec.fs_hz + margin
+            row["ref"], row["elgendi"] = ref.score(det, lo, hi), alone.score(det, lo, hi)
         windows.append(row)
-    good = [r for r in windows if r["good"]]
-    err = [abs(r["hr_bpm"] - r["hr_ref_bpm"]) for r in good]
+    good = [r for r in windows if r["hr_quality"] == "good"]
     return {"recording": rec.name, "fs_hz": round(rec.fs_hz, 2), "polarity": rec.polarity,
-            "duration_s": round(n / rec.fs_hz, 1), "windows": len(windows),
-            "withheld": 1.0 - len(good) / len(windows),
-            "se": tp / (tp + fn) if good else None, "ppv": tp / (tp + fp) if good else None,
-            "hr_bpm": float(np.mean([r["hr_bpm"] for r in good])) if good else None,
-            "hr_ref_bpm": float(np.mean([r["hr_ref_bpm"] for r in good])) if good else None,
-            "hr_max_error_bpm": max(err) if err else None, "windows_detail": windows}
+            "duration_s": round(n / rec.fs_hz, 1), "reference": ref.name, "windows": len(windows),
+            "withheld": 1.0 - len(good) / len(windows), **_summary(good, "ref"),
+            "elgendi_alone": _summary(good, "elgendi"), "windows_detail": windows}
 
 
 def _f(v: float | None, fmt: str) -> str:
@@ -321,12 +280,17 @@ def _f(v: float | None, fmt: str) -> str:
 
 
 def whole_table(rows: list[dict]) -> str:
-    head = ("| recording | fs (Hz) | windows | withheld | SE | PPV | HR (good windows) | HR ref | HR error | "
-            "worst window |\n|---|---|---|---|---|---|---|---|---|---|")
-    lines = [f"| {r['recording']} | {r['fs_hz']:.1f} | {r['windows']} | {r['withheld']:.2f} | {_f(r['se'], '.3f')} "
-             f"| {_f(r['ppv'], '.3f')} | {_f(r['hr_bpm'], '.1f')} | {_f(r['hr_ref_bpm'], '.1f')} "
-             f"| {_f(None if r['hr_bpm'] is None else r['hr_bpm'] - r['hr_ref_bpm'], '+.1f')} "
-             f"| {_f(r['hr_max_error_bpm'], '.1f')} |" for r in rows]
+    head = ("| recording | fs (Hz) | reference | windows | withheld | SE | PPV | beats | ambiguous | HR | HR ref "
+            "| HR error | worst window | HR unsettled | Elgendi alone: SE / PPV / HR error |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = []
+    for r in rows:
+        e = r["elgendi_alone"]
+        lines.append(f"| {r['recording']} | {r['fs_hz']:.1f} | {r['reference']} | {r['windows']} | {r['withheld']:.2f} "
+                     f"| {_f(r['se'], '.3f')} | {_f(r['ppv'], '.3f')} | {r['beats']} | {r['ambiguous']} "
+                     f"| {_f(r['hr_bpm'], '.1f')} | {_f(r['hr_ref_bpm'], '.1f')} | {_f(r['hr_error_bpm'], '+.1f')} "
+                     f"| {_f(r['hr_worst_bpm'], '.1f')} | {r['hr_unsettled']} "
+                     f"| {_f(e['se'], '.3f')} / {_f(e['ppv'], '.3f')} / {_f(e['hr_error_bpm'], '+.1f')} |")
     return "\n".join([head, *lines])
 
 
@@ -358,8 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         whole = [score_windows(r) for r in recs]
         print(whole_table(whole))
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"reference": "neurokit2 elgendi, 0.7-8 Hz band-pass", "window_s": WINDOW_S,
-                                         "hop_s": HOP_S, "match_s": MATCH_S, "recordings": whole}, indent=1))
+        args.json.write_text(json.dumps({
+            "command": COMMAND, "window_s": WINDOW_S, "hop_s": HOP_S, "match_s": MATCH_S,
+            "withheld_vitals": list(HR_VITALS), "elgendi_band_hz": list(REF_BAND_HZ),
+            "rows": [{k: v for k, v in r.items() if k not in ("elgendi_alone", "windows_detail")}
+                     | {f"elgendi_{k}": v for k, v in r["elgendi_alone"].items()} for r in whole],
+            "recordings": whole}, indent=1))
         print(f"(wrote {args.json})")
     for name in missing:
         print(f"(not installed: {name}=={PACKAGES[name]}; pip install --no-deps {name}=={PACKAGES[name]})")

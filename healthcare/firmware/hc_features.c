@@ -449,7 +449,7 @@ int hc_extract(const float *ppg_red, const float *ppg_ir, const float *acc_x, co
     if (ibi[k] > max_ibi) max_ibi = ibi[k];
   lead = t[0];
   tail = (double)n / fs_hz - t[nb - 1];
-  out->hr_good = q_ibi >= HR_Q_IBI_MIN && q_corr >= HR_Q_CORR_MIN && period > 0 &&
+  out->hr_good = q_motion > 0.0 && q_ibi >= HR_Q_IBI_MIN && q_corr >= HR_Q_CORR_MIN && period > 0 &&
                  fabs(60.0 * fs_hz / period / (60.0 / gsum) - 1.0) <= HR_PERIOD_TOL && max_ibi <= HR_GAP_MAX * m_ibi &&
                  lead <= HR_EDGE_MAX * m_ibi && tail <= HR_EDGE_MAX * m_ibi;
   return 0;

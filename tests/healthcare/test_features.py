@@ -34,7 +34,26 @@ def clean(pairs, regular_only=False):
 
 
 def test_feature_names_match_dataclass():
-    assert FEATURE_NAMES == tuple(Features.__dataclass_fields__)
+    assert tuple(Features.__dataclass_fields__) == (*FEATURE_NAMES, "hr_quality")  # hr_quality: no model input
+
+
+def test_hr_quality_withholds_hr_on_artefacts_not_on_a_clean_rhythm(evaluated):
+    """Step 10 (issue 23 item 11): clean regular windows report their HR, motion-artefact windows withhold
+    it (without the accelerometer check one reported 130.7 bpm for 71.7: a periodic movement); every
+    reported HR of a regular rhythm is within 3 bpm of the simulator's (AF's truth is the mean rate, not the
+    window's); a withheld window's message carries HR and HRV null while the tiny model's input keeps them."""
+    regular = clean(evaluated, regular_only=True)
+    assert np.mean([f.hr_quality == "good" for _, f in regular]) > 0.9
+    motion = [f for w, f in evaluated if w.truth.motion or w.truth.off_wrist]
+    assert np.mean([f.hr_quality == "low" for f in motion]) > 0.95
+    reported = [(w, f) for w, f in evaluated if f.hr_quality == "good" and not w.truth.irregular]
+    assert max(abs(f.hr_bpm - w.truth.hr_bpm) for w, f in reported) < 3.0
+    low = next(f for w, f in evaluated if f.hr_quality == "low" and not math.isnan(f.hr_bpm))
+    sent = low.message_vitals()
+    assert [sent[k] for k in ("hr_bpm", "hrv_rmssd_ms", "hrv_sdnn_ms")] == [None, None, None]
+    assert sent["spo2_pct"] == low.as_dict()["spo2_pct"] is not None
+    assert to_vector(low)[0] != 0.0  # the model still sees the measured HR
+    assert all(f.hr_quality == "low" for _, f in evaluated if math.isnan(f.hr_bpm))
 
 
 def test_heart_rate_vs_truth(evaluated):
