@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=Path("out/healthcare/ppg_eval.json"),
                     help="where the whole-recording figures go (default: out/healthcare/ppg_eval.json)")
     args = ap.parse_args(argv)
+    if args.invert and not args.plausible:
+        ap.error("--invert: only with --plausible (the whole-recording table scores each recording as recorded)")
     recs, missing = recordings()
     if args.plausible:
         rows = [score(r) for r in recs]
@@ -326,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": COMMAND, "window_s": WINDOW_S, "hop_s": HOP_S, "match_s": MATCH_S,
             "withheld_vitals": list(HR_VITALS), "elgendi_band_hz": list(REF_BAND_HZ),
             "rows": [{k: v for k, v in r.items() if k not in ("elgendi_alone", "windows_detail")}
-                     | {f"elgendi_{k}": v for k, v in r["elgendi_alone"].items()} for r in whole],
+                     | {f"elgendi_{k}": r["elgendi_alone"][k] for k in ("se", "ppv", "hr_error_bpm")} for r in whole],
             "recordings": whole}, indent=1))
         print(f"(wrote {args.json})")
     for name in missing:
