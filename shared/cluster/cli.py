@@ -10,12 +10,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 USAGE = """usage: tinylarge cluster {config,init,up} ...
 
   config   write nats-server configurations for N nodes on loopback, partitioned by device
   init     create the partition consumers, lease bucket and layout on a running cluster (idempotent)
-  up       for demos and tests: a local N-node cluster, SQLite store and workers; Ctrl-C stops everything
+  up       for demos and tests: a local N-node cluster, a throwaway PostgreSQL store and workers; Ctrl-C stops
+           everything
 """
 
 
@@ -89,14 +91,15 @@ def up_main(argv: Sequence[str]) -> int:
 
     ap = argparse.ArgumentParser(prog="tinylarge cluster up", formatter_class=HelpFormatter,
                                  description="FOR DEMOS AND TESTS: a local NATS JetStream cluster on loopback, a "
-                                             "SQLite store and N scoring workers of one domain; everything stops on "
-                                             "exit, Ctrl-C or SIGTERM")
+                                             "throwaway PostgreSQL store (or --store) and N scoring workers of one "
+                                             "domain; everything stops on exit, Ctrl-C or SIGTERM")
     ap.add_argument("--nodes", type=int, default=3, help="NATS nodes")
     ap.add_argument("--partitions", type=int, default=8, help="partitions P")
     ap.add_argument("--workers", type=int, default=2, help="scoring workers (static shares k/N)")
     ap.add_argument("--domain", required=True, help="the domain the workers serve")
     ap.add_argument("--out", type=Path, default=Path("out/cluster"), help="configs, JetStream stores, logs, store")
-    ap.add_argument("--store", default=None, help="store URL (default: sqlite:///OUT/store.db)")
+    ap.add_argument("--store", default=None, help="store URL (default: a throwaway PostgreSQL server "
+                    "of this run, removed on exit; sqlite:///PATH for SQLite)")
     ap.add_argument("--models", type=Path, default=None, help="trained models (default: the domain's)")
     ap.add_argument("--quick", action="store_true", help="if the models are missing, train quick ones first")
     ap.add_argument("--duration", default=None, help="stop after this long (30s, 10m); default: until Ctrl-C")
@@ -108,10 +111,14 @@ def up_main(argv: Sequence[str]) -> int:
 
     require_models(d.name, models, args.quick)
     d.hooks.ensure_trained(models, quick=args.quick)
-    store = args.store or f"sqlite:///{(args.out / 'store.db').resolve()}"
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     cluster = LocalCluster(args.out, nodes=args.nodes, partitions=args.partitions)
+    pg = None
     try:
+        store = args.store
+        if store is None:
+            print("starting a throwaway PostgreSQL server ...", file=sys.stderr, flush=True)
+            pg, store = start_postgres(cluster.workdir)
         print(f"starting {args.nodes} NATS nodes ...", file=sys.stderr, flush=True)
         cluster.start()
         cluster.init()
@@ -127,5 +134,30 @@ def up_main(argv: Sequence[str]) -> int:
         pass
     finally:
         print("stopping the cluster ...", file=sys.stderr, flush=True)
-        cluster.close()
+        cluster.close()  # the workers first: they commit and let go of the store
+        if pg is not None:
+            pg.cleanup()
     return 0
+
+
+def start_postgres(workdir: Path) -> tuple[Any, str]:
+    """A throwaway PostgreSQL server for ``cluster up`` and its store URL (database ``tinylarge``).
+
+    Its data lives in a temporary folder (PostgreSQL refuses root, and the server's user must reach its folder),
+    removed by ``cleanup()``; ``cluster_name`` carries ``workdir``, so the server and its backends show the
+    run's folder on their command lines like every other process of the run.
+    """
+    from shared.errors import UserError
+    from shared.storage.pg_local import LocalPostgres, find_pg_bin
+
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        raise UserError("PostgreSQL is not installed (no initdb/postgres): apt-get install postgresql (Debian), "
+                        "set PG_BIN to its bin folder, or pass --store sqlite:///PATH")
+    server = LocalPostgres(bin_dir, settings={"cluster_name": f"tinylarge-cluster-up:{workdir}"})
+    try:
+        server.start()
+        return server, server.create_database("tinylarge")
+    except BaseException:
+        server.cleanup()
+        raise

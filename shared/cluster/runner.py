@@ -5,8 +5,9 @@ machines from ``tinylarge cluster config`` and ``tinylarge serve DOMAIN --queue 
 :class:`LocalCluster` starts every process in its own process group, with ``PR_SET_PDEATHSIG`` (SIGKILL
 when this process dies, even by SIGKILL) set between fork and exec, and :meth:`LocalCluster.close` stops
 them all (SIGTERM, then SIGKILL after a grace period): on exit, on an exception, on Ctrl-C and on SIGTERM
-(``cluster up`` turns SIGTERM into KeyboardInterrupt). Nothing is left running. The store is SQLite (one
-file the workers share; PostgreSQL once its store lands).
+(``cluster up`` turns SIGTERM into KeyboardInterrupt). Nothing is left running. ``cluster up``'s store is a
+throwaway PostgreSQL server (:mod:`shared.storage.pg_local`, stopped and removed after the workers), or the
+``--store`` given (``sqlite:///PATH``: one file the workers share).
 """
 
 from __future__ import annotations
