@@ -300,23 +300,50 @@ async def _get(kv: Any, key: str) -> Any:
 
 
 def parse_queue_url(url: str) -> list[str]:
-    """``nats://h:p[,h:p...]`` -> server URLs for nats-py; ValueError names what is wrong."""
-    if not url.startswith("nats://"):
-        raise ValueError(f"--queue takes nats://host:port[,host:port...], got {url!r}")
+    """``nats://[user@]h:p[,h:p...]`` (or ``tls://``, TLS checked with ``--ca``) -> server URLs for nats-py;
+    ValueError names what is wrong. The user's password comes from ``TINYLARGE_MQTT_PASSWORD_<USER>`` (the
+    ``secrets.env`` that ``tinylarge cluster config --pki`` wrote), never from the URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("nats", "tls"):
+        raise ValueError(f"--queue takes nats://host:port[,host:port...] (tls:// with --ca), got {url!r}")
+    user, at, rest = rest.rpartition("@")
+    if at and (not user or ":" in user):
+        raise ValueError("--queue: give only the user (nats://USER@host:port); the password goes in "
+                         "TINYLARGE_MQTT_PASSWORD_<USER> (cluster config's secrets.env)")
     servers = []
-    for part in url.removeprefix("nats://").split(","):
+    for part in rest.split(","):
         host, sep, port = part.rpartition(":")
         if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError(f"--queue: {part!r} is not host:port")
-        servers.append(f"nats://{host}:{port}")
+        servers.append(f"{scheme}://{host}:{port}")
     return servers
 
 
-async def connect(url: str, name: str) -> Any:
+def queue_credentials(url: str, ca: str | None = None) -> dict[str, Any]:
+    """nats-py's user, password and TLS options for ``url``; ValueError when the user's password is not set."""
+    from shared.security.brokerconf import password_env
+
+    parse_queue_url(url)
+    kw: dict[str, Any] = {}
+    user, at, _ = url.partition("://")[2].rpartition("@")
+    if at:
+        password = os.environ.get(password_env(user))
+        if not password:
+            raise ValueError(f"--queue: user {user!r} has no password: set {password_env(user)} (from the "
+                             "secrets.env that `tinylarge cluster config --pki` wrote)")
+        kw.update(user=user, password=password)
+    if url.startswith("tls://") or ca:
+        import ssl
+
+        kw["tls"] = ssl.create_default_context(cafile=ca)
+    return kw
+
+
+async def connect(url: str, name: str, ca: str | None = None) -> Any:
     import nats
 
     return await nats.connect(servers=parse_queue_url(url), name=name, max_reconnect_attempts=-1,
-                              reconnect_time_wait=0.5, connect_timeout=5)
+                              reconnect_time_wait=0.5, connect_timeout=5, **queue_credentials(url, ca))
 
 
 def serve_queue(domain: Any, args: Any, store_url: str, build_service: Callable, limit_s: float) -> int:
@@ -325,6 +352,13 @@ def serve_queue(domain: Any, args: Any, store_url: str, build_service: Callable,
 
     share = Share.parse(args.worker)
     name = f"{domain.name}-w{share.k}-{os.getpid()}"
+    ca = getattr(args, "ca", None)
+    try:
+        queue_credentials(args.queue, ca)
+    except ValueError as exc:
+        from shared.errors import UserError
+
+        raise UserError(f"serve {domain.name}: {exc}") from None
     store = open_store(store_url)
 
     async def main() -> dict:
@@ -337,7 +371,7 @@ def serve_queue(domain: Any, args: Any, store_url: str, build_service: Callable,
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        nc = await connect(args.queue, name)
+        nc = await connect(args.queue, name, ca)
         try:
             layout = await read_layout(nc)
             link = NatsLink(nc, loop)

@@ -268,3 +268,56 @@ async def _consumers(nc) -> dict:
     from shared.cluster._js import ensure_partitions
 
     return await ensure_partitions(nc, P, 1, ack_wait_s=4.0, lease_s=3.0)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_worker_with_its_service_user_scores_the_devices_messages(node, quick_models, tmp_path):
+    import sys
+
+    from shared.protocol import messages
+    from tests.shared._support import inference
+    from tests.shared.cluster._fleet import stored
+
+    devices = [node.mqtt(d) for d in ("hc1", "hc2")]
+    assert wait_for(lambda: _has_stream(node), 20, 0.2)
+    asyncio.run(_with(node, "cloud", _consumers))
+    ops = node.mqtt("ops")
+    ops.subscribe("tinylarge/healthcare/+/risk")
+    db = tmp_path / "store.db"
+    queue = f"tls://w0@127.0.0.1:{node.client_port}"
+    with open(tmp_path / "w0.log", "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "serve", "healthcare", "--queue", queue, "--ca",
+             str(node.pki / "ca.crt"), "--worker", "0/1", "--store", f"sqlite:///{db}", "--models", str(quick_models),
+             "--quick"], stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, password_env("w0"): node.password("w0"), "PYTHONUNBUFFERED": "1"})
+    try:
+        for seq in range(3):
+            for name, dev in zip(("hc1", "hc2"), devices, strict=True):
+                assert dev.publish(f"tinylarge/healthcare/{name}/inference",
+                                   messages.encode("healthcare", "inference", inference(name, seq)))
+        assert wait_for(lambda: sum(map(len, stored(db).values())) >= 6 or worker.poll() is not None, 90, 0.2), (
+            (tmp_path / "w0.log").read_text()[-2000:])
+        assert {d: sorted(s) for d, s in stored(db).items()} == {"hc1": [0, 1, 2], "hc2": [0, 1, 2]}
+        assert wait_for(lambda: len(ops.got) >= 6, 20, 0.1)  # its results reach the operator through the cluster
+        assert "Violation" not in node.log.read_text()  # the service user's rights cover what a worker does
+    finally:
+        worker.terminate()
+        worker.wait(20)
+        for c in (*devices, ops):
+            c.close()
+
+
+def test_queue_url_names_the_user_never_the_password(monkeypatch):
+    from shared.cluster.worker import parse_queue_url, queue_credentials
+
+    assert parse_queue_url("tls://w0@a:1,b:2") == ["tls://a:1", "tls://b:2"]
+    with pytest.raises(ValueError, match="TINYLARGE_MQTT_PASSWORD_"):
+        parse_queue_url("nats://w0:secret@a:1")
+    monkeypatch.delenv(password_env("w0"), raising=False)
+    with pytest.raises(ValueError, match=password_env("w0")):
+        queue_credentials("nats://w0@a:1")
+    monkeypatch.setenv(password_env("w0"), "pw")
+    assert queue_credentials("nats://w0@a:1") == {"user": "w0", "password": "pw"}
+    assert queue_credentials("nats://a:1") == {}
