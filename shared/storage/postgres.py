@@ -9,9 +9,10 @@ an index ``(measurement, device, ts_ms)`` for a device's history and one ``(meas
 reads across devices. ``fields`` and ``tags`` are ``json`` (kept as written: a float reads back as the
 same float, an int as an int). Text columns use the ``"C"`` collation, so devices sort as Python sorts them.
 
-Writes: each ``write()`` is one transaction holding one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT
-DO NOTHING``; ``write()`` returns after COMMIT, and the session runs with ``synchronous_commit = on``, so
-a point the store acknowledged is in the server's write-ahead log on disk. Idempotency is the primary
+Writes: each ``write()`` is one transaction holding one ``INSERT ... SELECT FROM json_array_elements(batch)
+ON CONFLICT DO NOTHING`` (the batch travels as one JSON text); ``write()`` returns after COMMIT, and the
+session runs with ``synchronous_commit = on``, so a point the store acknowledged is in the server's
+write-ahead log on disk. Idempotency is the primary
 key's: a redelivered point is skipped and not counted new, and the first point under a key stays.
 A different point under a stored key (a seq conflict) is told from a redelivery by
 :meth:`Store.conflict` (through :meth:`PostgresStore.get`), as on SQLite; the service dead-letters it.
@@ -67,9 +68,8 @@ _SCHEMA = (
 
 _INSERT = """
 INSERT INTO points (measurement, device, seq, ts_ms, fields, tags)
-SELECT m, d, s, t, f::json, g::json
-FROM unnest(%s::text[], %s::text[], %s::int8[], %s::int8[], %s::text[], %s::text[]) WITH ORDINALITY
-     AS u(m, d, s, t, f, g, o)
+SELECT r->>0, r->>1, (r->>2)::int8, (r->>3)::int8, r->4, r->5
+FROM json_array_elements(%s::json) WITH ORDINALITY AS e(r, o)
 ORDER BY o
 ON CONFLICT (measurement, device, seq) DO NOTHING
 """
@@ -178,26 +178,18 @@ class PostgresStore(Store):
     # -- the Store interface ----------------------------------------------------------------------------
     def write(self, points: Sequence[Point]) -> int:
         rows = sorted(
-            (
-                (
-                    p.measurement,
-                    p.device,
-                    p.seq,
-                    p.ts_ms,
-                    json.dumps(p.measured_fields(), separators=(",", ":"), sort_keys=True),
-                    json.dumps(p.tags, separators=(",", ":"), sort_keys=True),
-                )
-                for p in points
-            ),
+            ([p.measurement, p.device, p.seq, p.ts_ms, p.measured_fields(), p.tags] for p in points),
             key=lambda r: (r[0], r[1], r[2]),  # stable: the first of equal keys stays first, and wins
         )
         if not rows:
             return 0
-        columns = tuple(list(c) for c in zip(*rows, strict=True))
+        # the batch as one JSON array of rows: one parameter, encoded by the json module in C (psycopg's
+        # array adaptation of six lists cost 3/4 of a write's time)
+        payload = json.dumps(rows, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
         def insert(conn: psycopg.Connection[Any]) -> int:
             with conn.transaction():
-                return conn.execute(_INSERT, columns).rowcount
+                return conn.execute(_INSERT, (payload,)).rowcount
 
         new = self._run(insert)
         with self._lock:
