@@ -182,11 +182,21 @@ async def _with(node: SecuredNode, user: str, work, **kw):
 
 
 def _stored_subjects(node: SecuredNode) -> list[str]:
+    """The inference subjects held in ``$MQTT_msgs``."""
+    from nats.js.errors import NotFoundError
+
     async def look(nc):
         js = nc.jetstream()
         info = await js.stream_info(MQTT_STREAM)
-        return [(await js.get_msg(MQTT_STREAM, s)).subject for s in range(info.state.first_seq, info.state.last_seq + 1)
-                if info.state.messages]
+        out = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            try:  # the model delivered at QoS 1 was removed once acknowledged (interest retention)
+                subject = (await js.get_msg(MQTT_STREAM, seq)).subject
+            except NotFoundError:
+                continue
+            if subject.endswith(".inference"):
+                out.append(subject)
+        return out
 
     return asyncio.run(_with(node, "cloud", look))
 
@@ -204,6 +214,8 @@ def test_a_device_publishes_only_its_own_streams_and_reads_only_its_own(node):
     hc2, ops = node.mqtt("hc2"), node.mqtt("ops")
     hc2.subscribe("tinylarge/healthcare/hc1/model")  # another device's downward stream: not delivered
     hc2.subscribe("tinylarge/healthcare/hc2/model")
+    hc2.subscribe("$MQTT/sub/#")  # the inboxes NATS delivers QoS 1 subscriptions through: nothing of hc1's
+    hc1.subscribe("tinylarge/healthcare/hc1/model")
     ops.subscribe(f"{PART_ROOT.replace('.', '/')}/+/+/+/inference")  # where the mapping puts inference
     assert hc1.publish("tinylarge/healthcare/hc1/inference", b"own")
     hc1.publish("tinylarge/healthcare/hc2/inference", b"as-hc2")  # PUBACKed by NATS 2.9, and dropped
@@ -216,14 +228,17 @@ def test_a_device_publishes_only_its_own_streams_and_reads_only_its_own(node):
         await nc.flush()
 
     asyncio.run(_with(node, "cloud", results))
-    assert wait_for(lambda: len(ops.got) >= 1 and len(hc2.got) >= 1, 10, 0.05)
+    cloud = node.mqtt("cloud")  # and once more at QoS 1 through MQTT (stored, delivered via $MQTT.sub.<id>)
+    assert cloud.publish("tinylarge/healthcare/hc1/model", b"hc1-qos1")
+    assert wait_for(lambda: len(ops.got) >= 1 and len(hc2.got) >= 1 and len(hc1.got) >= 2, 10, 0.05)
     time.sleep(1.0)  # anything wrongly let through would have arrived by now
     assert _stored_subjects(node) == [_part("healthcare", "hc1")]  # only its own message, on its partition
     assert [p for _, p in ops.got] == [b"own"]
     assert hc2.got == [("tinylarge/healthcare/hc2/model", b"hc2")]
+    assert sorted(p for _, p in hc1.got) == [b"hc1", b"hc1-qos1"]
     log = node.log.read_text()
     assert "Publish Violation" in log and "Subscription Violation" in log
-    for c in (hc1, hc2, ops):
+    for c in (hc1, hc2, ops, cloud):
         c.close()
 
 
