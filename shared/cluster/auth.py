@@ -15,6 +15,14 @@ mapping moves it onto a partition; so the rules are written on ``tinylarge.<doma
   read the downward streams and status; site users (``--site-user ROLE:NAME``, ``--ehr-user``) write the
   streams their role publishes.
 
+Measured on nats-server 2.9.10 (tests/shared/cluster/test_auth.py): a publish is checked on the subject
+after the mapping (``tinylarge.part.<p>...``), so a device's partitioned streams are allowed on its own
+partition only; a QoS 1 PUBLISH a user may not make is PUBACKed all the same and dropped (logged as a
+"Publish Violation"; MQTT 3.1.1 lets a server acknowledge or disconnect), never stored nor delivered; a
+QoS 1 subscription needs subscribe rights on ``$MQTT.sub.>`` (NATS's internal delivery inboxes), and a
+device that subscribes there receives nothing of another session's. Mapped upward streams reach MQTT
+subscribers (operators) only under ``tinylarge/part/+/<domain>/<device>/<stream>``.
+
 Every user lives in one account (``TINYLARGE``, JetStream enabled) that also holds the partition mapping, so
 an authenticated device's message lands on its partition as in the plain form. Passwords come from
 ``TINYLARGE_MQTT_PASSWORD_<USER>`` when set, else from an existing ``secrets.env``, else they are generated;
