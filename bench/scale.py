@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from healthcare.train import ensure_trained
     from shared.cluster.cli import start_postgres
+    from shared.domain import registry
 
     devices = args.devices or (8 if args.quick else 40)
     per_device = args.messages or (10 if args.quick else 50)
@@ -235,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             pg.cleanup()
     name = "scale-quick" if args.quick else "scale"
-    result = {"domain": DOMAIN, "quick": args.quick, "quick_models": quick_models, "cpus": os.cpu_count(),
+    result = {"domain": DOMAIN, "quick_run": args.quick, "quick_models": quick_models, "cpus": os.cpu_count(),
               "loadavg": list(os.getloadavg()),
+              "window_every_s": {d.name: d.window_every_s for d in registry().values()},  # the capacity model's
               "configurations": rows, "plot": str(args.out / f"{name}.png")}
     plot(rows, args.out / f"{name}.png")
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
