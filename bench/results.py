@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import _scale_model as _scale
 from shared.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,6 +194,15 @@ PLATFORM_SOURCES = [
            "SIGKILL row: Mosquitto acknowledges before it persists, so a SIGKILL may lose what was acknowledged "
            "but not yet saved (it never duplicates); SIGTERM is the lossless restart. Recovery times stretch on a "
            "loaded machine."),
+    Source("scale: NATS cluster benchmark", "out/bench/scale.json", "make bench-scale", _scale.scale_table,
+           "The healthcare cloud on a NATS JetStream cluster (`tinylarge cluster config`'s layout, 8 partitions) "
+           "with PostgreSQL: devices are paho clients publishing QoS 1 to the nodes' MQTT listeners; rates are "
+           "published -> stored, latencies publish -> the risk message back; CPU per message from each "
+           "process's /proc clocks. Two shared cores show no speed-up from more workers: read the cost per "
+           "message. See [scale.md](scale.md)."),
+    Source("scale: capacity model", "out/bench/scale.json", "make bench-scale", _scale.capacity_table,
+           "Computed from the benchmark's measured cost per message and each domain's window cadence; see "
+           "[scale.md](scale.md#capacity-model)."),
     Source("integration strategies", "out/integration/report.json", "make integration-report",
            lambda d: rows_table(_rows_of(d), INTEGRATION_COLUMNS),
            "One row per strategy x domain x metric, on held-out subjects; `bytes_on_wire` per client or device. "
@@ -262,7 +272,9 @@ def headlines(domains: Sequence[str]) -> list[Headline]:
     out += [Headline(f"{d}-demo", f"{d}: demo", _demo_headline(d)) for d in domains]
     out += [Headline("firmware", "firmware: parity and footprint", _firmware_headline),
             Headline("pipeline", "transport: pipeline benchmark", _pipeline_headline),
-            Headline("faults", "reliability: fault injection", _faults_headline)]
+            Headline("faults", "reliability: fault injection", _faults_headline),
+            Headline("scale", "scale: NATS cluster benchmark", _scale.scale_headline),
+            Headline("capacity", "scale: capacity model", _scale.capacity_headline)]
     return out
 
 
