@@ -7,8 +7,8 @@ processes; devices are real MQTT clients (paho, one per device) publishing QoS 1
 listeners, round robin over the nodes, as fast as the cluster acknowledges. It measures
 
 - messages/s: published -> stored in PostgreSQL (the first publish to the last row);
-- messages/s per core used: the rate over (CPU seconds of every NATS node, worker and PostgreSQL process
-  during the run / wall seconds);
+- messages/s per core used: messages over the CPU seconds of every NATS node, worker and PostgreSQL process
+  from the first publish to the last result (cores used: those CPU seconds over the publish -> stored time);
 - end to end p50/p99: publish -> the worker's risk message back at an MQTT subscriber;
 - lost (PUBACKed, not stored), duplicated (a risk message twice), reordered (a backward seq within a device
   among the results): all must be 0, the exit status is 1 otherwise;
@@ -72,6 +72,28 @@ def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
+def _last_state(log: str, partition: int) -> str | None:
+    """The worker's last word on ``partition`` in its log: serves, took, released or lost (None: never)."""
+    last = None
+    for line in log.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[-2:] == ["partition", str(partition)]:
+            last = words[-3] if words[-3] != "over" else "took"
+    return last
+
+
+def _steady(cluster: Any, workers: int) -> bool:
+    """Each worker serves its static share (p % n == k) and no other holds it: no takeover or handback
+    under way when the load starts (a handback waits for the batch in flight; measured apart, not here)."""
+    logs = [cluster.log(f"w{k}") for k in range(workers)]
+    for p in range(PARTITIONS):
+        for k, log in enumerate(logs):
+            state = _last_state(log, p)
+            if (k == p % workers) != (state in ("serves", "took")):
+                return False
+    return True
+
+
 def run_config(nodes: int, workers: int, devices: int, per_device: int, models: Path, quick: bool, pg: Any,
                workdir: Path) -> dict[str, Any]:
     import paho.mqtt.client as paho
@@ -88,8 +110,7 @@ def run_config(nodes: int, workers: int, devices: int, per_device: int, models: 
         for k in range(workers):
             cluster.start_worker(DOMAIN, k, workers, url, models, quick=quick)
         deadline = time.monotonic() + 240
-        while not all(f"serves partition {p}" in "".join(cluster.log(f"w{k}") for k in range(workers))
-                      for p in range(PARTITIONS)):
+        while not _steady(cluster, workers):
             if time.monotonic() > deadline:
                 raise TimeoutError("workers did not take their partitions: "
                                    + " | ".join(cluster.log(f"w{k}")[-800:] for k in range(workers)))
@@ -150,10 +171,10 @@ def run_config(nodes: int, workers: int, devices: int, per_device: int, models: 
                 break
             time.sleep(0.1)
         end = time.time()
-        cpu = _cpu_delta(cpu0, _cpu(pids))
         wait_results = time.monotonic() + 15
         while time.monotonic() < wait_results and len(arrived) < total:
             time.sleep(0.1)
+        cpu = _cpu_delta(cpu0, _cpu(pids))  # after the results: scoring follows the store's commit
         for c in [*clients, sub]:
             c.disconnect()
             c.loop_stop()
