@@ -389,7 +389,8 @@ def test_wearable_refuses_a_signed_model_that_does_not_load_and_reports_it(keys,
     # the wearables' fleet with healthcare's loader, holding no client of its own: the device is `w`
     wearables = DeviceFleet("healthcare", None, "mqtt://127.0.0.1:1883", [], w.model, {}, window_message,
                             reload=reload)
-    garbage = sign_update("healthcare", patient.id, "hc-tiny", 2, _garbage(salt=b"not a model"), keys[0], seq=1, ts_ms=1)
+    garbage = sign_update("healthcare", patient.id, "hc-tiny", 2, _garbage(salt=b"not a model"), keys[0], seq=1,
+                          ts_ms=1)
     ok, reason = wearables.offer_update(w, json.dumps(garbage).encode())
     assert not ok and reason.startswith("model does not load"), reason
     assert w.model.version == "1" and slot.active_version == 1 and not (tmp_path / "slot" / "model.tflite").exists()
