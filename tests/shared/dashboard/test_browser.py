@@ -273,8 +273,9 @@ def test_empty_domains_fold_to_one_line(browser, truth):
 
 
 # ------------------------------------------------------------------------------ issue 23.2: 20,000 subjects
-def test_twenty_thousand_subjects_page_and_the_page_keeps_answering(browser, mosquitto):
+def test_twenty_thousand_subjects_page_and_the_page_keeps_answering(browser, mosquitto_factory):
     n = 20_000
+    mosquitto = mosquitto_factory(persistence=False)  # of its own: no other test's retained statuses
     with Dashboard(mosquitto.url, None, port=0, rules=RULES) as dash:
         state = dash.bridge.state
         for i in range(n):
