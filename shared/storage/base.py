@@ -110,6 +110,19 @@ class Point:
         return out
 
 
+def sql_range(measurement: str, device: str | None, start_ms: int | None, end_ms: int | None,
+              mark: str) -> tuple[str, list[object]]:
+    """The WHERE clause (without the keyword) and its arguments of :meth:`Store.query` for the SQL stores;
+    ``mark`` is the driver's placeholder (``?`` for sqlite3, ``%s`` for psycopg)."""
+    where, args = [f"measurement = {mark}"], [measurement]
+    for column, value in (("device =", device), ("ts_ms >=", None if start_ms is None else int(start_ms)),
+                          ("ts_ms <=", None if end_ms is None else int(end_ms))):
+        if value is not None:
+            where.append(f"{column} {mark}")
+            args.append(value)
+    return " AND ".join(where), args
+
+
 class Store(ABC):
     """A time-series store of :class:`Point` objects; thread-safe.
 

@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from shared.errors import UserError
-from shared.storage.base import Point, PostgresURL, Store, parse_store_url
+from shared.storage.base import Point, PostgresURL, Store, parse_store_url, sql_range
 
 T = TypeVar("T")
 
@@ -204,18 +204,8 @@ class PostgresStore(Store):
         start_ms: int | None = None,
         end_ms: int | None = None,
     ) -> list[Point]:
-        where = ["measurement = %s"]
-        args: list[object] = [measurement]
-        if device is not None:
-            where.append("device = %s")
-            args.append(device)
-        if start_ms is not None:
-            where.append("ts_ms >= %s")
-            args.append(int(start_ms))
-        if end_ms is not None:
-            where.append("ts_ms <= %s")
-            args.append(int(end_ms))
-        sql = f"SELECT {_COLUMNS} FROM points WHERE {' AND '.join(where)} ORDER BY ts_ms, device, seq"
+        where, args = sql_range(measurement, device, start_ms, end_ms, "%s")
+        sql = f"SELECT {_COLUMNS} FROM points WHERE {where} ORDER BY ts_ms, device, seq"
         return [Point(m, d, s, t, f, g) for (m, d, s, t, f, g) in self._select(sql, args)]
 
     def get(self, measurement: str, device: str, seq: int) -> Point | None:

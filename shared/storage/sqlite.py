@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.storage.base import Point, Store
+from shared.storage.base import Point, Store, sql_range
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -105,22 +105,9 @@ class SqliteStore(Store):
         start_ms: int | None = None,
         end_ms: int | None = None,
     ) -> list[Point]:
-        where = ["measurement = ?"]
-        args: list[object] = [measurement]
-        if device is not None:
-            where.append("device = ?")
-            args.append(device)
-        if start_ms is not None:
-            where.append("ts_ms >= ?")
-            args.append(int(start_ms))
-        if end_ms is not None:
-            where.append("ts_ms <= ?")
-            args.append(int(end_ms))
-        sql = (
-            "SELECT measurement, device, seq, ts_ms, fields, tags FROM points WHERE "
-            + " AND ".join(where)
-            + " ORDER BY ts_ms, device, seq"
-        )
+        where, args = sql_range(measurement, device, start_ms, end_ms, "?")
+        sql = (f"SELECT measurement, device, seq, ts_ms, fields, tags FROM points WHERE {where} "
+               "ORDER BY ts_ms, device, seq")
         return [Point(m, d, s, t, json.loads(f), json.loads(g)) for (m, d, s, t, f, g) in self._select(sql, args)]
 
     def get(self, measurement: str, device: str, seq: int) -> Point | None:
