@@ -249,8 +249,10 @@ def _firmware_headline(r: dict[str, Any]) -> str:
     goals = r.get("goals", {})
     checked = [m for m in r.get("models", []) if "parity" in m]
     both = set(goals.get("parity_litert_bit_exact", [])) & set(goals.get("parity_tflm_bit_exact", []))
-    return (f"{len(both)} of {len(checked)} models bit-exact in both arithmetics on the host and the Cortex-M4 "
-            f"({fmt(r.get('parity_inputs'))} random inputs each)")
+    return (f"{len(both)} of {len(checked)} models bit-exact on the host and the Cortex-M4 with LiteRT's reference "
+            f"kernels (`--arithmetic litert`, the default) and with TFLite Micro (`--arithmetic tflm`), "
+            f"{fmt(r.get('parity_inputs'))} random inputs each (LiteRT's default interpreter, XNNPACK, differs from "
+            f"both on rounding ties)")
 
 
 def _pipeline_headline(p: dict[str, Any]) -> str:
