@@ -23,7 +23,11 @@ each through its durable pull consumer on ``$MQTT_msgs`` (see :mod:`shared.clust
   ``last_seq``;
 - **results** (risk/action) and dead letters go back through the cluster as NATS subjects
   (``tinylarge.<domain>.<device>.risk``), which NATS delivers to the MQTT topics
-  ``tinylarge/<domain>/<device>/risk`` (to MQTT subscribers at QoS 0: a NATS publish carries no QoS).
+  ``tinylarge/<domain>/<device>/risk`` (to MQTT subscribers at QoS 0: a NATS publish carries no QoS);
+- **heartbeat**: every lease round it publishes a ``status`` as ``cluster-w<k>`` (model ``cluster-worker@1``;
+  counts: ``p<i>`` per partition held, ``msgs_per_s``, ``handled``, ``takeovers``, ``heartbeat_ms``), and
+  ``offline`` when it stops cleanly; the dashboard shows these among the cluster's workers (a worker whose
+  heartbeat is three intervals old is shown dead: a kill -9 sends nothing).
 
 The fetch timeout (0.5 s) is far below the lease time minus the renewal interval, so a dead worker's last
 pull request has expired before its lease does; nothing can still be delivered to it after a takeover.
@@ -49,6 +53,9 @@ from shared.transport.consumer import Consumer
 log = logging.getLogger("tinylarge.cluster.worker")
 
 FETCH_TIMEOUT_S = 0.5
+#: the ``model`` of a worker's heartbeat status (``tinylarge/<domain>/cluster-w<k>/status``): the dashboard
+#: shows such a publisher among the cluster's workers
+WORKER_MODEL = "cluster-worker@1"
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,9 @@ class PartitionWorker:
         self._part_of: dict[str, int] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"{domain}-partitions")
         self._lock = threading.Lock()
+        self.status_id = f"cluster-w{share.k}"  #: the id of its heartbeat status (stable over restarts)
+        self._status_seq = 0
+        self._rate_at: tuple[float, int] | None = None
 
     # -- the message path (one executor thread: the service sees one caller, as on the MQTT path) --------
     def _handle(self, partition: int, items: list[tuple[str, bytes]]) -> None:
@@ -231,6 +241,33 @@ class PartitionWorker:
                 pass
         log.info("%s %s partition %d", self.name, "released" if release else "lost", partition)
 
+    def status(self, state: str = "online") -> dict:
+        """The heartbeat ``status`` message (the dashboard's cluster workers): the partitions held (``p<i>``:
+        messages handled on it), messages/s since the last heartbeat, the share and the heartbeat interval."""
+        now = time.monotonic()
+        with self._lock:
+            handled = int(self.counts["handled"])
+        rate = 0
+        if self._rate_at is not None and now > self._rate_at[0]:
+            rate = round((handled - self._rate_at[1]) / (now - self._rate_at[0]))
+        self._rate_at = (now, handled)
+        counts = {f"p{p}": int(self.counts[f"p{p}"]) for p in sorted(self.held)}
+        counts.update(partitions_held=len(self.held), handled=handled, msgs_per_s=max(0, rate),
+                      takeovers=int(self.counts["takeovers"]), share_k=self.share.k, share_n=self.share.n,
+                      heartbeat_ms=round(1000 * self.lease_s / 3), pid=os.getpid())
+        self._status_seq += 1
+        return {"v": 1, "device": self.status_id, "seq": self._status_seq, "ts": int(time.time() * 1000),
+                "model": WORKER_MODEL, "state": state, "counts": counts}
+
+    async def _heartbeat(self, state: str = "online") -> None:
+        from shared.protocol.messages import encode, topic
+
+        try:
+            data = encode(self.domain, "status", self.status(state))
+            await self.nc.publish(topic(self.domain, self.status_id, "status").replace("/", "."), data)
+        except Exception:  # noqa: BLE001 - a heartbeat is best effort (the lease is what counts)
+            log.debug("%s heartbeat not published", self.name, exc_info=True)
+
     async def _tick(self, kv: Any) -> None:
         await kv.put(f"{self.domain}.worker.{self.share.k}", self.name.encode())
         me = self.name.encode()
@@ -270,6 +307,7 @@ class PartitionWorker:
                     await self._tick(kv)
                 except Exception:  # noqa: BLE001 - no quorum for a while: keep trying; leases expire
                     log.warning("%s lease round failed", self.name, exc_info=True)
+                await self._heartbeat()
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=every_s)
                 except TimeoutError:
@@ -281,6 +319,7 @@ class PartitionWorker:
                 await kv.delete(f"{self.domain}.worker.{self.share.k}")
             except Exception:  # noqa: BLE001
                 pass
+            await self._heartbeat("offline")
             self._executor.shutdown(wait=True)
 
     def summary(self) -> dict[str, Any]:

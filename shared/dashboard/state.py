@@ -16,7 +16,8 @@ Per domain (the registry's; a topic of any other domain is ignored):
   ``alerting`` (the service's alert rule run on the scores it published; see :mod:`shared.runtime.alerts`)
   and ``counts`` that count: ``published`` (the device's own count, or the inferences seen, whichever
   is more), ``accepted`` (cloud results for it), ``rejected`` (dead letters naming it);
-* stages: publishers of a status that are no subject (``cloud``, or a model id of the large model);
+* stages: publishers of a status that are no subject (``cloud``, a model id of the large model, or a cluster
+  worker's heartbeat, shown with ``worker``: partitions held, messages/s, last heartbeat, alive);
 * ``alerts``: results that raised an alert or a new action, newest last (bounded);
 * ``deadletters``: the records of ``tinylarge/_deadletter/<domain>`` with their reasons (bounded);
 * ``clock``: the fleet clock, the newest result ``ts`` (simulated time in a demo) and the server time
@@ -50,6 +51,7 @@ MAX_ROWS = 200_000  #: most publishers kept per domain (a flood of new ids past 
 ONLY = ("", "alerting")  #: the page filters
 _BOOKKEEPING = frozenset(("v", "device", "seq", "ts", "model", "source_seq", "windows"))
 _TEXT_MAX = 200
+WORKER_MODEL = "cluster-worker@"  #: the model of a cluster worker's heartbeat status (shared.cluster.worker)
 
 
 def _text(value: Any, limit: int = _TEXT_MAX) -> str | None:
@@ -152,8 +154,8 @@ class FleetState:
                     "page": {"offset": offset, "limit": v.limit, "total": total, "q": v.q, "only": v.only,
                              "ids": ids},
                     "devices": {r["device"]: self._public(dom, r) for r in rows if r["ver"] > since},
-                    "stages": {i: self._public(dom, dom.rows[i]) for i in sorted(dom.stages)
-                               if dom.rows[i]["ver"] > since},
+                    "stages": {i: _with_worker(self._public(dom, dom.rows[i]), out["now_ms"])
+                               for i in sorted(dom.stages) if dom.rows[i]["ver"] > since},
                     "alerts": [a for a in dom.alerts if a["ver"] > since],
                     "deadletters": [r for r in dom.dead if r["ver"] > since],
                 }
@@ -358,7 +360,24 @@ def _is_stage(dom: _Domain, row: dict) -> bool:
     if row["inference"] is not None or row["result"] is not None:
         return False
     large = f"{dom.large_model}@" if dom.large_model else None
-    return row["device"] == "cloud" or bool(large and (row["model"] or "").startswith(large))
+    model = row["model"] or ""
+    return row["device"] == "cloud" or model.startswith(WORKER_MODEL) or bool(large and model.startswith(large))
+
+
+def _with_worker(out: dict, now_ms: float) -> dict:
+    """A cluster worker's stage row (its heartbeat status, :mod:`shared.cluster.worker`) gains ``worker``: the
+    partitions it holds, messages/s, its last heartbeat and ``alive`` (online, heard from within three
+    heartbeat intervals: a worker killed -9 sends no offline status)."""
+    if not (out.get("model") or "").startswith(WORKER_MODEL):
+        return out
+    c = out["status_counts"]
+    every = c.get("heartbeat_ms") or 2000
+    last = out.get("last_ms")
+    out["worker"] = {"partitions": sorted(int(k[1:]) for k in c if k[:1] == "p" and k[1:].isdigit()),
+                     "msgs_per_s": c.get("msgs_per_s", 0), "handled": c.get("handled", 0),
+                     "takeovers": c.get("takeovers", 0), "last_heartbeat_ms": last,
+                     "alive": out.get("state") == "online" and last is not None and now_ms - last <= 3 * every}
+    return out
 
 
 def _place(dom: _Domain, device: str, was_stage: bool | None, stage: bool) -> None:

@@ -310,13 +310,20 @@ function renderPage(name, dom, current) {
   pg.querySelector(".next").disabled = p.offset + ids.length >= p.total;
 }
 
+// a cluster worker (its heartbeat status) is dead once three heartbeats are missing: kill -9 sends no offline
+function workerState(d) {
+  const every = (d.status_counts || {}).heartbeat_ms;
+  if (!d.worker || d.state !== "online" || d.last_ms == null) return d.state;
+  return Date.now() - S.offset - d.last_ms > 3 * (every || 2000) ? "dead" : "online";
+}
+
 function renderStages(name, dom, full) {
   if (full) S.stages[name] = {};
   Object.assign(S.stages[name], dom.stages);
   const tbody = document.querySelector(`#stages-${name} tbody`);
   const list = Object.values(S.stages[name]).sort((a, b) => (a.device < b.device ? -1 : 1));
   tbody.replaceChildren(...list.map((d) => el("tr", { "data-device": d.device, "data-last-ms": d.last_ms ?? "" },
-    el("td", { class: "device", text: d.device }), el("td", { class: "state" }, pill(d.state)),
+    el("td", { class: "device", text: d.device }), el("td", { class: "state" }, pill(workerState(d))),
     el("td", { class: "model", text: d.model || "-" }), el("td", { class: "age", text: age(d.last_ms) }),
     el("td", { class: "counts", text: Object.entries(d.status_counts || {}).map(([k, v]) => `${k} ${v}`).join(", ") }))));
   document.querySelector(`#domain-${name} .empty-stages`).hidden = list.length > 0;
