@@ -38,6 +38,8 @@ class SizeReport:
     ram_static: int  #: .data + .bss
     stack_reserved: int  #: the stack at the top of RAM (TL_STACK_BYTES)
     ram_total: int
+    ccm_used: int = 0  #: .ccmram: what the app placed in core-coupled RAM (APP_CCM)
+    ccm_total: int = 0
 
     @property
     def ram_free(self) -> int:
@@ -45,7 +47,7 @@ class SizeReport:
         return self.ram_total - self.ram_static - self.stack_reserved
 
     def fits(self) -> bool:
-        return self.flash_used <= self.flash_total and self.ram_free >= 0
+        return self.flash_used <= self.flash_total and self.ram_free >= 0 and self.ccm_used <= self.ccm_total
 
     def text(self) -> str:
         def pct(a: int, b: int) -> str:
@@ -55,12 +57,13 @@ class SizeReport:
         return (f"{self.board}: flash {self.flash_used:>8} / {self.flash_total} B ({flash})"
                 f"; RAM {self.ram_static + self.stack_reserved:>7} / {self.ram_total} B "
                 f"({pct(self.ram_static + self.stack_reserved, self.ram_total)}): static {self.ram_static} + stack "
-                f"{self.stack_reserved}, {self.ram_free} B free")
+                f"{self.stack_reserved}, {self.ram_free} B free"
+                + (f"; CCM {self.ccm_used} / {self.ccm_total} B" if self.ccm_total else ""))
 
     def as_dict(self) -> dict:
         return {"board": self.board, "flash_used": self.flash_used, "flash_total": self.flash_total,
                 "ram_static": self.ram_static, "stack_reserved": self.stack_reserved, "ram_total": self.ram_total,
-                "ram_free": self.ram_free}
+                "ram_free": self.ram_free, "ccm_used": self.ccm_used, "ccm_total": self.ccm_total}
 
 
 @dataclass
@@ -88,7 +91,7 @@ def size_report(board: Board, elf: Path) -> SizeReport:
     s = section_sizes(elf)
     flash = s.get(".text", 0) + s.get(".ARM.exidx", 0) + s.get(".data", 0)
     return SizeReport(board.name, flash, board.flash_kb * 1024, s.get(".data", 0) + s.get(".bss", 0),
-                      board.stack_kb * 1024, board.ram_kb * 1024)
+                      board.stack_kb * 1024, board.ram_kb * 1024, s.get(".ccmram", 0), board.ccm_kb * 1024)
 
 
 _OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes|will not fit in region `(\w+)'|RAM overflow[^\n]*")
@@ -129,6 +132,9 @@ def build_board(board: Board | str, app: str | None, models: Sequence[FirmwareMo
     board.validate()
     if board.family == "stm32f4" and app is None:
         raise ValueError(f"app: board {board.name} builds a domain's app (--app DOMAIN)")
+    if sensor_file is not None and board.family != "stm32f4":
+        raise ValueError(f"sensor_file: windows in flash are an STM32F4 image's; an MPS2 app reads them over "
+                         f"semihosting (--input), board {board.name}")
     if any(" " in a or "'" in a or '"' in a for a in fw_args):
         raise ValueError(f"fw_args: options are baked into the image and cannot hold spaces or quotes: {fw_args}")
     cfg = BuildConfig(app, "host" if app else "cortex-m0plus", models, out_dir)
@@ -152,12 +158,13 @@ def build_board(board: Board | str, app: str | None, models: Sequence[FirmwareMo
     if sensor_file is not None:
         variables["SENSOR_SRC"] = str(sensor_source(Path(sensor_file).read_bytes(), out / "sensor_flash.c"))
     names = tuple(m.name for m in cfg.models)
+    goal = "mps2-app" if board.family == "mps2" and app else board.family
     try:
-        make(board.family, model_dir, names, out, app if board.family == "stm32f4" else None,
-             extra_cflags=[f"-D{d}" for d in defines], variables=variables)
+        make(board.family, model_dir, names, out, app, goal=goal, extra_cflags=[f"-D{d}" for d in defines],
+             variables=variables)
     except FirmwareError as exc:
         raise _fit_error(board, str(exc)) or exc from None
-    if board.family == "stm32f4":
+    if app is not None:
         stem = out / str(app)
         artifacts = {k: stem.with_suffix(f".{k}") for k in ("elf", "bin", "hex", "map")}
     else:
@@ -281,9 +288,11 @@ def run_board_qemu(board: Board | str, elf: Path, sensor_text: bytes, timeout_s:
 
 
 def board_models(app: str, model: Path | None, name: str | None = None, model_id: str = "") -> list[FirmwareModel]:
-    """The CLI's model list: the given .tflite (as the domain's primary model), or () for the domain's."""
+    """The CLI's model list: the given .tflite as the domain's primary model, then the other models its app
+    declares (APP_MODELS, from the domain's models dir); () for the domain's own models."""
     if model is None:
         return []
     from shared.domain import get as get_domain
+    from shared.tiny.targets import app_extra_models
 
-    return [FirmwareModel(model, name or c_name(get_domain(app).tiny_model), model_id)]
+    return [FirmwareModel(model, name or c_name(get_domain(app).tiny_model), model_id), *app_extra_models(app)]

@@ -35,7 +35,8 @@ class Board:
     flash_kb: int
     ram_origin: int
     ram_kb: int
-    ccm_kb: int = 0  #: core-coupled RAM at 0x10000000 (F405/F407), not DMA-reachable
+    ccm_kb: int = 0  #: core-coupled RAM (F405/F407), not DMA-reachable
+    ccm_origin: int = 0x1000_0000  #: where it is (netduinoplus2: where QEMU, which has no CCM, has RAM instead)
     clock_hz: int = 0  #: SYSCLK the startup code sets
     hse_hz: int = 0  #: external crystal (or ST-LINK MCO bypass); 0 = the 16 MHz HSI drives the PLL
     hse_bypass: bool = False  #: HSE from an external clock signal (Nucleo: the ST-LINK's 8 MHz MCO)
@@ -52,6 +53,7 @@ class Board:
     pyocd: str = ""  #: pyocd --target name
     st_flash: bool = False  #: the board has an ST-LINK that st-flash drives
     notes: str = ""
+    uart_base: int = 0  #: MPS2 rows: the console UART0's address (CMSDK APB UART; AN505: its Secure alias)
 
     @property
     def fpu(self) -> str:
@@ -94,6 +96,8 @@ class Board:
             if self.clock_hz // self.apb1_div > 42_000_000 or self.clock_hz // self.apb2_div > 84_000_000:
                 raise ValueError(f"board {self.name}: APB1 <= 42 MHz and APB2 <= 84 MHz (dividers "
                                  f"{self.apb1_div}, {self.apb2_div})")
+        if self.family == "mps2" and not self.uart_base:
+            raise ValueError(f"board {self.name}: an MPS2 row names its console UART0's address (uart_base)")
         if self.stack_kb * 1024 >= self.ram_kb * 1024:
             raise ValueError(f"board {self.name}: stack_kb {self.stack_kb} does not fit ram_kb {self.ram_kb}")
 
@@ -113,11 +117,14 @@ class Board:
                      f"-DTL_BOARD_PLL_Q={q}u", f"-DTL_BOARD_APB1_DIV={self.apb1_div}u",
                      f"-DTL_BOARD_APB2_DIV={self.apb2_div}u", f"-DTL_BOARD_FLASH_WS={self.flash_ws}u",
                      f"-DTL_BOARD_USART={self.usart}"]
+        if self.family == "mps2":
+            defs.append(f"-DTL_UART0_BASE={self.uart_base:#x}u")
         if self.qemu_machine:
             defs.append("-DTL_BOARD_QEMU=1")  # exit through semihosting at the end of input (QEMU rows only)
         return {"BOARD_ARCH": " ".join(self.arch_flags()), "BOARD_DEFS": " ".join(defs),
                 "FLASH_ORIGIN": hex(self.flash_origin), "FLASH_KB": str(self.flash_kb),
                 "RAM_ORIGIN": hex(self.ram_origin), "RAM_KB": str(self.ram_kb), "CCM_KB": str(self.ccm_kb),
+                "CCM_ORIGIN": hex(self.ccm_origin),
                 "STACK_KB": str(self.stack_kb)}
 
 
@@ -130,8 +137,11 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("netduinoplus2", part="STM32F405RG", **_F4, flash_kb=1024, ram_kb=128, ccm_kb=64, clock_hz=168_000_000,
           hse_hz=25_000_000, pll=(25, 336, 2, 7), apb1_div=4, apb2_div=2, flash_ws=5, console="USART1",
           console_pins="PA9 TX, PA10 RX (QEMU: -serial)", qemu_machine="netduinoplus2",
-          openocd="interface/stlink.cfg target/stm32f4x.cfg", pyocd="stm32f405rg",
-          notes="what qemu-system-arm -M netduinoplus2 emulates (USART1 = QEMU's first -serial)"),
+          openocd="interface/stlink.cfg target/stm32f4x.cfg", pyocd="stm32f405rg", ccm_origin=0x2002_0000,
+          notes="what qemu-system-arm -M netduinoplus2 emulates (USART1 = QEMU's first -serial). QEMU's STM32F405 "
+                "has no CCM at 0x10000000 but 192 KB of SRAM at 0x20000000, so this row's 64 KB 'CCM' is that "
+                "SRAM's last 64 KB (0x20020000): an app using CCM runs under QEMU; for the silicon build "
+                "stm32f4-discovery (same memory, CCM at 0x10000000)"),
     Board("stm32f4-discovery", part="STM32F407VG", **_F4, flash_kb=1024, ram_kb=128, ccm_kb=64,
           clock_hz=168_000_000, hse_hz=8_000_000, pll=(8, 336, 2, 7), apb1_div=4, apb2_div=2, flash_ws=5,
           console="USART2", console_pins="PA2 TX -> adapter RX, PA3 RX <- adapter TX, GND",
@@ -148,10 +158,11 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           openocd="board/st_nucleo_f4.cfg", pyocd="stm32f446retx", st_flash=True,
           notes="run at 168 MHz (the part allows 180 with over-drive, which this startup does not enable)"),
     Board("mps2-an500", part="MPS2 AN500 (Cortex-M7)", core="cortex-m7", flash_origin=0x0000_0000, flash_kb=4096,
-          ram_origin=0x2000_0000, ram_kb=4096, qemu_machine="mps2-an500", **_MPS2,
+          ram_origin=0x2000_0000, ram_kb=4096, qemu_machine="mps2-an500", uart_base=0x4000_4000, **_MPS2,
           notes="FPGA image: images load from the board's microSD (images.txt), no SWD flashing"),
     Board("mps2-an505", part="MPS2+ AN505 (Cortex-M33, secure)", core="cortex-m33", flash_origin=0x1000_0000,
-          flash_kb=4096, ram_origin=0x3800_0000, ram_kb=2048, qemu_machine="mps2-an505", **_MPS2,
+          flash_kb=4096, ram_origin=0x3800_0000, ram_kb=2048, qemu_machine="mps2-an505", uart_base=0x5020_0000,
+          **_MPS2,
           notes="runs in the Secure state from the secure aliases of SSRAM1 (code) and SSRAM2 (data)"),
 )}
 

@@ -51,6 +51,26 @@ def models_dir(domain: str) -> Path:
     return rel if rel.is_absolute() or rel.exists() else REPO / rel
 
 
+def app_model_files(domain: str) -> tuple[str, ...]:
+    """The model files a domain's app needs, primary first: ``APP_MODELS`` in its ``app.mk`` (files in the
+    domain's models dir, e.g. ``tiny.tflite anomaly.tflite``); ``("tiny.tflite",)`` when it declares none."""
+    from shared.domain import get
+
+    mk = get(domain).firmware_dir / "app.mk"
+    found = re.search(r"^APP_MODELS\s*:?=\s*(.+)$", mk.read_text(), re.M) if mk.is_file() else None
+    return tuple(found.group(1).split()) if found else ("tiny.tflite",)
+
+
+def app_extra_models(domain: str, directory: Path | None = None) -> list[FirmwareModel]:
+    """The app's models after the primary one (:func:`app_model_files`) from ``directory`` (default the domain's
+    models dir): C name ``<domain>_<stem>``, id from ``labels.json``'s ``<stem>_model_id`` when there."""
+    directory = models_dir(domain) if directory is None else Path(directory)
+    labels = directory / "labels.json"
+    ids = json.loads(labels.read_text()) if labels.is_file() else {}
+    return [FirmwareModel(directory / f, c_name(f"{domain}_{Path(f).stem}"),
+                          str(ids.get(f"{Path(f).stem}_model_id", ""))) for f in app_model_files(domain)[1:]]
+
+
 def c_name(model_id_prefix: str) -> str:
     """The C identifier of a model id prefix: ``healthcare-tiny`` -> ``healthcare_tiny``."""
     name = re.sub(r"\W", "_", model_id_prefix).lower()
@@ -109,7 +129,8 @@ class BuildConfig:
         from shared.domain import get
 
         d = get(self.app)  # type: ignore[arg-type]
-        return (FirmwareModel(models_dir(d.name) / "tiny.tflite", c_name(d.tiny_model)),)
+        primary = FirmwareModel(models_dir(d.name) / "tiny.tflite", c_name(d.tiny_model))
+        return (primary, *app_extra_models(d.name))
 
     @property
     def folder(self) -> str:

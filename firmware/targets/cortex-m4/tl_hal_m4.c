@@ -2,7 +2,7 @@
  * Cortex-M4 target (mps2-an386 under qemu-system-arm): the TinyLarge HAL.
  *
  *   sensor  tlsensor text read over semihosting: --input PATH (a host path, opened by QEMU)
- *   output  CMSDK APB UART0 at 0x40004000: framed messages (net/tl_frame.h); QEMU maps it to
+ *   output  CMSDK APB UART0 at TL_UART0_BASE (0x40004000): framed messages (net/tl_frame.h); QEMU maps it to
  *           -serial (stdout with -nographic)
  *   clock   semihosting SYS_TIME (seconds) * 1000
  *   log     semihosting stderr
@@ -15,7 +15,12 @@
 #include "tl_hal.h"
 #include "tl_sensor_text.h"
 
-#define UART0_BASE 0x40004000u
+/* UART0: 0x40004000 on AN386 (M4) and AN500 (M7); the MPS2 rows pass -DTL_UART0_BASE (AN505, M33, in the
+ * Secure state: 0x50200000, the Secure alias of the SSE-200's UART0, firmware/PORTING.md) */
+#ifndef TL_UART0_BASE
+#define TL_UART0_BASE 0x40004000u
+#endif
+#define UART0_BASE TL_UART0_BASE
 #define UART_DATA (*(volatile uint32_t *)(UART0_BASE + 0x00u))
 #define UART_STATE (*(volatile uint32_t *)(UART0_BASE + 0x04u))
 #define UART_CTRL (*(volatile uint32_t *)(UART0_BASE + 0x08u))

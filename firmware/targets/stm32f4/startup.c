@@ -14,7 +14,7 @@
 #define TL_FW_ARGS ""
 #endif
 
-extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _sstack, _estack;
+extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _sccm, _eccm, _sstack, _estack;
 extern int main(int argc, char **argv);
 void Reset_Handler(void);
 void Default_Handler(void);
@@ -112,6 +112,7 @@ void Reset_Handler(void) {
   __asm__ volatile("dsb\n\tisb" ::: "memory");
   for (dst = &_sdata; dst < &_edata;) *dst++ = *src++;
   for (dst = &_sbss; dst < &_ebss;) *dst++ = 0;
+  for (dst = &_sccm; dst < &_eccm;) *dst++ = 0; /* CCM: the app's APP_CCM sections */
   stack_paint();
   hz = stm32_clock_init();
   stm32_systick_init(hz);
