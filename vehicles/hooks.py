@@ -86,3 +86,18 @@ class Hooks(DomainHooks):
         from vehicles import service
 
         return service.service_factory(models_dir)
+
+    # -- the integration strategies (vehicles.tasks) -------------------------------------------------------
+    @staticmethod
+    def tiny_task(quick: bool = False) -> Any:
+        """The event classifier's candidate windows by vehicle (vehicles.tasks.tiny_task)."""
+        from vehicles.tasks import tiny_task
+
+        return tiny_task(quick=quick)
+
+    @staticmethod
+    def distill_task(quick: bool = False, models_dir: Path | None = None) -> Any:
+        """The risk transformer's probability per candidate window (vehicles.tasks.distill_task)."""
+        from vehicles.tasks import distill_task
+
+        return distill_task(quick=quick, models_dir=models_dir)
