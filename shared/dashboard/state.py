@@ -113,6 +113,7 @@ class _Domain:
         self.dead_by_device: dict[str, int] = {}
         self.fleet_ms: int | None = None  #: newest result ts
         self.fleet_wall_ms: int | None = None  #: server time when it arrived
+        self.live_loop: dict | None = None  #: the demo's live loop (set_live_loop), shown as one line
 
 
 class FleetState:
@@ -151,6 +152,7 @@ class FleetState:
                                 "alerts_total": dom.alerts_total, "deadletters_total": dom.dead_total},
                     "rule": self._rule(dom),
                     "clock": {"fleet_ms": dom.fleet_ms, "wall_ms": dom.fleet_wall_ms},
+                    "live_loop": dom.live_loop,
                     "page": {"offset": offset, "limit": v.limit, "total": total, "q": v.q, "only": v.only,
                              "ids": ids},
                     "devices": {r["device"]: self._public(dom, r) for r in rows if r["ver"] > since},
@@ -164,6 +166,18 @@ class FleetState:
     def snapshot(self) -> dict:
         """The first page of every domain, in full."""
         return self.view(0)
+
+    def set_live_loop(self, domain: str, rows: dict) -> None:
+        """The demo's live loop (:mod:`shared.runtime.live_loop`): its state, the model before and after and
+        the fleet metric before and after, as the page shows them (bounded strings, finite numbers)."""
+        keys = ("live_loop", "model_before", "model_after", "fleet_metric", "fleet_metric_before",
+                "fleet_metric_after", "fleet_metric_teacher", "fleet_metric_windows")
+        with self._lock:
+            dom = self._doms.get(domain)
+            if dom is None:
+                return
+            dom.live_loop = {k: _shown(rows.get(k)) for k in keys}
+            self.version += 1
 
     def now_ms(self) -> int:
         return int(self._clock_ms())

@@ -145,7 +145,8 @@ function section(name) {
   head.addEventListener("click", () => { S.toggled[name] = true; });
   sec.append(head);
   const body = el("div", { class: "domain-body" });
-  body.append(el("p", { class: "rule muted", id: `rule-${name}` }), el("p", { class: "clock muted", id: `clock-${name}` }));
+  body.append(el("p", { class: "rule muted", id: `rule-${name}` }), el("p", { class: "clock muted", id: `clock-${name}` }),
+    el("p", { class: "live-loop", id: `loop-${name}`, hidden: "hidden" }));
   const table = el("table", { class: "fleet", id: `fleet-${name}` });
   const tr = el("tr");
   const heads = [subj, "state", "model", "last message", "tiny model says", `cloud ${m.result_stream}`,
@@ -383,11 +384,25 @@ function renderSummary(name, dom) {
     clock.textContent = `Fleet clock (simulated time): ${dateTime(c.fleet_ms)}, ${span(c.fleet_ms - c.wall_ms)} ${ahead} ` +
       `the wall clock. Alert and dead-letter times are on this clock; "last message" is wall-clock time.`;
   } else clock.textContent = `Fleet clock: ${dateTime(c.fleet_ms)} (the devices' time, within minutes of the wall clock).`;
+  renderLoop(name, dom.live_loop);
   const tab = document.getElementById(`tab-${name}`);
   if (tab) tab.querySelector(".n").textContent = ` ${thousands(s.online)}/${thousands(s.subjects)}`;
   const sec = document.getElementById(`domain-${name}`);
   sec.classList.toggle("empty-domain", empty);
   if (!S.toggled[name]) sec.open = !empty;
+}
+
+// the demo's live loop: the model the devices' event estimate came from before and after, and the fleet metric
+function renderLoop(name, L) {
+  const p = document.getElementById(`loop-${name}`);
+  if (!p || !L) return;
+  const f = (v) => (v == null ? "-" : typeof v === "number" ? v.toFixed(3) : String(v));
+  p.hidden = false;
+  p.textContent = L.model_after
+    ? `Live loop (${L.live_loop}): ${L.model_before} -> ${L.model_after}; ${L.fleet_metric || "fleet metric"}: ` +
+      `${f(L.fleet_metric_before)} before, ${f(L.fleet_metric_after)} after (teacher ${f(L.fleet_metric_teacher)}, ` +
+      `${L.fleet_metric_windows ?? "-"} windows).`
+    : `Live loop: ${L.live_loop}.`;
 }
 
 function setBroker(connected) {
