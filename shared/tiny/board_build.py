@@ -296,3 +296,48 @@ def board_models(app: str, model: Path | None, name: str | None = None, model_id
     from shared.tiny.targets import app_extra_models
 
     return [FirmwareModel(model, name or c_name(get_domain(app).tiny_model), model_id), *app_extra_models(app)]
+
+
+def standin_autoencoder(domain: str, path: Path, seed: int = 0) -> Path:
+    """An untrained stand-in for an app's second model, an autoencoder of the domain's feature vector (what
+    industrial_iot's anomaly.tflite is): features -> 8 -> features, int8."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+    import tensorflow as tf
+
+    from shared.domain import get as get_domain
+    from shared.tiny.int8 import to_int8_tflite
+
+    n = len(get_domain(domain).feature_names)
+    tf.keras.utils.set_random_seed(seed)
+    x = tf.keras.Input((n,))
+    model = tf.keras.Model(x, tf.keras.layers.Dense(n)(tf.keras.layers.Dense(8, activation="relu")(x)))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_int8_tflite(model, np.random.default_rng(seed).normal(size=(128, n)).astype(np.float32), path)
+    return path
+
+
+def app_models(domain: str, work: Path, trained: bool = True) -> list[FirmwareModel]:
+    """Every model the domain's app declares (APP_MODELS): the trained ones when ``trained`` and present, else
+    untrained stand-ins with their interfaces built once into ``work`` (the tiny classifier's, then autoencoders
+    of the feature vector), so an app builds and runs before its domain is trained."""
+    from shared.domain import get as get_domain
+    from shared.tiny.targets import app_extra_models, models_dir, standin_tflite
+
+    d = get_domain(domain)
+    trained_dir = models_dir(domain)
+    primary = trained_dir / "tiny.tflite"
+    if not (trained and primary.exists()):
+        primary = Path(work) / f"{domain}_standin.tflite"
+        if not primary.exists():
+            standin_tflite(domain, primary)
+    out = [FirmwareModel(primary, c_name(d.tiny_model))]
+    for m in app_extra_models(domain):
+        if not (trained and m.path.exists()):
+            path = Path(work) / f"{domain}_{m.path.stem}_standin.tflite"
+            m = FirmwareModel(path if path.exists() else standin_autoencoder(domain, path), m.name)
+        out.append(m)
+    return out
