@@ -184,21 +184,88 @@ static void tl_dw_rows(const tl_conv_params *p, const int8_t *in_b, const int8_t
   }
 }
 
+/* tap t of four channels: a0..a3 += w[0..3] * s_t[0..3] */
+#ifdef TL_DW_DSP
+#define TL_DW_MAC4 \
+  { \
+    const uint32_t xv = tl_dw_ld32(s_t), wv = tl_dw_ld32(w); \
+    const uint32_t xa = tl_dw_sxtb16(xv), xb = tl_dw_sxtb16_ror8(xv); \
+    const uint32_t wa = tl_dw_sxtb16(wv), wb = tl_dw_sxtb16_ror8(wv); \
+    a0 = tl_smlabb(wa, xa, a0); \
+    a2 = tl_smlatt(wa, xa, a2); \
+    a1 = tl_smlabb(wb, xb, a1); \
+    a3 = tl_smlatt(wb, xb, a3); \
+  }
+#else
+#define TL_DW_MAC4 \
+  { \
+    a0 += w[0] * s_t[0]; \
+    a1 += w[1] * s_t[1]; \
+    a2 += w[2] * s_t[2]; \
+    a3 += w[3] * s_t[3]; \
+  }
+#endif
+
+/* One output pixel's channels: src[t] = the input pixel under tap t (the zero-point pixel where padded,
+ * which the folded bias cancels); requantized inline in rounding `mode` (a constant where called). */
+TL_INLINE int8_t *tl_dw_pixel_mode(const tl_conv_params *p, const int8_t *const *src, int32_t taps, int8_t *y,
+                                   const int mode) {
+  const int32_t ch = p->in_c, off = p->output_offset, lo = p->act_min, hi = p->act_max;
+  const int32_t *bias = p->bias, *mult = p->multiplier, *shift = p->shift;
+  int32_t c, t;
+  for (c = 0; c + 4 <= ch; c += 4) {
+    int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+    const int8_t *w = p->weights + c;
+    for (t = 0; t < taps; ++t, w += ch) {
+      const int8_t *s_t = src[t] + c;
+      TL_DW_MAC4
+    }
+    *y++ = tl_requant_mode(a0, mult[c], shift[c], off, lo, hi, mode);
+    *y++ = tl_requant_mode(a1, mult[c + 1], shift[c + 1], off, lo, hi, mode);
+    *y++ = tl_requant_mode(a2, mult[c + 2], shift[c + 2], off, lo, hi, mode);
+    *y++ = tl_requant_mode(a3, mult[c + 3], shift[c + 3], off, lo, hi, mode);
+  }
+  for (; c < ch; ++c) {
+    int32_t a = bias[c];
+    const int8_t *w = p->weights + c;
+    for (t = 0; t < taps; ++t, w += ch) a += *w * src[t][c];
+    *y++ = tl_requant_mode(a, mult[c], shift[c], off, lo, hi, mode);
+  }
+  return y;
+}
+#if defined(__GNUC__) || defined(__clang__)
+#define TL_DW_NOINLINE __attribute__((noinline))
+#else
+#define TL_DW_NOINLINE
+#endif
+typedef int8_t *(*tl_dw_pixel_fn)(const tl_conv_params *p, const int8_t *const *src, int32_t taps, int8_t *y);
+static TL_DW_NOINLINE int8_t *tl_dw_pixel_sn(const tl_conv_params *p, const int8_t *const *src, int32_t taps,
+                                             int8_t *y) {
+  return tl_dw_pixel_mode(p, src, taps, y, TL_ROUND_SINGLE_NARROW);
+}
+static TL_DW_NOINLINE int8_t *tl_dw_pixel_dn(const tl_conv_params *p, const int8_t *const *src, int32_t taps,
+                                             int8_t *y) {
+  return tl_dw_pixel_mode(p, src, taps, y, TL_ROUND_DOUBLE_NARROW);
+}
+static TL_DW_NOINLINE int8_t *tl_dw_pixel_s(const tl_conv_params *p, const int8_t *const *src, int32_t taps,
+                                            int8_t *y) {
+  return tl_dw_pixel_mode(p, src, taps, y, TL_ROUND_SINGLE);
+}
+static TL_DW_NOINLINE int8_t *tl_dw_pixel_d(const tl_conv_params *p, const int8_t *const *src, int32_t taps,
+                                            int8_t *y) {
+  return tl_dw_pixel_mode(p, src, taps, y, TL_ROUND_DOUBLE);
+}
+
 static void tl_dw_folded(const tl_conv_params *p, const int8_t *input, int8_t *output, int8_t *ring,
-                         int32_t ring_rows) {
-  const int32_t ch = p->in_c, taps = p->k_h * p->k_w;
-  const int32_t zp = -p->input_offset;
+                         int32_t ring_rows, const int8_t *zpix) {
+  const int32_t ch = p->in_c;
   const int8_t *src[TL_DW_TAPS_MAX];
   const int8_t *rowp[TL_DW_TAPS_MAX];
-  int32_t b, oy, ox, ky, kx, t, c;
-  int32_t acc[4];
-  tl_requant_ctx rq;
-  const tl_requant_run_fn run = tl_requant_run_for(tl_round_mode(p->rounding));
-  rq.qstep = 1;
-  rq.out_offset = p->output_offset;
-  rq.act_min = p->act_min;
-  rq.act_max = p->act_max;
-  rq.mode = tl_round_mode(p->rounding);
+  int32_t b, oy, ox, ky, kx, t;
+  const int mode = tl_round_mode(p->rounding);
+  const tl_dw_pixel_fn pixel = mode == TL_ROUND_SINGLE_NARROW ? tl_dw_pixel_sn
+                               : mode == TL_ROUND_DOUBLE_NARROW ? tl_dw_pixel_dn
+                               : mode == TL_ROUND_SINGLE ? tl_dw_pixel_s : tl_dw_pixel_d;
   for (b = 0; b < p->batches; ++b) {
     const int8_t *in_b = input + (int32_t)b * p->in_h * p->in_w * ch;
     for (oy = 0; oy < p->out_h; ++oy) {
@@ -212,67 +279,26 @@ static void tl_dw_folded(const tl_conv_params *p, const int8_t *input, int8_t *o
         for (ky = 0; ky < p->k_h; ++ky) {
           for (kx = 0; kx < p->k_w; ++kx, ++t) {
             const int32_t in_x = in_x0 + kx * p->dil_w;
-            src[t] = (rowp[ky] == 0 || in_x < 0 || in_x >= p->in_w) ? (const int8_t *)0 : rowp[ky] + in_x * ch;
+            src[t] = (rowp[ky] == 0 || in_x < 0 || in_x >= p->in_w) ? zpix : rowp[ky] + in_x * ch;
           }
         }
-        for (c = 0; c + 4 <= ch; c += 4) {
-          int32_t a0 = p->bias[c], a1 = p->bias[c + 1], a2 = p->bias[c + 2], a3 = p->bias[c + 3];
-          const int8_t *w = p->weights + c;
-          for (t = 0; t < taps; ++t, w += ch) {
-            const int8_t *s_t = src[t];
-            if (s_t == 0) { /* padding: the zero point, which the folded bias cancels */
-              a0 += w[0] * zp;
-              a1 += w[1] * zp;
-              a2 += w[2] * zp;
-              a3 += w[3] * zp;
-              continue;
-            }
-#ifdef TL_DW_DSP
-            {
-              const uint32_t xv = tl_dw_ld32(s_t + c), wv = tl_dw_ld32(w);
-              const uint32_t xa = tl_dw_sxtb16(xv), xb = tl_dw_sxtb16_ror8(xv);
-              const uint32_t wa = tl_dw_sxtb16(wv), wb = tl_dw_sxtb16_ror8(wv);
-              a0 = tl_smlabb(wa, xa, a0);
-              a2 = tl_smlatt(wa, xa, a2);
-              a1 = tl_smlabb(wb, xb, a1);
-              a3 = tl_smlatt(wb, xb, a3);
-            }
-#else
-            a0 += w[0] * s_t[c];
-            a1 += w[1] * s_t[c + 1];
-            a2 += w[2] * s_t[c + 2];
-            a3 += w[3] * s_t[c + 3];
-#endif
-          }
-          acc[0] = a0;
-          acc[1] = a1;
-          acc[2] = a2;
-          acc[3] = a3;
-          rq.mult = p->multiplier + c;
-          rq.shift = p->shift + c;
-          output = run(&rq, acc, 4, output);
-        }
-        for (; c < ch; ++c) {
-          int32_t a = p->bias[c];
-          const int8_t *w = p->weights + c;
-          for (t = 0; t < taps; ++t, w += ch) a += *w * (src[t] == 0 ? zp : src[t][c]);
-          rq.mult = p->multiplier + c;
-          rq.shift = p->shift + c;
-          output = run(&rq, &a, 1, output);
-        }
+        output = pixel(p, src, t, output);
       }
     }
   }
 }
 
 void tl_depthwise_conv2d_folded(const tl_conv_params *p, const int8_t *input, int8_t *output) {
+  int8_t zpix[p->in_c > 0 ? p->in_c + 4 : 4]; /* one pixel of the zero point: what padding reads */
   if (p->k_h * p->k_w > TL_DW_TAPS_MAX || p->depth_multiplier != 1) return; /* never selected then */
   if (input == output) {
     /* in place (stride 1, same size; the compiler's plan): a ring of pad_h + 1 saved input rows */
     const int32_t ring_rows = p->pad_h + 1;
     int8_t ring[ring_rows * p->in_w * p->in_c];
-    tl_dw_folded(p, input, output, ring, ring_rows);
+    memset(zpix, -p->input_offset, (size_t)p->in_c);
+    tl_dw_folded(p, input, output, ring, ring_rows, zpix);
   } else {
-    tl_dw_folded(p, input, output, 0, 1);
+    memset(zpix, -p->input_offset, (size_t)p->in_c);
+    tl_dw_folded(p, input, output, 0, 1, zpix);
   }
 }

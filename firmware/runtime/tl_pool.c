@@ -6,7 +6,7 @@ static int32_t tl_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
 static int32_t tl_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 
 /* Visits the window of output pixel (oy, ox) clipped to the image; avg != 0 averages. */
-static void tl_pool(const tl_pool_params *p, const int8_t *input, int8_t *output, int avg) {
+TL_INLINE void tl_pool(const tl_pool_params *p, const int8_t *input, int8_t *output, int avg) {
   int32_t b, oy, ox, c, y, x;
   for (b = 0; b < p->batches; ++b) {
     const int8_t *in_b = input + b * p->in_h * p->in_w * p->channels;
@@ -18,18 +18,19 @@ static void tl_pool(const tl_pool_params *p, const int8_t *input, int8_t *output
         const int32_t x0 = ox * p->stride_w - p->pad_w;
         const int32_t kx_start = tl_max_i32(0, -x0);
         const int32_t kx_end = tl_min_i32(p->k_w, p->in_w - x0);
+        const int32_t count = (ky_end - ky_start) * (kx_end - kx_start);
+        const int32_t row_skip = (p->in_w - (kx_end - kx_start)) * p->channels;
         for (c = 0; c < p->channels; ++c) {
           int32_t acc = avg ? 0 : -128;
-          int32_t count = 0;
-          for (y = ky_start; y < ky_end; ++y) {
-            for (x = kx_start; x < kx_end; ++x) {
-              const int32_t v = in_b[((y0 + y) * p->in_w + (x0 + x)) * p->channels + c];
+          const int8_t *px = in_b + ((y0 + ky_start) * p->in_w + (x0 + kx_start)) * p->channels + c;
+          for (y = ky_start; y < ky_end; ++y, px += row_skip) {
+            for (x = kx_start; x < kx_end; ++x, px += p->channels) {
+              const int32_t v = *px;
               if (avg) {
                 acc += v;
               } else {
                 acc = tl_max_i32(acc, v);
               }
-              ++count;
             }
           }
           if (avg && count > 0) {
