@@ -58,6 +58,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from shared.tiny.board_report import CORE_BOARDS, app_sizes, apps_markdown, apps_table, core_insns
 from shared.tiny.targets import (
     FIRMWARE_DIR,
     REPO,
@@ -116,7 +117,8 @@ def _size_totals(path: Path) -> tuple[int, int, int, int, int]:
     return int(m.group(1)), int(m.group(2)), int(m.group(3)), int(linked.group(1)), int(linked.group(2))
 
 
-def measure(name: str, tflite: Path, work: Path) -> dict:
+def measure(name: str, tflite: Path, work: Path, cores: bool = True) -> dict:
+    """The footprint and speed figures of one model; ``cores``: the Cortex-M7 and M33 columns too."""
     cname = re.sub(r"\W", "_", name).lower()
     row: dict = {"model": name, "tflite": str(tflite), "tflite_bytes": tflite.stat().st_size}
     try:
@@ -141,6 +143,9 @@ def measure(name: str, tflite: Path, work: Path) -> dict:
                    insns_per_tick=insns_per_tick)
         if cm.macs:
             row["insns_per_mac"] = round(row["insns_per_inference"] / cm.macs, 3)
+        row["insns_by_core"] = {"cortex-m4": row["insns_per_inference"]}
+        for core in CORE_BOARDS if cores else ():
+            row["insns_by_core"][core] = core_insns(cname, model_dir, work, core)
     except Exception as exc:  # a model the compiler refuses is reported, not fatal
         row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     arena = tflm_arena_bytes(tflite)
@@ -273,7 +278,8 @@ def _parity_cell(r: dict, arith: str) -> str:
 def table(rows: list[dict]) -> str:
     cols = [("model", "model", 26), ("flash_bytes", "flash B", 9), ("ram_bytes", "RAM B", 8),
             ("arena_bytes", "arena B", 8), ("stack_bytes", "stack B", 8), ("insns_per_inference", "insns/inf", 10),
-            ("insns_per_mac", "insns/MAC", 9), ("tflm_arena_bytes", "TFLM arena", 10),
+            ("insns_per_mac", "insns/MAC", 9), ("m7", "M7 insns", 10), ("m33", "M33 insns", 10),
+            ("tflm_arena_bytes", "TFLM arena", 10),
             ("ram_vs_tflm_arena", "RAM/TFLM", 9), ("tflite_bytes", "tflite B", 9),
             ("flash_vs_tflm", "flash/(tflite+TFLM)", 19), ("litert", "LiteRT-ref h/q", 14), ("tflm", "TFLM h/q", 10),
             ("xnnpack", "XNNPACK!=ref", 12)]
@@ -283,6 +289,8 @@ def table(rows: list[dict]) -> str:
             lines.append(f"{r['model']:>26} error: {r['error'][:90]}")
             continue
         cells = {k: str(r.get(k, "-")) for k, _, _ in cols}
+        for core, key in (("cortex-m7", "m7"), ("cortex-m33", "m33")):
+            cells[key] = str(r.get("insns_by_core", {}).get(core, "-"))
         for arith in ARITH_CFLAGS:
             cells[arith] = _parity_cell(r, arith)
         cells["xnnpack"] = str(r.get("parity", {}).get("xnnpack_vs_litert_ref_mismatches", "-"))
@@ -303,7 +311,8 @@ def _n(v) -> str:
 
 def markdown_table(report: dict) -> str:
     """The README's firmware table from a report.json: one row per model, both arithmetics' parity."""
-    head = ("| model | MACs | flash B | RAM B (arena + stack) | instructions / inference (M4) | per MAC | TFLM arena B "
+    head = ("| model | MACs | flash B | RAM B (arena + stack) | instructions / inference (M4) | per MAC | M7 | M33 "
+            "| TFLM arena B "
             "| RAM / TFLM | `litert` vs LiteRT reference host / QEMU | `tflm` vs TFLite Micro host / QEMU "
             "| XNNPACK != reference |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
@@ -316,13 +325,18 @@ def markdown_table(report: dict) -> str:
         goal = f" (goal <= {goals[r['model']]:,})" if r["model"] in goals else ""
         cells = [f"`{r['model']}`", _n(r.get("macs")), _n(r.get("flash_bytes")), _n(r.get("ram_bytes")),
                  _n(r.get("insns_per_inference")) + goal,
-                 _n(r.get("insns_per_mac")), _n(r.get("tflm_arena_bytes")), _n(r.get("ram_vs_tflm_arena"))]
+                 _n(r.get("insns_per_mac")), _n(r.get("insns_by_core", {}).get("cortex-m7")),
+                 _n(r.get("insns_by_core", {}).get("cortex-m33")), _n(r.get("tflm_arena_bytes")),
+                 _n(r.get("ram_vs_tflm_arena"))]
         for arith in ARITH_CFLAGS:
             q = p.get(arith)
             cells.append("error" if "error" in p else "-" if q is None else
                          f"{q['host_mismatches']} / {q['qemu_mismatches']} of {q['values']:,}")
         cells.append(_n(p.get("xnnpack_vs_litert_ref_mismatches")))
         lines.append("| " + " | ".join(cells) + " |")
+    if report.get("apps"):
+        lines += ["", "Each domain's app on each board row (flash KB / RAM KB: static + stack reserve; "
+                  "`tinylarge firmware build DOMAIN --board ROW`):", "", apps_markdown(report["apps"])]
     return "\n".join(lines)
 
 
@@ -338,6 +352,7 @@ def main(argv: Sequence[str] | None = None, extra: ExtraModels | None = None) ->
                          f"arithmetics, host and Cortex-M4)")
     ap.add_argument("--no-mlperf", action="store_true", help="leave out the MLPerf Tiny reference models "
                     "(make firmware-report)")
+    ap.add_argument("--no-apps", action="store_true", help="leave out the domains' apps built for every board row")
     ap.add_argument("--mlperf-dir", type=Path, default=REPO / "out" / "bench" / "mlperf_tiny",
                     help="where the MLPerf Tiny .tflite files are built (reused when there)")
     args = ap.parse_args(argv)
@@ -356,14 +371,17 @@ def main(argv: Sequence[str] | None = None, extra: ExtraModels | None = None) ->
         rows = []
         for i, (name, path) in enumerate(models.items(), 1):
             print(f"[{i}/{len(models)}] {name}", file=sys.stderr, flush=True)
-            row = measure(name, path, work)
+            # the M7/M33 columns: every model, but --quick leaves out the compiler's test models'
+            row = measure(name, path, work, cores=not (args.quick and name.startswith("test_")))
             if args.parity_inputs > 0:
                 row["parity"] = parity(name, path, work, args.parity_inputs)
             rows.append(row)
+        apps = [] if args.no_apps else app_sizes(work)
     ok = [r for r in rows if "ram_vs_tflm_arena" in r]
     by_name = {r["model"]: r for r in rows}
     speed = {m: (by_name[m].get("insns_per_inference"), limit) for m, limit in INSNS_GOALS.items() if m in by_name}
     report = {"target": "cortex-m4 (qemu-system-arm -M mps2-an386, -icount shift=0)", "models": rows,
+              "cores": {"cortex-m4": "mps2-an386", **CORE_BOARDS}, "apps": apps,
               "arithmetic_default": "litert", "parity_inputs": args.parity_inputs,
               "argv": list(argv if argv is not None else sys.argv[1:]),
               "xnnpack_note": XNNPACK_NOTE,
@@ -381,11 +399,16 @@ def main(argv: Sequence[str] | None = None, extra: ExtraModels | None = None) ->
     report["seconds"] = round(time.monotonic() - started, 1)
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     print(table(rows))
+    if apps:
+        print(apps_table(apps))
     print(f"wrote {args.out / 'report.json'}")
     not_exact = report["goals"]["parity_not_bit_exact"]
     if not_exact:
         print(f"parity: not bit-exact in both arithmetics: {', '.join(not_exact)}", file=sys.stderr)
-    return 0 if all("error" not in r for r in rows) and not not_exact else 1
+    app_errors = [f"{r['app']} on {r['board']}" for r in apps if "error" in r]
+    if app_errors:
+        print(f"apps: did not build: {', '.join(app_errors)}", file=sys.stderr)
+    return 0 if all("error" not in r for r in rows) and not not_exact and not app_errors else 1
 
 
 if __name__ == "__main__":
