@@ -135,6 +135,136 @@ __attribute__((naked, noinline)) static const int8_t *tl_run4(TL_UNUSED const ui
 #undef TL_R4
 }
 
+/* Whole layers in assembly for the two narrow roundings (per-channel, word-aligned weights, in_n and out_n
+ * multiples of 4, activation range all of int8): each block's MAC loop as tl_run4, then its four outputs
+ * requantized in registers.
+ * tl_fc_job's offsets are the assembly's. */
+typedef struct {
+  const int8_t *w;       /* 0: the next block's weights */
+  int32_t words;         /* 4: in_n / 4 */
+  const uint32_t *xs;    /* 8: x pre-extended */
+  const int32_t *bias;   /* 12 */
+  const int32_t *mult;   /* 16 */
+  const int32_t *shift;  /* 20 */
+  int8_t *y;             /* 24 */
+  int32_t off;           /* 28: output zero point */
+  int32_t blocks;        /* 32: blocks left */
+} tl_fc_job;
+
+/* single narrow: hi = SMMUL(acc, m); ((hi >> (-s - 2)) + 1) >> 1 = (hi + 2^(-s-2)) >> (-s-1) */
+#define TL_RQ_SN(A, M) \
+  "smmul " A ", " A ", " M "\n\t" \
+  "ldr r2, [r8], #4\n\t" \
+  "mvn r2, r2\n\t" \
+  "sub r2, r2, #1\n\t" \
+  "asr " A ", " A ", r2\n\t" \
+  "add " A ", " A ", #1\n\t" \
+  "add " A ", lr, " A ", asr #1\n\t" \
+  "ssat " A ", #8, " A "\n\t"
+/* double narrow: x = SMMULR(2 acc, m); y = x - (x < 0); ((y >> (-s - 1)) + 1) >> 1
+ * = (x + 2^(-s-1) - (x < 0)) >> -s */
+#define TL_RQ_DN(A, M) \
+  "lsl " A ", " A ", #1\n\t" \
+  "smmulr " A ", " A ", " M "\n\t" \
+  "ldr r2, [r8], #4\n\t" \
+  "sub " A ", " A ", " A ", lsr #31\n\t" \
+  "mvn r2, r2\n\t" \
+  "asr " A ", " A ", r2\n\t" \
+  "add " A ", " A ", #1\n\t" \
+  "add " A ", lr, " A ", asr #1\n\t" \
+  "ssat " A ", #8, " A "\n\t"
+#define TL_FC_LAYER_ASM(RQ) \
+  __asm__ volatile( \
+      "push {r0, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n" \
+      "6:\n\t" \
+      "ldr r12, [r0, #12]\n\t" \
+      "ldmia r12!, {r3, r4, r5, r6}\n\t" \
+      "str r12, [r0, #12]\n\t" \
+      "ldrd r1, r2, [r0, #0]\n\t" \
+      "ldr r0, [r0, #8]\n\t" \
+      "tst r2, #7\n\t" \
+      "beq 2f\n" \
+      "1:\n\t" TL_R4 \
+      "sub r2, r2, #1\n\t" \
+      "tst r2, #7\n\t" \
+      "bne 1b\n" \
+      "2:\n\t" \
+      "lsrs r2, r2, #3\n\t" \
+      "beq 4f\n" \
+      "3:\n\t" TL_R4 TL_R4 TL_R4 TL_R4 TL_R4 TL_R4 TL_R4 TL_R4 \
+      "subs r2, r2, #1\n\t" \
+      "bne 3b\n" \
+      "4:\n\t" \
+      "ldr r0, [sp]\n\t" \
+      "str r1, [r0, #0]\n\t" \
+      "ldrd r7, r8, [r0, #16]\n\t" \
+      "ldmia r7!, {r9, r10, r11, r12}\n\t" \
+      "ldr lr, [r0, #28]\n\t" \
+      "ldr r1, [r0, #24]\n\t" \
+      RQ("r3", "r9") RQ("r4", "r10") RQ("r5", "r11") RQ("r6", "r12") \
+      "strb r3, [r1], #1\n\t" \
+      "strb r4, [r1], #1\n\t" \
+      "strb r5, [r1], #1\n\t" \
+      "strb r6, [r1], #1\n\t" \
+      "str r1, [r0, #24]\n\t" \
+      "strd r7, r8, [r0, #16]\n\t" \
+      "ldr r2, [r0, #32]\n\t" \
+      "subs r2, r2, #1\n\t" \
+      "str r2, [r0, #32]\n\t" \
+      "bne 6b\n\t" \
+      "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t")
+
+#define TL_R4 \
+  "ldrd r7, r8, [r0], #8\n\t" \
+  "ldmia r1!, {r9, r10, r11, r12}\n\t" \
+  "sxtb16 lr, r9, ror #8\n\t" \
+  "sxtb16 r9, r9\n\t" \
+  "smlad r3, r9, r7, r3\n\t" \
+  "smlad r3, lr, r8, r3\n\t" \
+  "sxtb16 lr, r10, ror #8\n\t" \
+  "sxtb16 r10, r10\n\t" \
+  "smlad r4, r10, r7, r4\n\t" \
+  "smlad r4, lr, r8, r4\n\t" \
+  "sxtb16 lr, r11, ror #8\n\t" \
+  "sxtb16 r11, r11\n\t" \
+  "smlad r5, r11, r7, r5\n\t" \
+  "smlad r5, lr, r8, r5\n\t" \
+  "sxtb16 lr, r12, ror #8\n\t" \
+  "sxtb16 r12, r12\n\t" \
+  "smlad r6, r12, r7, r6\n\t" \
+  "smlad r6, lr, r8, r6\n\t"
+__attribute__((naked, noinline)) static void tl_fc_layer_sn(TL_UNUSED tl_fc_job *job) {
+  TL_FC_LAYER_ASM(TL_RQ_SN);
+}
+__attribute__((naked, noinline)) static void tl_fc_layer_dn(TL_UNUSED tl_fc_job *job) {
+  TL_FC_LAYER_ASM(TL_RQ_DN);
+}
+#undef TL_R4
+
+/* The assembly layer for p where it applies (1 = done). */
+static int tl_fc_layer_asm(const tl_fc_params *p, const uint32_t *xs, int8_t *y, int mode) {
+  tl_fc_job job;
+  if (!p->per_channel || p->out_n < 4 || p->act_min > -128 || p->act_max < 127 ||
+      (mode != TL_ROUND_SINGLE_NARROW && mode != TL_ROUND_DOUBLE_NARROW)) {
+    return 0; /* SSAT is the only clamp there */
+  }
+  job.w = p->weights;
+  job.words = p->in_n >> 2;
+  job.xs = xs;
+  job.bias = p->bias;
+  job.mult = p->multiplier;
+  job.shift = p->shift;
+  job.y = y;
+  job.off = p->output_offset;
+  job.blocks = p->out_n >> 2;
+  if (mode == TL_ROUND_SINGLE_NARROW) {
+    tl_fc_layer_sn(&job);
+  } else {
+    tl_fc_layer_dn(&job);
+  }
+  return 1;
+}
+
 /* Two vectors at once (1x1 convolution over pixel pairs): acc[0..3] += rows r, r+1 of a block . x0, x1
  * (acc: r.x0, r.x1, r+1.x0, r+1.x1) over `steps` runs; xs2 = per run x0's two extended words then x1's
  * (one LDM), w = the block's word of row r in the first run (rows r, r+1 by one LDRD, 16 bytes a run).
@@ -280,6 +410,7 @@ TL_INLINE void tl_fc_blocks_mode(const tl_fc_params *p, const uint32_t *xs, int8
 static TL_NOINLINE void tl_fc_rows_sn(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
 #ifdef TL_FC_DSP
   if (TL_FC_FAST(p)) {
+    if (tl_fc_layer_asm(p, xs, y, TL_ROUND_SINGLE_NARROW)) return;
     tl_fc_blocks_mode(p, xs, y, TL_ROUND_SINGLE_NARROW);
     return;
   }
@@ -289,6 +420,7 @@ static TL_NOINLINE void tl_fc_rows_sn(const tl_fc_params *p, const int8_t *x, co
 static TL_NOINLINE void tl_fc_rows_dn(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
 #ifdef TL_FC_DSP
   if (TL_FC_FAST(p)) {
+    if (tl_fc_layer_asm(p, xs, y, TL_ROUND_DOUBLE_NARROW)) return;
     tl_fc_blocks_mode(p, xs, y, TL_ROUND_DOUBLE_NARROW);
     return;
   }

@@ -76,13 +76,16 @@ def _arith_of(rounding: int, arith: str) -> str:
 
 
 def fc_case(rng, name: str, batches: int, in_n: int, out_n: int, per_channel: bool, shifts: list[int],
-            misalign: bool = False, in_place: bool = False, rounding: int = 0, overlap: bool = False) -> Case:
+            misalign: bool = False, in_place: bool = False, rounding: int = 0, overlap: bool = False,
+            full_range: bool = False) -> Case:
     c = Case(name, batches * in_n, batches * out_n)
     w = rng.integers(-128, 128, size=(out_n, in_n)).astype(np.int8)
     bias = rng.integers(-5000, 5000, size=out_n)
     zp_in, zp_out = int(rng.integers(-20, 20)), int(rng.integers(-10, 10))
     m, s = _mults(rng, out_n if per_channel else 1, shifts)
     lo, hi = (zp_out, 127) if rng.random() < 0.5 else (-128, 127)
+    if full_range:  # no activation clamp: the DSP build's assembly layers (SSAT the only clamp)
+        lo, hi = -128, 127
     blocked = block_rows(w)
     if misalign:  # weights one byte past a word boundary: the kernel's row-at-a-time path
         c.decls.append(c_array("int8_t", f"{name}_wraw", np.concatenate([[0], blocked]), align=True))
@@ -214,6 +217,17 @@ def build_cases() -> list[Case]:
         conv_case(rng, "conv_overlap_s2", 9, 4, 2, 8, 4, 2, 2, 1, 1, depthwise=False, overlap=True),
         conv_case(rng, "dw_overlap", 6, 5, 12, 12, 3, 3, 1, 1, 1, depthwise=True, overlap=True),
         conv_case(rng, "dw_overlap_s2", 7, 6, 8, 8, 3, 3, 2, 1, 1, depthwise=True, overlap=True),
+        # the DSP build's assembly paths: whole layers (per channel, in and out multiples of 4, no clamp) with
+        # runs left over before the 8-run loop (11 words) and without (16), in both narrow roundings; 1x1
+        # convolution two vectors at a time (odd batch, in place, run counts off and on the 4-run loop)
+        fc_case(rng, "fc_layer_sn", 1, 44, 12, True, [-9, -2, -5, -13], rounding=4, full_range=True),
+        fc_case(rng, "fc_layer_sn64", 1, 64, 8, True, [-8, -3], rounding=4, full_range=True),
+        fc_case(rng, "fc_layer_dn", 1, 44, 12, True, [-9, -1, -14, -3], rounding=3, full_range=True),
+        fc_case(rng, "fc_layer_dn64", 1, 64, 8, True, [-7, -1], rounding=3, full_range=True),
+        fc_case(rng, "fc_pair_dn", 3, 28, 8, True, [-9, -1, -12], rounding=3),
+        fc_case(rng, "fc_pair_sn", 4, 16, 12, True, [-9, -2, -12], rounding=4, full_range=True),
+        fc_case(rng, "fc_pair_in_place", 5, 16, 16, True, [-9, -7], rounding=3, in_place=True),
+        fc_case(rng, "fc_pair_single", 2, 20, 8, True, [-9, -8, -1, 0, 2], rounding=1),
     ]
 
 
