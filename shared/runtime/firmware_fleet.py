@@ -7,7 +7,11 @@ trained int8 model(s) in ``models_dir`` (compiled by :mod:`shared.tiny.compiler`
 * ``host`` devices: the host build, publishing straight to the broker with the firmware's own MQTT 3.1.1
   client (QoS 1 inferences, retained status, last will ``offline``);
 * ``cortex-m4`` devices (the last ``qemu`` subjects): the Arm image under ``qemu-system-arm``, whose framed
-  serial output the firmware gateway (:mod:`shared.tiny.gateway`) validates and publishes.
+  serial output the firmware gateway (:mod:`shared.tiny.gateway`) validates and publishes;
+* ``board`` devices (the last ``qemu`` subjects when ``board`` names a row of :mod:`shared.tiny.boards`, e.g.
+  ``netduinoplus2``): the board's app image (one per device: its id, first seq and provisioned options are baked
+  in) under ``qemu-system-arm -M <row's machine>``, the windows written to its emulated USART, the frames it
+  sends back carried by the gateway, as a real board on a USB-serial adapter would be.
 
 The sensor windows are the simulator's (``subject.window(t_end_s)``) at the simulated fleet's times,
 ``t_end = window_s + k * window_every_s`` (:func:`ticks`), stamped ``start_ms[device] + t_end * 1000``. They
@@ -77,7 +81,7 @@ class FirmwareDevice:
     """One firmware device: its subject, target, process and what it did."""
 
     subject: Any  #: has ``id`` and ``window(t_end_s)``
-    target: str  #: "host" or "cortex-m4"
+    target: str  #: "host", "cortex-m4" or "board" (a board row's image, FirmwareFleet.board)
     start_ms: int  #: epoch ms of the subject's t = 0
     log_path: Path
     seq_start: int = 0  #: the first seq, provisioned at start (``--seq-start``)
@@ -136,7 +140,7 @@ class FirmwareFleet:
                  site: SiteFeed | None = None, models: Sequence[str] = ("tiny.tflite",), model_id: str | None = None,
                  on_publish: Callable[[str, int], None] | None = None, trusted_key: Path | None = None,
                  args: argparse.Namespace | None = None, model_ids: Sequence[str] = (),
-                 device_args: Callable[[Any], Sequence[str]] | None = None):
+                 device_args: Callable[[Any], Sequence[str]] | None = None, board: str | None = None):
         self.domain = domain if isinstance(domain, Domain) else get(domain)
         self.subjects = list(subjects)
         what = f"{self.domain.subject}s"  # patients, machines, ...
@@ -164,7 +168,16 @@ class FirmwareFleet:
         self.start_ms = {s.id: (start_ms(s, day0_ms) if start_ms is not None else int(day0_ms))
                          for s in self.subjects}
         n_host = len(self.subjects) - qemu
-        self.devices = [FirmwareDevice(s, "host" if i < n_host else "cortex-m4", self.start_ms[s.id],
+        self.board = None
+        if board is not None:
+            from shared.tiny.boards import get as get_board
+
+            self.board = get_board(board)
+            if not self.board.qemu_machine:
+                raise ValueError(f"board: QEMU does not emulate {board}; use a row with a QEMU machine "
+                                 f"(netduinoplus2, mps2-an500, mps2-an505)")
+        emulated = "cortex-m4" if self.board is None else "board"
+        self.devices = [FirmwareDevice(s, "host" if i < n_host else emulated, self.start_ms[s.id],
                                        self.workdir / f"{s.id}.log") for i, s in enumerate(self.subjects)]
         self._site = _Site(site(self.subjects, self.start_ms)) if site is not None else None
         self.model_id = model_id or ""
@@ -204,9 +217,25 @@ class FirmwareFleet:
         models = [FirmwareModel(p, n, self.model_id if i == 0 else extra[i - 1])
                   for i, (p, n) in enumerate(zip(paths, names, strict=True))]
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for target in sorted({d.target for d in self.devices}):
+        for target in sorted({d.target for d in self.devices} - {"board"}):
             self.builds[target] = build(BuildConfig(self.domain.name, target, models, self.workdir / "build"))
+        for d in self.devices:
+            if d.target == "board":
+                self.builds[d.device] = self._build_board(d, models)
         return self.builds
+
+    def _build_board(self, d: FirmwareDevice, models: list[Any]) -> Any:
+        """The device's board image: an STM32 image takes its options from the build (no command line), so its
+        first seq is provisioned here, at build time, like a device flashed before it boots."""
+        from shared.tiny.board_build import build_board
+
+        assert self.board is not None
+        d.seq_start = boot_seq()
+        args = ["--device", d.device, "--seq-start", str(d.seq_start), *self._device_args(d)]
+        if self.board.family != "stm32f4":
+            args = []  # an MPS2 image reads its options over semihosting (-append), given at start
+        return build_board(self.board, self.domain.name, models, self.workdir / "build" / "boards" / d.device,
+                           fw_args=args)
 
     # -- run ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -218,6 +247,9 @@ class FirmwareFleet:
         self._started = True
         try:
             for d in self.devices:
+                if d.target == "board":
+                    self._start_board(d)
+                    continue
                 d.seq_start = boot_seq()
                 self._start_host(d) if d.target == "host" else self._start_qemu(d)
             if self._site is not None:
@@ -244,18 +276,46 @@ class FirmwareFleet:
         assert d.proc.stdin is not None
         d.feed = _Feeder(d.device, io.TextIOWrapper(d.proc.stdin, encoding="ascii"), self._channels)
 
-    def _start_qemu(self, d: FirmwareDevice) -> None:
-        from shared.tiny.gateway import GatewayConfig, run
+    def _start_board(self, d: FirmwareDevice) -> None:
+        """The board's image under QEMU: windows on its USART's RX (QEMU's stdin) once it has spoken, frames
+        from its TX (stdout) through the gateway."""
+        from shared.tiny.board_build import UsartRx, UsartTx, board_qemu_command
+        from shared.tiny.targets import qemu_command
+
+        assert self.board is not None
+        elf = self.builds[d.device].artifacts["elf"]
+        if self.board.family == "stm32f4":
+            cmd = board_qemu_command(self.board, elf)
+        else:  # MPS2: the Cortex-M4 target's HAL, windows over semihosting from a FIFO
+            cmd = qemu_command(elf, [], machine=self.board.qemu_machine)
+            return self._start_qemu(d, cmd)
+        with open(d.log_path, "wb") as logf:
+            d.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=logf)
+        assert d.proc.stdin is not None and d.proc.stdout is not None
+        spoken = threading.Event()
+        self._start_gateway(d, UsartTx(d.proc.stdout, spoken))
+        d.feed = _Feeder(d.device, UsartRx(d.proc.stdin, spoken), self._channels)  # type: ignore[arg-type]
+
+    def _start_qemu(self, d: FirmwareDevice, mps2: list[str] | None = None) -> None:
         from shared.tiny.targets import qemu_command
 
         fifo = self.workdir / f"{d.device}.fifo"
         fifo.unlink(missing_ok=True)
         os.mkfifo(fifo)
-        elf = self.builds["cortex-m4"].artifacts["app.elf"]
+        args = ["--input", str(fifo), "--device", d.device, "--seq-start", str(d.seq_start), *self._device_args(d)]
+        if mps2 is not None:
+            cmd = [*mps2, "-append", " ".join(args)]
+        else:
+            cmd = qemu_command(self.builds["cortex-m4"].artifacts["app.elf"], args)
         with open(d.log_path, "wb") as logf:
-            d.proc = subprocess.Popen(qemu_command(elf, ["--input", str(fifo), "--device", d.device,
-                                                         "--seq-start", str(d.seq_start), *self._device_args(d)]),
-                                      stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=logf)
+            d.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=logf)
+        assert d.proc.stdout is not None
+        self._start_gateway(d, d.proc.stdout)
+        d.feed = _Feeder(d.device, self._open_fifo(fifo, d), self._channels)
+
+    def _start_gateway(self, d: FirmwareDevice, serial: Any) -> None:
+        from shared.tiny.gateway import GatewayConfig, run
+
         keys = (self.trusted_key,) if self.trusted_key is not None else ()
         cfg = GatewayConfig(self.mqtt_url, self.domain.name, f"tinylarge-fw-gateway-{d.device}", trusted_keys=keys,
                             model_dir=self.workdir / "slots" if keys else None, devices=(d.device,) if keys else ())
@@ -264,11 +324,10 @@ class FirmwareFleet:
             from shared.runtime.app import client_config
             from shared.transport.mqtt import MqttClient
 
-            assert dev.proc is not None and dev.proc.stdout is not None
             client = MqttClient(client_config(self.args, cfg.mqtt, cfg.client_id, clean_session=True))
             try:
                 client.start()
-                dev.gateway_summary = run(cfg, dev.proc.stdout, client)  # type: ignore[arg-type]
+                dev.gateway_summary = run(cfg, serial, client)
             except Exception:  # noqa: BLE001 - reported by stop()
                 log.exception("gateway of %s failed", dev.device)
             finally:
@@ -276,7 +335,6 @@ class FirmwareFleet:
 
         d.gateway = threading.Thread(target=bridge, name=f"fw-gateway-{d.device}", daemon=True)
         d.gateway.start()
-        d.feed = _Feeder(d.device, self._open_fifo(fifo, d), self._channels)
 
     @staticmethod
     def _open_fifo(fifo: Path, d: FirmwareDevice) -> IO[str]:
@@ -343,7 +401,7 @@ class FirmwareFleet:
             self._site.client.stop()
         self.published = sum(d.published for d in self.devices)
         for d in self.devices:
-            if d.target == "cortex-m4":
+            if d.target != "host":
                 (self.workdir / f"{d.device}.fifo").unlink(missing_ok=True)
         if failed:
             raise FirmwareError("firmware devices failed:\n" + "\n".join(failed))
@@ -426,3 +484,4 @@ class _Feeder:
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             self.error = self.error or f"input still being written after {timeout_s:.0f} s"
+

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from shared.tiny.boards import Board, get
 from shared.tiny.targets import REPO, FirmwareError, FirmwareModel, QemuRun, c_name, compile_model, make, model_id_for
@@ -268,6 +269,50 @@ class SerialQemu:
         if self.proc.stderr is not None:
             self.stderr = self.proc.stderr.read()
         return self.proc.returncode
+
+
+class UsartTx:
+    """A board's USART TX (QEMU's stdout) for the gateway (FirmwareFleet's board devices); the first byte says
+    that the firmware is up."""
+
+    def __init__(self, raw: IO[bytes], spoken: threading.Event):
+        self.raw, self.spoken = raw, spoken
+
+    def read1(self, n: int = 4096) -> bytes:
+        data = self.raw.read1(n)  # type: ignore[attr-defined]
+        if data:
+            self.spoken.set()
+        return data
+
+    read = read1
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class UsartRx:
+    """A board's USART RX (QEMU's stdin): text only once the firmware has spoken (QEMU drops what arrives
+    before the USART is enabled), EOT (0x04) at the end of input."""
+
+    def __init__(self, raw: IO[bytes], spoken: threading.Event, timeout_s: float = 60.0):
+        self.raw, self.spoken, self.timeout_s = raw, spoken, timeout_s
+
+    def write(self, text: str) -> int:
+        if not self.spoken.wait(self.timeout_s):
+            raise OSError(f"the board did not speak on its USART within {self.timeout_s:.0f} s")
+        self.raw.write(text.encode("ascii"))
+        return len(text)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:
+        try:
+            if self.spoken.is_set():
+                self.raw.write(EOT)
+                self.raw.flush()
+        finally:
+            self.raw.close()
 
 
 def run_board_qemu(board: Board | str, elf: Path, sensor_text: bytes, timeout_s: float = 120.0) -> QemuRun:
