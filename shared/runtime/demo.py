@@ -149,6 +149,12 @@ def demo_parser(d: Any) -> Any:
                     "client on the host); 'auto' = 2 when a C compiler is installed, else 0")
     ap.add_argument("--qemu", default="auto", help="how many of those run the Cortex-M4 build under QEMU behind the "
                     "serial gateway; 'auto' = 1 when arm-none-eabi-gcc and qemu-system-arm are installed")
+    from shared.tiny.boards import BOARDS
+
+    ap.add_argument("--board", default=None, choices=[n for n, b in BOARDS.items() if b.qemu_machine],
+                    help="run the --qemu units as this board row's app image under QEMU "
+                    "instead of the Cortex-M4 one (netduinoplus2: the STM32F405, windows on its USART; mps2-an500, "
+                    "mps2-an505: Cortex-M7, M33)")
     add_dashboard_args(ap)
     group = ap.add_argument_group(f"{d.name}'s own options")
     scen.add_arguments(group)
@@ -197,7 +203,7 @@ def parse_demo_args(d: Any, argv: Sequence[str] | None) -> Any:
         ap.error(problem)
     check_endpoints(args)
     try:
-        qemu = "0" if args.qemu == "auto" and not scen.auto_qemu(args) else args.qemu
+        qemu = "0" if args.qemu == "auto" and not scen.auto_qemu(args) and not args.board else args.qemu
         args.firmware, args.qemu = firmware_counts(ap.prog, args.firmware, qemu, args.subjects)
     except SystemExit as exc:
         ap.error(str(exc).split(": ", 1)[-1])
@@ -354,7 +360,7 @@ def run_demo(d: Any, args: Any) -> dict:
     summary: dict[str, Any] = {
         "domain": d.name, "devices": len(run.subjects), "duration": args.duration,
         "simulated_h": round(args.duration_s / 3600.0, 4), "ticks": len(run.ticks), "wall_s": round(wall_s, 1),
-        "firmware_devices": n_fw, "qemu_devices": n_qemu,
+        "firmware_devices": n_fw, "qemu_devices": n_qemu, "firmware_units_board": n_qemu if args.board else 0,
         "published": published, "published_by_firmware": fw_published,
         "received": service_counts.get("inferences", 0), "received_messages": consumer_counts.get("accepted", 0),
         "stored": stored, "site_messages": site.published,
@@ -417,7 +423,7 @@ def _firmware(run: Any, scen: Any, n_fw: int, n_qemu: int,
     start_ms = run.start_ms
     fw = FirmwareFleet(d, run.mqtt, subjects, args.models, run.day0_ms, args.out / "firmware", qemu=n_qemu,
                        start_ms=lambda s, _day0: start_ms[s.id], on_publish=on_publish, trusted_key=run.public_key,
-                       args=args, **opts)
+                       args=args, board=args.board, **opts)
     fw.build()
     run.firmware = fw  # set before start: an interrupted start still kills what it started
     fw.start()
