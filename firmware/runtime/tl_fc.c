@@ -456,6 +456,113 @@ static void tl_fc_rows(const tl_fc_params *p, const int8_t *x, const uint32_t *x
 }
 
 #ifdef TL_FC_DSP
+/* Two vectors through a whole layer in assembly (same conditions as tl_fc_layer_asm): per pair of rows
+ * r, r+1 of a block, tl_run2x2's loop, then the four outputs (r and r+1 of x0 and x1) requantized in
+ * registers. tl_fc_job2's offsets are the assembly's. */
+typedef struct {
+  const int8_t *w;       /* 0: the next row pair's first word */
+  int32_t words;         /* 4 */
+  const uint32_t *xs2;   /* 8 */
+  const int32_t *bias;   /* 12 */
+  const int32_t *mult;   /* 16 */
+  const int32_t *shift;  /* 20 */
+  int8_t *y0, *y1;       /* 24, 28 */
+  int32_t off;           /* 32 */
+  int32_t pairs;         /* 36: row pairs left (even at the start of a block) */
+} tl_fc_job2;
+
+/* requantization of A with multiplier M and shift register E (already -s - 2 for single, -s - 1 for double) */
+#define TL_RQ2_SN(A, M, E) \
+  "smmul " A ", " A ", " M "\n\t" \
+  "asr " A ", " A ", " E "\n\t" \
+  "add " A ", " A ", #1\n\t" \
+  "add " A ", lr, " A ", asr #1\n\t" \
+  "ssat " A ", #8, " A "\n\t"
+#define TL_RQ2_DN(A, M, E) \
+  "lsl " A ", " A ", #1\n\t" \
+  "smmulr " A ", " A ", " M "\n\t" \
+  "sub " A ", " A ", " A ", lsr #31\n\t" \
+  "asr " A ", " A ", " E "\n\t" \
+  "add " A ", " A ", #1\n\t" \
+  "add " A ", lr, " A ", asr #1\n\t" \
+  "ssat " A ", #8, " A "\n\t"
+#define TL_E_SN "mvn r11, r11\n\tmvn r12, r12\n\tsub r11, r11, #1\n\tsub r12, r12, #1\n\t"
+#define TL_E_DN "mvn r11, r11\n\tmvn r12, r12\n\t"
+#define TL_R22 \
+  "ldmia r0!, {r7, r8, r9, r10}\n\t" \
+  "ldrd r11, r12, [r1], #16\n\t" \
+  "sxtb16 lr, r11, ror #8\n\t" \
+  "sxtb16 r11, r11\n\t" \
+  "smlad r3, r11, r7, r3\n\t" \
+  "smlad r3, lr, r8, r3\n\t" \
+  "smlad r4, r11, r9, r4\n\t" \
+  "smlad r4, lr, r10, r4\n\t" \
+  "sxtb16 lr, r12, ror #8\n\t" \
+  "sxtb16 r12, r12\n\t" \
+  "smlad r5, r12, r7, r5\n\t" \
+  "smlad r5, lr, r8, r5\n\t" \
+  "smlad r6, r12, r9, r6\n\t" \
+  "smlad r6, lr, r10, r6\n\t"
+#define TL_FC_PAIR_ASM(E, RQ) \
+  __asm__ volatile( \
+      "push {r0, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n" \
+      "6:\n\t" \
+      "ldr r12, [r0, #12]\n\t" \
+      "ldrd r3, r5, [r12], #8\n\t" \
+      "str r12, [r0, #12]\n\t" \
+      "mov r4, r3\n\t" \
+      "mov r6, r5\n\t" \
+      "ldrd r1, r2, [r0, #0]\n\t" \
+      "ldr r0, [r0, #8]\n\t" \
+      "tst r2, #3\n\t" \
+      "beq 2f\n" \
+      "1:\n\t" TL_R22 \
+      "sub r2, r2, #1\n\t" \
+      "tst r2, #3\n\t" \
+      "bne 1b\n" \
+      "2:\n\t" \
+      "lsrs r2, r2, #2\n\t" \
+      "beq 4f\n" \
+      "3:\n\t" TL_R22 TL_R22 TL_R22 TL_R22 \
+      "subs r2, r2, #1\n\t" \
+      "bne 3b\n" \
+      "4:\n\t" \
+      "ldr r0, [sp]\n\t" \
+      "ldr r2, [r0, #36]\n\t" \
+      "tst r2, #1\n\t" \
+      "itte eq\n\t" \
+      "ldreq r1, [r0, #0]\n\t" \
+      "addeq r1, r1, #8\n\t" \
+      "subne r1, r1, #8\n\t" \
+      "str r1, [r0, #0]\n\t" \
+      "ldrd r7, r8, [r0, #16]\n\t" \
+      "ldrd r9, r10, [r7], #8\n\t" \
+      "ldrd r11, r12, [r8], #8\n\t" \
+      "strd r7, r8, [r0, #16]\n\t" \
+      "ldr lr, [r0, #32]\n\t" \
+      E \
+      RQ("r3", "r9", "r11") RQ("r4", "r9", "r11") RQ("r5", "r10", "r12") RQ("r6", "r10", "r12") \
+      "ldrd r1, r2, [r0, #24]\n\t" \
+      "strb r3, [r1], #1\n\t" \
+      "strb r5, [r1], #1\n\t" \
+      "strb r4, [r2], #1\n\t" \
+      "strb r6, [r2], #1\n\t" \
+      "strd r1, r2, [r0, #24]\n\t" \
+      "ldr r2, [r0, #36]\n\t" \
+      "subs r2, r2, #1\n\t" \
+      "str r2, [r0, #36]\n\t" \
+      "bne 6b\n\t" \
+      "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t")
+__attribute__((naked, noinline)) static void tl_fc_pair_sn(TL_UNUSED tl_fc_job2 *job) {
+  TL_FC_PAIR_ASM(TL_E_SN, TL_RQ2_SN);
+}
+__attribute__((naked, noinline)) static void tl_fc_pair_dn(TL_UNUSED tl_fc_job2 *job) {
+  TL_FC_PAIR_ASM(TL_E_DN, TL_RQ2_DN);
+}
+#undef TL_R22
+#endif
+
+#ifdef TL_FC_DSP
 /* Two vectors x0, x1 (in_n and out_n multiples of 4, weights word-aligned): both are read (extended into
  * xs2) before any output is written, so the outputs may overwrite them (in place, 1x1 convolution). */
 TL_INLINE void tl_fc_pair_mode(const tl_fc_params *p, const int8_t *x0, const int8_t *x1, int8_t *y0,
@@ -472,6 +579,26 @@ TL_INLINE void tl_fc_pair_mode(const tl_fc_params *p, const int8_t *x0, const in
     xs2[4 * k + 1] = tl_sxtb16_ror8(v0);
     xs2[4 * k + 2] = tl_sxtb16(v1);
     xs2[4 * k + 3] = tl_sxtb16_ror8(v1);
+  }
+  if ((mode == TL_ROUND_SINGLE_NARROW || mode == TL_ROUND_DOUBLE_NARROW) && qstep == 1 && lo <= -128 &&
+      hi >= 127 && blocks > 0) {
+    tl_fc_job2 job;
+    job.w = w;
+    job.words = words;
+    job.xs2 = xs2;
+    job.bias = bias;
+    job.mult = mult;
+    job.shift = shift;
+    job.y0 = y0;
+    job.y1 = y1;
+    job.off = off;
+    job.pairs = 2 * blocks;
+    if (mode == TL_ROUND_SINGLE_NARROW) {
+      tl_fc_pair_sn(&job);
+    } else {
+      tl_fc_pair_dn(&job);
+    }
+    return;
   }
   for (b = 0; b < blocks; ++b, w += 16 * words) {
     int32_t r;

@@ -226,7 +226,7 @@ def build_cases() -> list[Case]:
         fc_case(rng, "fc_layer_dn64", 1, 64, 8, True, [-7, -1], rounding=3, full_range=True),
         fc_case(rng, "fc_pair_dn", 3, 28, 8, True, [-9, -1, -12], rounding=3),
         fc_case(rng, "fc_pair_sn", 4, 16, 12, True, [-9, -2, -12], rounding=4, full_range=True),
-        fc_case(rng, "fc_pair_in_place", 5, 16, 16, True, [-9, -7], rounding=3, in_place=True),
+        fc_case(rng, "fc_pair_in_place", 5, 16, 16, True, [-9, -7], rounding=3, in_place=True, full_range=True),
         fc_case(rng, "fc_pair_single", 2, 20, 8, True, [-9, -8, -1, 0, 2], rounding=1),
     ]
 
