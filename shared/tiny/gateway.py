@@ -417,7 +417,8 @@ def main(argv: Sequence[str]) -> int:
                      "board's image, e.g. netduinoplus2)")
     ap.add_argument("--board", help="with --qemu: a board row QEMU emulates (shared/tiny/boards.py); its USART is "
                     "QEMU's serial line, and --qemu-input's sensor windows go into its RX")
-    ap.add_argument("--qemu-input", type=Path, help="with --board: tlsensor text to send to the board's USART")
+    ap.add_argument("--qemu-input", type=Path, help="with --board: tlsensor text to send to the board's USART "
+                    "(an MPS2 row: read by the image over semihosting)")
     ap.add_argument("--baud", type=int, default=115200, help="serial baud rate")
     ap.add_argument("--qemu-args", default="", help="firmware arguments, e.g. '--input sensors.txt --device w1'")
     ap.add_argument("--mqtt", default=os.environ.get("TINYLARGE_MQTT"),
@@ -452,7 +453,15 @@ def main(argv: Sequence[str]) -> int:
 
         source: BinaryIO = serial.Serial(a.serial, a.baud, timeout=0.2)
     else:
+        mps2 = None
         if a.qemu and a.board:
+            from shared.tiny.boards import get as get_board
+
+            try:
+                mps2 = get_board(a.board) if get_board(a.board).family == "mps2" else None
+            except ValueError as exc:
+                ap.error(str(exc))
+        if a.qemu and a.board and mps2 is None:
             from shared.tiny.board_build import SerialQemu
 
             if a.qemu_input is None:
@@ -467,7 +476,10 @@ def main(argv: Sequence[str]) -> int:
                 board_qemu.close()
             print(json.dumps(summary, indent=1, sort_keys=True))
             return 0 if summary["counts"].get("invalid", 0) == 0 else 1
-        if a.qemu:
+        if mps2 is not None:  # an MPS2 app image: windows over semihosting, frames on UART0 (QEMU's stdout)
+            inputs = ["--input", str(a.qemu_input.resolve())] if a.qemu_input is not None else []
+            cmd = qemu_command(a.qemu, [*inputs, *shlex.split(a.qemu_args)], machine=mps2.qemu_machine)
+        elif a.qemu:
             cmd = qemu_command(a.qemu, shlex.split(a.qemu_args))
         else:
             cmd = ["/bin/sh", "-c", a.pipe]

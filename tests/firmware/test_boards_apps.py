@@ -130,8 +130,9 @@ def _check_run(app: str, serial: bytes) -> list[str]:
     return logs
 
 
-@pytest.mark.parametrize("app", APPS)
+@pytest.mark.parametrize("app", [pytest.param(a, marks=pytest.mark.slow) if a == "healthcare" else a for a in APPS])
 def test_app_on_the_stm32f405_under_qemu_gives_the_hosts_messages(app):
+    """(healthcare is also in test_boards.py's default run: here with the slow ones)"""
     require_tool("qemu-system-arm")
     from shared.tiny.board_build import run_board_qemu
     from shared.tiny.boards import get
@@ -174,13 +175,15 @@ def test_every_app_image_on_cortex_m7_and_m33(app, board, tmp_path):
 
 
 @pytest.mark.broker
-@pytest.mark.parametrize("app", ["industrial_iot", "metaverse_eeg"])
-def test_gateway_carries_the_boards_messages_to_mosquitto(app, mosquitto, tmp_path):
+@pytest.mark.parametrize("app, board", [("industrial_iot", "netduinoplus2"), ("metaverse_eeg", "mps2-an505"),
+                                        pytest.param("metaverse_eeg", "netduinoplus2", marks=pytest.mark.slow)])
+def test_gateway_carries_the_boards_messages_to_mosquitto(app, board, mosquitto, tmp_path):
+    """The STM32F405's USART, and the M33's UART0 (Secure alias 0x50200000), through the gateway to the broker."""
     require_tool("qemu-system-arm")
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    res = _board_build(app, "netduinoplus2")
+    res = _board_build(app, board)
     got: list = []
     sub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"board-sub-{time.monotonic_ns()}",
                       protocol=paho.MQTTv311)
@@ -193,8 +196,9 @@ def test_gateway_carries_the_boards_messages_to_mosquitto(app, mosquitto, tmp_pa
     sensors.write_bytes(_sensor_text(app))
     try:
         gw = subprocess.run([sys.executable, "-m", "shared.tiny.firmware", "gateway", "--qemu",
-                             str(res.artifacts["elf"]), "--board", "netduinoplus2", "--qemu-input", str(sensors),
-                             "--mqtt", mosquitto.url, "--domain", app, "--client-id", f"gw-{app}"],
+                             str(res.artifacts["elf"]), "--board", board, "--qemu-input", str(sensors),
+                             "--qemu-args", f"--device {DEVICE} --seq-start 0",
+                             "--mqtt", mosquitto.url, "--domain", app, "--client-id", f"gw-{app}-{board}"],
                             capture_output=True, text=True, timeout=200, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         assert gw.returncode == 0, gw.stderr[-1500:]
         end = time.monotonic() + 10
