@@ -416,7 +416,8 @@ def _firmware(run: Any, scen: Any, n_fw: int, n_qemu: int,
     from shared.runtime.firmware_fleet import FirmwareFleet
 
     d, args = run.domain, run.args
-    print(f"building the firmware: {n_fw - n_qemu} host device(s), {n_qemu} Cortex-M4 under QEMU", flush=True)
+    print(f"building the firmware: {n_fw - n_qemu} host device(s), {n_qemu} {args.board or 'Cortex-M4'} under QEMU",
+          flush=True)
     opts = dict(scen.firmware_options(run.subjects[:n_fw]))
     subjects = opts.pop("subjects", run.subjects[:n_fw])
     stop_s = float(opts.pop("stop_timeout_s", 60.0))
