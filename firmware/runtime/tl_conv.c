@@ -86,15 +86,49 @@ void tl_depthwise_conv2d(const tl_conv_params *p, const int8_t *input, int8_t *o
   }
 }
 
-void tl_conv2d_im2col(const tl_conv_params *p, const int8_t *input, int8_t *output) {
+/* Output pixel (oy, ox)'s k_h x k_w x in_c patch into dst (padding = the input zero point, which the
+ * folded bias cancels); rows wholly inside the image by one copy. */
+static void tl_im2col_patch(const tl_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int8_t *dst) {
   const int32_t row = p->k_w * p->in_c;
-  const int32_t patch_n = p->k_h * row;
-  int8_t patch[patch_n > 0 && patch_n <= TL_IM2COL_MAX ? patch_n : 1]; /* only what the patch needs */
-  const int8_t pad = (int8_t)(-p->input_offset); /* the zero point: contributes nothing */
+  const int32_t in_y0 = oy * p->stride_h - p->pad_h, in_x0 = ox * p->stride_w - p->pad_w;
+  const int8_t pad = (int8_t)(-p->input_offset);
+  const int whole = p->dil_w == 1 && in_x0 >= 0 && in_x0 + p->k_w <= p->in_w;
+  int32_t ky, kx;
+  for (ky = 0; ky < p->k_h; ++ky) {
+    const int32_t in_y = in_y0 + ky * p->dil_h;
+    if (in_y < 0 || in_y >= p->in_h) {
+      memset(dst, pad, (size_t)row);
+      dst += row;
+      continue;
+    }
+    if (whole) {
+      memcpy(dst, in_b + (in_y * p->in_w + in_x0) * p->in_c, (size_t)row);
+      dst += row;
+      continue;
+    }
+    for (kx = 0; kx < p->k_w; ++kx, dst += p->in_c) {
+      const int32_t in_x = in_x0 + kx * p->dil_w;
+      if (in_x < 0 || in_x >= p->in_w) {
+        memset(dst, pad, (size_t)p->in_c);
+      } else {
+        memcpy(dst, in_b + (in_y * p->in_w + in_x) * p->in_c, (size_t)p->in_c);
+      }
+    }
+  }
+}
+
+void tl_conv2d_im2col(const tl_conv_params *p, const int8_t *input, int8_t *output) {
+  const int32_t patch_n = p->k_h * p->k_w * p->in_c;
+  /* two patches (pixels go through the weights two at a time), only as large as the patch needs; word
+   * aligned for the DSP kernels' loads */
+  uint32_t patch_words[2 * ((patch_n > 0 && patch_n <= TL_IM2COL_MAX ? patch_n : 1) + 3) / 4];
+  int8_t *const patch0 = (int8_t *)patch_words;
+  int8_t *const patch1 = patch0 + ((patch_n + 3) & ~3);
+  const int32_t pixels = p->out_h * p->out_w;
   tl_fc_params fc;
-  int32_t b, oy, ox, ky, kx;
+  int32_t b, n;
   fc.batches = 1;
-  fc.in_n = p->k_h * row;
+  fc.in_n = patch_n;
   fc.out_n = p->out_c;
   fc.output_offset = p->output_offset;
   fc.act_min = p->act_min;
@@ -108,30 +142,16 @@ void tl_conv2d_im2col(const tl_conv_params *p, const int8_t *input, int8_t *outp
   if (fc.in_n > TL_IM2COL_MAX) return; /* the compiler never selects this kernel then */
   for (b = 0; b < p->batches; ++b) {
     const int8_t *in_b = input + (int32_t)b * p->in_h * p->in_w * p->in_c;
-    for (oy = 0; oy < p->out_h; ++oy) {
-      const int32_t in_y0 = oy * p->stride_h - p->pad_h;
-      for (ox = 0; ox < p->out_w; ++ox) {
-        const int32_t in_x0 = ox * p->stride_w - p->pad_w;
-        int8_t *dst = patch;
-        for (ky = 0; ky < p->k_h; ++ky) {
-          const int32_t in_y = in_y0 + ky * p->dil_h;
-          if (in_y < 0 || in_y >= p->in_h) {
-            memset(dst, pad, (size_t)row);
-            dst += row;
-            continue;
-          }
-          for (kx = 0; kx < p->k_w; ++kx, dst += p->in_c) {
-            const int32_t in_x = in_x0 + kx * p->dil_w;
-            if (in_x < 0 || in_x >= p->in_w) {
-              memset(dst, pad, (size_t)p->in_c);
-            } else {
-              memcpy(dst, in_b + (in_y * p->in_w + in_x) * p->in_c, (size_t)p->in_c);
-            }
-          }
-        }
-        tl_fc_vector(&fc, patch, output);
-        output += p->out_c;
-      }
+    for (n = 0; n + 2 <= pixels; n += 2) {
+      tl_im2col_patch(p, in_b, n / p->out_w, n % p->out_w, patch0);
+      tl_im2col_patch(p, in_b, (n + 1) / p->out_w, (n + 1) % p->out_w, patch1);
+      tl_fc_vector2(&fc, patch0, patch1, output, output + p->out_c);
+      output += 2 * p->out_c;
+    }
+    if (n < pixels) {
+      tl_im2col_patch(p, in_b, n / p->out_w, n % p->out_w, patch0);
+      tl_fc_vector(&fc, patch0, output);
+      output += p->out_c;
     }
   }
 }
@@ -256,6 +276,130 @@ static TL_DW_NOINLINE int8_t *tl_dw_pixel_d(const tl_conv_params *p, const int8_
   return tl_dw_pixel_mode(p, src, taps, y, TL_ROUND_DOUBLE);
 }
 
+#ifdef TL_DW_DSP
+/* The 3x3 path in assembly for the two narrow roundings (activation range all of int8): per group of four
+ * channels the nine taps unrolled (LDR of the input and weight words, SXTB16 both, SMLABB/SMLATT), then
+ * the four outputs requantized in registers. tl_dw_job's offsets are the assembly's. */
+typedef struct {
+  const int8_t *const *src; /* 0: the nine tap pixels */
+  const int8_t *w;          /* 4: weights [tap][ch] */
+  int32_t ch;               /* 8 */
+  const int32_t *bias;      /* 12 */
+  const int32_t *mult;      /* 16 */
+  const int32_t *shift;     /* 20 */
+  int8_t *y;                /* 24 */
+  int32_t off;              /* 28 */
+  int32_t groups;           /* 32: groups of four channels left */
+} tl_dw_job;
+
+#define TL_DW_TAP \
+  "ldr r8, [r0], #4\n\t" \
+  "ldr r9, [r8, r3]\n\t" \
+  "ldr r10, [r1]\n\t" \
+  "add r1, r1, r2\n\t" \
+  "sxtb16 r8, r9, ror #8\n\t" \
+  "sxtb16 r9, r9\n\t" \
+  "sxtb16 r11, r10, ror #8\n\t" \
+  "sxtb16 r10, r10\n\t" \
+  "smlabb r4, r10, r9, r4\n\t" \
+  "smlatt r6, r10, r9, r6\n\t" \
+  "smlabb r5, r11, r8, r5\n\t" \
+  "smlatt r7, r11, r8, r7\n\t"
+/* acc A with multiplier M; shift from [r9], output zero point in r1 */
+#define TL_DW_RQ_SN(A, M) \
+  "ldr r2, [r9], #4\n\t" \
+  "smmul " A ", " A ", " M "\n\t" \
+  "mvn r2, r2\n\t" \
+  "sub r2, r2, #1\n\t" \
+  "asr " A ", " A ", r2\n\t" \
+  "add " A ", " A ", #1\n\t" \
+  "add " A ", r1, " A ", asr #1\n\t" \
+  "ssat " A ", #8, " A "\n\t"
+#define TL_DW_RQ_DN(A, M) \
+  "ldr r2, [r9], #4\n\t" \
+  "lsl " A ", " A ", #1\n\t" \
+  "smmulr " A ", " A ", " M "\n\t" \
+  "sub " A ", " A ", " A ", lsr #31\n\t" \
+  "mvn r2, r2\n\t" \
+  "asr " A ", " A ", r2\n\t" \
+  "add " A ", " A ", #1\n\t" \
+  "add " A ", r1, " A ", asr #1\n\t" \
+  "ssat " A ", #8, " A "\n\t"
+#define TL_DW_ASM(RQ) \
+  __asm__ volatile( \
+      "push {r0, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t" \
+      "movs r3, #0\n" \
+      "6:\n\t" \
+      "ldr r12, [r0, #12]\n\t" \
+      "ldmia r12!, {r4, r5, r6, r7}\n\t" \
+      "str r12, [r0, #12]\n\t" \
+      "ldr r1, [r0, #4]\n\t" \
+      "ldr r2, [r0, #8]\n\t" \
+      "add r1, r1, r3\n\t" \
+      "ldr r0, [r0, #0]\n\t" \
+      TL_DW_TAP TL_DW_TAP TL_DW_TAP TL_DW_TAP TL_DW_TAP TL_DW_TAP TL_DW_TAP TL_DW_TAP TL_DW_TAP \
+      "ldr r0, [sp]\n\t" \
+      "ldrd r8, r9, [r0, #16]\n\t" \
+      "ldmia r8!, {r10, r11, r12, lr}\n\t" \
+      "ldr r1, [r0, #28]\n\t" \
+      RQ("r4", "r10") RQ("r5", "r11") RQ("r6", "r12") RQ("r7", "lr") \
+      "strd r8, r9, [r0, #16]\n\t" \
+      "ldr r10, [r0, #24]\n\t" \
+      "strb r4, [r10], #1\n\t" \
+      "strb r5, [r10], #1\n\t" \
+      "strb r6, [r10], #1\n\t" \
+      "strb r7, [r10], #1\n\t" \
+      "str r10, [r0, #24]\n\t" \
+      "adds r3, r3, #4\n\t" \
+      "ldr r2, [r0, #32]\n\t" \
+      "subs r2, r2, #1\n\t" \
+      "str r2, [r0, #32]\n\t" \
+      "bne 6b\n\t" \
+      "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t")
+#define TL_DW_UNUSED __attribute__((unused))
+__attribute__((naked, noinline)) static void tl_dw9_sn(TL_DW_UNUSED tl_dw_job *job) { TL_DW_ASM(TL_DW_RQ_SN); }
+__attribute__((naked, noinline)) static void tl_dw9_dn(TL_DW_UNUSED tl_dw_job *job) { TL_DW_ASM(TL_DW_RQ_DN); }
+
+/* One pixel by the assembly (its four-channel groups), the last ch % 4 channels in C. */
+TL_INLINE int8_t *tl_dw9_pixel(const tl_conv_params *p, const int8_t *const *src, int8_t *y, const int mode) {
+  const int32_t ch = p->in_c, groups = ch >> 2;
+  int32_t c, t;
+  if (groups > 0) {
+    tl_dw_job job;
+    job.src = src;
+    job.w = p->weights;
+    job.ch = ch;
+    job.bias = p->bias;
+    job.mult = p->multiplier;
+    job.shift = p->shift;
+    job.y = y;
+    job.off = p->output_offset;
+    job.groups = groups;
+    if (mode == TL_ROUND_SINGLE_NARROW) {
+      tl_dw9_sn(&job);
+    } else {
+      tl_dw9_dn(&job);
+    }
+    y += 4 * groups;
+  }
+  for (c = 4 * groups; c < ch; ++c) {
+    int32_t a = p->bias[c];
+    const int8_t *w = p->weights + c;
+    for (t = 0; t < 9; ++t, w += ch) a += *w * src[t][c];
+    *y++ = tl_requant_mode(a, p->multiplier[c], p->shift[c], p->output_offset, -128, 127, mode);
+  }
+  return y;
+}
+static int8_t *tl_dw9_pixel_sn(const tl_conv_params *p, const int8_t *const *src, int32_t taps, int8_t *y) {
+  (void)taps;
+  return tl_dw9_pixel(p, src, y, TL_ROUND_SINGLE_NARROW);
+}
+static int8_t *tl_dw9_pixel_dn(const tl_conv_params *p, const int8_t *const *src, int32_t taps, int8_t *y) {
+  (void)taps;
+  return tl_dw9_pixel(p, src, y, TL_ROUND_DOUBLE_NARROW);
+}
+#endif
+
 static void tl_dw_folded(const tl_conv_params *p, const int8_t *input, int8_t *output, int8_t *ring,
                          int32_t ring_rows, const int8_t *zpix) {
   const int32_t ch = p->in_c;
@@ -263,9 +407,15 @@ static void tl_dw_folded(const tl_conv_params *p, const int8_t *input, int8_t *o
   const int8_t *rowp[TL_DW_TAPS_MAX];
   int32_t b, oy, ox, ky, kx, t;
   const int mode = tl_round_mode(p->rounding);
-  const tl_dw_pixel_fn pixel = mode == TL_ROUND_SINGLE_NARROW ? tl_dw_pixel_sn
-                               : mode == TL_ROUND_DOUBLE_NARROW ? tl_dw_pixel_dn
-                               : mode == TL_ROUND_SINGLE ? tl_dw_pixel_s : tl_dw_pixel_d;
+  tl_dw_pixel_fn pixel = mode == TL_ROUND_SINGLE_NARROW ? tl_dw_pixel_sn
+                         : mode == TL_ROUND_DOUBLE_NARROW ? tl_dw_pixel_dn
+                         : mode == TL_ROUND_SINGLE ? tl_dw_pixel_s : tl_dw_pixel_d;
+#ifdef TL_DW_DSP
+  if (p->k_h * p->k_w == 9 && p->act_min <= -128 && p->act_max >= 127) {
+    if (mode == TL_ROUND_SINGLE_NARROW) pixel = tl_dw9_pixel_sn;
+    if (mode == TL_ROUND_DOUBLE_NARROW) pixel = tl_dw9_pixel_dn;
+  }
+#endif
   for (b = 0; b < p->batches; ++b) {
     const int8_t *in_b = input + (int32_t)b * p->in_h * p->in_w * ch;
     for (oy = 0; oy < p->out_h; ++oy) {

@@ -641,6 +641,17 @@ void tl_fc_vector(const tl_fc_params *p, const int8_t *x, int8_t *y) {
 #endif
 }
 
+void tl_fc_vector2(const tl_fc_params *p, const int8_t *x0, const int8_t *x1, int8_t *y0, int8_t *y1) {
+#ifdef TL_FC_DSP
+  if (((p->in_n | p->out_n) & 3) == 0 && ((uintptr_t)p->weights & 3u) == 0) {
+    tl_fc_pair(p, x0, x1, y0, y1);
+    return;
+  }
+#endif
+  tl_fc_vector(p, x0, y0);
+  tl_fc_vector(p, x1, y1);
+}
+
 void tl_fully_connected(const tl_fc_params *p, const int8_t *input, int8_t *output) {
   int32_t b = 0;
 #ifdef TL_FC_DSP

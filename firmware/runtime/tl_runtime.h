@@ -116,6 +116,8 @@ void tl_fully_connected(const tl_fc_params *p, const int8_t *input, int8_t *outp
 /* One input vector (in_n bytes) -> out_n outputs: the matrix-vector product behind FULLY_CONNECTED,
  * CONV_2D 1x1 and the im2col convolution. */
 void tl_fc_vector(const tl_fc_params *p, const int8_t *input, int8_t *output);
+/* Two input vectors at once: the outputs of two tl_fc_vector calls (inputs and outputs apart). */
+void tl_fc_vector2(const tl_fc_params *p, const int8_t *x0, const int8_t *x1, int8_t *y0, int8_t *y1);
 
 /* Small helpers the kernels need inlined whatever the image's optimisation level. */
 #if defined(__GNUC__) || defined(__clang__)

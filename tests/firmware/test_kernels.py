@@ -133,7 +133,8 @@ def _conv_geometry(in_h, in_w, k_h, k_w, stride, pad_h, pad_w):
 
 def conv_case(rng, name: str, in_h: int, in_w: int, in_c: int, out_c: int, k_h: int, k_w: int, stride: int,
               pad_h: int, pad_w: int, depthwise: bool, in_place: bool = False, rounding: int = 0,
-              shifts: tuple[int, ...] = (-9, -7, -1, 0, 1, -12), overlap: bool = False) -> Case:
+              shifts: tuple[int, ...] = (-9, -7, -1, 0, 1, -12), overlap: bool = False,
+              full_range: bool = False) -> Case:
     out_h, out_w = _conv_geometry(in_h, in_w, k_h, k_w, stride, pad_h, pad_w)
     if depthwise:
         out_c = in_c
@@ -141,7 +142,7 @@ def conv_case(rng, name: str, in_h: int, in_w: int, in_c: int, out_c: int, k_h: 
     zp_in, zp_out = int(rng.integers(-20, 20)), int(rng.integers(-10, 10))
     m, s = _mults(rng, out_c, list(shifts))
     bias = rng.integers(-3000, 3000, size=out_c)
-    lo, hi = zp_out, 127
+    lo, hi = (-128, 127) if full_range else (zp_out, 127)
     if depthwise:
         w = rng.integers(-128, 128, size=(k_h, k_w, out_c)).astype(np.int8)
         wtab, fold = w, fold_bias(w.reshape(-1, out_c).T, bias, zp_in, name)
@@ -228,6 +229,16 @@ def build_cases() -> list[Case]:
         fc_case(rng, "fc_pair_sn", 4, 16, 12, True, [-9, -2, -12], rounding=4, full_range=True),
         fc_case(rng, "fc_pair_in_place", 5, 16, 16, True, [-9, -7], rounding=3, in_place=True, full_range=True),
         fc_case(rng, "fc_pair_single", 2, 20, 8, True, [-9, -8, -1, 0, 2], rounding=1),
+        # the 3x3 depthwise assembly (groups of four channels plus a tail of two; padding, stride 2, in place)
+        # and im2col pixel pairs through the assembly (an odd pixel count leaves one for the one-vector path)
+        conv_case(rng, "dw_asm_dn", 6, 5, 10, 10, 3, 3, 1, 1, 1, depthwise=True, in_place=True, rounding=3,
+                  shifts=(-9, -7, -1, -12, -2), full_range=True),
+        conv_case(rng, "dw_asm_sn", 7, 6, 8, 8, 3, 3, 2, 1, 1, depthwise=True, rounding=4,
+                  shifts=(-9, -7, -2, -12), full_range=True),
+        conv_case(rng, "conv_pair_dn", 9, 5, 1, 8, 4, 2, 2, 1, 1, depthwise=False, rounding=3,
+                  shifts=(-9, -7, -1, -12), full_range=True),
+        conv_case(rng, "conv_pair_sn", 7, 5, 4, 12, 3, 3, 1, 1, 0, depthwise=False, rounding=4,
+                  shifts=(-9, -2, -12), full_range=True),
     ]
 
 
