@@ -68,7 +68,10 @@ class ServiceConfig:
     alert_threshold: float = 0.5  #: score at which a window counts toward an alert
     alert_windows: int = 3  #: consecutive windows at or above the threshold before an alert
     max_batch: int = 256  #: most subjects scored in one batch
-    batch_wait_s: float = 0.02  #: how long the scorer waits to gather more windows into one batch
+    #: how long the scorer waits to gather more windows into one batch (0: none; the windows that arrive while
+    #: a batch is being scored form the next one, so batches grow with the load without a timer; a wait here
+    #: adds itself to every window's latency when the service is not busy)
+    batch_wait_s: float = 0.0
     status_every_s: float = 10.0  #: how often the service publishes its counts on its retained status
     torch_threads: int = 1  #: CPU threads for the large model; the rest stay free for the MQTT consumer
     #: a message whose ``ts`` is more than this ahead of the service's clock is dead-lettered (None: no check)
@@ -356,7 +359,8 @@ class SubjectService:
                     self._wake.wait(timeout=0.5)
             if self._stop.is_set():
                 return
-            time.sleep(self.cfg.batch_wait_s)
+            if self.cfg.batch_wait_s > 0:
+                time.sleep(self.cfg.batch_wait_s)
             try:
                 self.score_due()
             except Exception:  # noqa: BLE001 - a scoring failure must not stop the service
