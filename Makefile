@@ -67,6 +67,9 @@ bench-faults: $(STAMP) ## fault-injection reliability report -> out/bench/faults
 bench-scale: $(STAMP) ## scale-out benchmark: 1/2/4 workers on 1 and 3 NATS nodes, PostgreSQL -> out/bench/scale.json + PNG (BENCH_SCALE_ARGS=--quick: CI's short run); fails on any loss, duplicate or reorder
 	$(BIN)/python -m bench.scale $(BENCH_SCALE_ARGS)
 
+demo-scale: $(STAMP) ## every domain through a local NATS cluster + PostgreSQL, a worker and a node killed -9 mid-run -> out/demo-scale/summary.json (DEMO_SCALE_ARGS=--quick: CI's short run); fails on any loss, duplicate or reorder
+	$(BIN)/python -m shared.cluster.demo $(DEMO_SCALE_ARGS)
+
 firmware-report: $(STAMP) ## parity and footprint of the compiled firmware -> out/firmware/report.json (FIRMWARE_REPORT_ARGS=--quick: 100 parity inputs)
 	$(BIN)/python -m bench.firmware_report $(FIRMWARE_REPORT_ARGS)
 
@@ -79,4 +82,4 @@ clean: ## remove build outputs (keeps .venv and trained models)
 distclean: clean ## remove everything generated, .venv and trained models too
 	rm -rf $(VENV) models
 
-.PHONY: help venv system-deps test test-all lint integration-report bench bench-faults bench-scale firmware-report results clean distclean
+.PHONY: help venv system-deps test test-all lint integration-report bench bench-faults bench-scale demo-scale firmware-report results clean distclean

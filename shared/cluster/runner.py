@@ -93,6 +93,7 @@ class LocalCluster:
         self.ack_wait_s, self.lease_s = ack_wait_s, lease_s
         self.exe = find_nats_server()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.workers: set[str] = set()  #: the names of the worker processes (stopped first)
         self._preexec = _die_with_parent()
         (self.workdir / "logs").mkdir(exist_ok=True)
 
@@ -193,37 +194,37 @@ class LocalCluster:
 
     # -- workers -----------------------------------------------------------------------------------------
     def start_worker(self, domain: str, k: int, n: int, store: str, models: Path | str, quick: bool = False,
-                     extra: list[str] | None = None) -> subprocess.Popen[bytes]:
-        """``tinylarge serve DOMAIN --queue ... --worker k/n`` (``quick``: the models are quick ones)."""
+                     extra: list[str] | None = None, name: str | None = None) -> subprocess.Popen[bytes]:
+        """``tinylarge serve DOMAIN --queue ... --worker k/n`` (``quick``: the models are quick ones) as process
+        ``name`` (default ``w<k>``; several domains' workers need their own names, e.g. ``healthcare-w0``)."""
         argv = [sys.executable, "-m", "shared.cli", "serve", domain, "--queue", self.queue, "--worker", f"{k}/{n}",
                 "--store", store, "--models", str(models), *(["--quick"] if quick else []), *(extra or [])]
-        return self.spawn(f"w{k}", argv)
+        name = name or f"w{k}"
+        self.workers.add(name)
+        return self.spawn(name, argv)
 
     def close(self, grace_s: float = 5.0) -> None:
-        """SIGTERM every process group (workers first, so they release their leases), then SIGKILL."""
-        order = sorted(self.procs, key=lambda name: not name.startswith("w"))
-        for name in order:
-            proc = self.procs[name]
-            if proc.poll() is None:
+        """SIGTERM the workers (so they acknowledge their last batch and release their leases), wait for them,
+        then SIGTERM every other process group; SIGKILL whatever is left after the grace period."""
+        workers = [n for n in self.procs if n in self.workers]
+        for group in (workers, [n for n in self.procs if n not in self.workers]):
+            for name in group:
+                if self.procs[name].poll() is None:
+                    try:
+                        os.killpg(self.procs[name].pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            deadline = time.monotonic() + grace_s
+            for name in group:
+                proc = self.procs[name]
                 try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-            if name.startswith("w"):
-                try:
-                    proc.wait(timeout=grace_s)
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    pass
-        deadline = time.monotonic() + grace_s
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=5)
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait(timeout=5)
 
     def __enter__(self) -> LocalCluster:
         return self
