@@ -20,7 +20,10 @@ each through its durable pull consumer on ``$MQTT_msgs`` (see :mod:`shared.clust
   them on), hand the batch to the service through :class:`shared.transport.consumer.Consumer`
   (validation, dead letters, one store transaction), and acknowledge (AckAll on the last message) only
   after the store committed. A redelivery is dropped by (device, seq): the store's key and the service's
-  ``last_seq``;
+  ``last_seq``. Deliveries are numbered by the consumer (``sequence.consumer``); a batch that does not follow
+  the last one (deliveries lost in flight when a node died: seen in make demo-scale, where AckAll on the next
+  batch acknowledged them unread) is neither handled nor acknowledged: after ``ack_wait`` the consumer
+  redelivers everything past its ack floor, in stream order;
 - **results** (risk/action) and dead letters go back through the cluster as NATS subjects
   (``tinylarge.<domain>.<device>.risk``), which NATS delivers to the MQTT topics
   ``tinylarge/<domain>/<device>/risk`` (to MQTT subscribers at QoS 0: a NATS publish carries no QoS);
@@ -45,6 +48,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from shared.cluster import LEASE_BUCKET, MQTT_PREFIX, MQTT_STREAM, PART_ROOT, consumer_name
@@ -187,6 +191,7 @@ class PartitionWorker:
         await self.loop.run_in_executor(self._executor, self._forget, partition)
         sub = await self.js.pull_subscribe_bind(consumer_name(self.domain, partition), stream=MQTT_STREAM)
         log.info("%s serves partition %d", self.name, partition)
+        expect: int | None = None  # the consumer sequence of the next delivery
         try:
             while not stop.is_set():
                 try:
@@ -199,6 +204,21 @@ class PartitionWorker:
                     continue
                 if not msgs:
                     continue
+                dseq = [m.metadata.sequence.consumer for m in msgs]
+                if (expect is not None and dseq[0] != expect) or any(b != a + 1 for a, b in pairwise(dseq)):
+                    # deliveries that never arrived (lost in flight with a node): handling and acknowledging
+                    # (AckAll) what came after them would acknowledge them unread. Leave it all unacknowledged
+                    # instead: after ack_wait the consumer redelivers everything past its ack floor, in order.
+                    self.counts["delivery_gaps"] += 1
+                    log.warning("%s partition %d: deliveries %s..%d missing; waiting %.0f s for their redelivery",
+                                self.name, partition, expect, dseq[0] - 1, self.ack_wait_s)
+                    expect = None
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=self.ack_wait_s)
+                    except TimeoutError:
+                        pass
+                    continue
+                expect = dseq[-1] + 1
                 items = [(topic_of(m.subject), m.data) for m in msgs]
                 await self.loop.run_in_executor(self._executor, self._handle, partition, items)
                 await self._ack(msgs[-1])  # AckAll: the batch, after the store committed
