@@ -70,6 +70,15 @@ class WardScenario(Scenario):
         return {"charts": sum(t_s <= last for t_s, *_ in self.charts),
                 "active_models": sorted({d.model.model_id for d in self.run.fleet.devices})}
 
+    def window_truth(self, device: str, t_s: float) -> int | None:
+        """Deterioration within the risk model's horizon (windows after the event do not count)."""
+        if not hasattr(self, "_events"):
+            self._events = {p.id: p.event_time_s for p in self.cohort}
+        ev = self._events.get(device)
+        if ev is not None and t_s >= ev:
+            return None
+        return int(ev is not None and ev - t_s <= float(self.run.metrics.get("horizon_h", 6.0)) * 3600.0)
+
     def evaluate(self) -> dict[str, Any]:
         from healthcare import _report
 

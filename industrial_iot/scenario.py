@@ -75,6 +75,17 @@ class PlantScenario(Scenario):
                 "actions": {k: sum(a["action"] == k for a in self.run.results)
                             for k in ("none", "watch", "plan_maintenance", "maintain_now")}}
 
+    def window_truth(self, device: str, t_s: float) -> int | None:
+        """Functional failure within the risk model's horizon (windows after the failure do not count)."""
+        import math
+
+        if not hasattr(self, "_failure_h"):
+            self._failure_h = {m.id: m.failure_h for m in self.machines}
+        f_h, t_h = self._failure_h.get(device, math.inf), t_s / 3600.0
+        if t_h >= f_h:
+            return None
+        return int(f_h - t_h <= float(self.run.metrics.get("horizon_h", 168.0)))
+
     def evaluate(self) -> dict[str, Any]:
         from industrial_iot import _report
 

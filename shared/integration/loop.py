@@ -16,9 +16,11 @@ and the update's size, MACs and compile check. Without ``--mqtt`` an embedded br
 one is checked (URL, certificate files, one connection) before any work. The result prints as the
 summary table (``--json``: JSON); progress goes to stderr.
 
-Why not inside ``make demo-healthcare``: there the wearable's single model slot holds the 6-class window
-classifier, whose class scores are inputs of the cloud transformer and of the inference schema; a 2-class
-risk student in that slot would break both (and the C firmware app), so the loop runs here, beside it.
+The demos close the same loop once, live (:mod:`shared.runtime.live_loop`): there the student is distilled
+from the windows the demo's fleet sent so far, labelled by the cloud's live answers, and installed in a
+SECOND model slot of each device (the first keeps the factory classifier, whose class scores the cloud's
+transformer and the inference schema need). This command is the offline measurement beside it: the
+student trained on the teacher's whole training cohort, scored on held-out subjects.
 """
 
 from __future__ import annotations

@@ -2,16 +2,18 @@
 on the platform's demo loop.
 
 With no endpoints given it starts the embedded broker and a fresh SQLite file under ``--out``; the cloud
-service, the simulated devices and (``--firmware``/``--qemu``) devices running the real C firmware
-follow; a site publishes what the domain's site feed holds. Each tick every device publishes the window
-ending then; a faulty client sends three malformed messages that must end in the dead-letter topic, and
-halfway through the cloud rolls out a signed model update (one tampered copy first, which the first
-device must refuse). At the end the demo checks that every published inference was stored exactly once,
-asks the scenario to score the results against its ground truth, prints the summary table and writes
-``summary.json`` and the scenario's plot.
+service, the simulated devices and (``--firmware``/``--qemu``) devices running the real C firmware follow; a
+site publishes what the domain's site feed holds. Each tick every device publishes the window ending then; a
+faulty client sends three malformed messages that must end in the dead-letter topic, and halfway through the
+cloud closes the loop once, live (:mod:`shared.runtime.live_loop`: it distils its large model into a student
+from the windows the fleet sent so far, compiles, signs and rolls it out to a second model slot of every
+device; one tampered copy first, which the first device must refuse; a domain with no ``distill_task`` gets
+its factory model under a new version instead). At the end the demo checks that every published inference
+was stored exactly once, asks the scenario to score the results against its ground truth, prints the summary
+table and writes ``summary.json`` and the scenario's plot.
 
-The helpers below (firmware counts, the roll-out, waiting for the store, latencies, the table) are used
-by the loop and by the benchmarks.
+The helpers below (firmware counts, the roll-out, waiting for the store, latencies, the table) are used by
+the loop and by the benchmarks.
 """
 
 from __future__ import annotations
@@ -264,6 +266,7 @@ def run_demo(d: Any, args: Any) -> dict:
     from shared.protocol.endpoints import redact_url
     from shared.runtime.app import endpoints
     from shared.runtime.cloud import run_cloud
+    from shared.runtime.live_loop import LiveLoop, skip_reason
     from shared.runtime.scenario import DemoRun
     from shared.security.model_update import generate_keypair
     from shared.transport.mqtt import MqttClient, MqttConfig
@@ -285,6 +288,8 @@ def run_demo(d: Any, args: Any) -> dict:
     run.day0_ms = scen.day0_ms()
     run.start_ms = {s.id: scen.start_ms(s, run.day0_ms) for s in run.subjects}
     print(scen.describe(), flush=True)
+    loop_skipped = skip_reason(d)
+    loop = LiveLoop(run, scen) if loop_skipped is None else None
 
     sent_at: dict[tuple[str, int], float] = {}
     done_at: dict[tuple[str, int], float] = {}
@@ -307,12 +312,14 @@ def run_demo(d: Any, args: Any) -> dict:
     with endpoints(args, default_store=f"sqlite:///{db}") as ep, \
             run_cloud(d, args, ep.mqtt, ep.store, args.models, on_result=on_result,
                       subjects=[s.id for s in run.subjects]) as cloud, \
-            beside_demo(args, ep.mqtt, ep.store, {d.name: cloud.service.rule}):
+            beside_demo(args, ep.mqtt, ep.store, {d.name: cloud.service.rule}) as dash:
         run.mqtt, run.store_url, run.cloud = ep.mqtt, ep.store, cloud
         print(f"broker {redact_url(ep.mqtt)}   store {redact_url(ep.store)}", flush=True)
         private_key, run.public_key = generate_keypair(args.out / "keys", overwrite=True)
         run.fleet = _device_fleet(d, args, ep.mqtt, run.subjects[n_fw:], run.start_ms, on_publish=on_publish,
                                   trusted_key=run.public_key)
+        if loop is not None:
+            run.fleet.add_second_slot(loop.name)
         site = _Site(args, ep.mqtt, d, scen.site_feed(run.subjects, run.start_ms))
         faulty = MqttClient(MqttConfig(url=ep.mqtt, client_id=f"tinylarge-{d.name}-faulty", clean_session=True))
         fw_stop_s, fw_stopped = 60.0, False
@@ -335,7 +342,9 @@ def run_demo(d: Any, args: Any) -> dict:
                 if i in bad_at:
                     faulty.publish(*bad_at[i], qos=1)
                 if i == len(run.ticks) // 2:
-                    _roll_out(run, cloud, private_key)
+                    _roll_out(run, cloud, private_key, loop)
+                if loop is not None and loop.closed and (i % 10 == 0 or i in (len(run.ticks) // 2, len(run.ticks) - 1)):
+                    _show_loop(dash, d.name, loop.summary())
                 scen.after_tick(i, t_s)
                 time.sleep(max(0.0, t0 + (i + 1) * tick_wall_s - time.monotonic()))
             run.fleet.stop()
@@ -376,6 +385,9 @@ def run_demo(d: Any, args: Any) -> dict:
         "store": ep.store.split(":", 1)[0],
     }
     summary.update(domain_rows)
+    summary.update(loop.summary() if loop is not None else {"live_loop": loop_skipped})
+    for key in LOOP_KEYS:
+        summary.setdefault(key, None)
     summary.update(scen.evaluate())
     plot = scen.plot()
     if plot is not None:
@@ -384,8 +396,10 @@ def run_demo(d: Any, args: Any) -> dict:
     print_table(f"{d.name} demo ({'QUICK models' if summary['quick_models'] else 'full models'})", summary, [
         "devices", "firmware_devices", "qemu_devices", "published", "published_by_firmware", "received", "stored",
         "deadletters", "deadletters_injected", f"{d.result_stream}_messages", "alerts", "model_updates_accepted",
-        "model_updates_rejected",
+        "model_updates_rejected", *LOOP_KEYS,
         "tiny_float_acc", "tiny_int8_acc", *scen.table, "p50_ms", "p99_ms", "wall_s", "quick_models"])
+    if summary.get("fleet_metric"):
+        print(f"fleet metric: {summary['fleet_metric']}", flush=True)
     if summary["quick_models"]:
         print("note: these figures come from the QUICK models (small training sets, few epochs); "
               f"`tinylarge train {d.name}` trains the full ones", flush=True)
@@ -432,13 +446,33 @@ def _firmware(run: Any, scen: Any, n_fw: int, n_qemu: int,
     return fw, stop_s
 
 
-def _roll_out(run: Any, cloud: Any, private_key: Path) -> None:
+#: the live loop's rows in the summary table (:mod:`shared.runtime.live_loop`)
+LOOP_KEYS = ("live_loop", "model_before", "model_after", "fleet_metric_before", "fleet_metric_after")
+
+
+def _show_loop(dash: Any, domain: str, rows: dict) -> None:
+    """The live loop's state on the dashboard's page (when one runs beside the demo)."""
+    state = getattr(getattr(dash, "bridge", None), "state", None)
+    if state is not None and hasattr(state, "set_live_loop"):
+        state.set_live_loop(domain, rows)
+
+
+def _roll_out(run: Any, cloud: Any, private_key: Path, loop: Any = None) -> None:
     from shared.runtime.app import publisher
 
     d = run.domain
     devices = [dev.id for dev in run.fleet.devices]
     if not devices:
         return
+    if loop is not None:
+        try:
+            loop.close(publisher(cloud.client, d.name), private_key)
+        except Exception as exc:  # noqa: BLE001 - the demo goes on; the summary says why the loop did not close
+            loop.rows["live_loop"] = f"failed ({type(exc).__name__}: {str(exc)[:160]})"
+            print(f"{d.name}: live loop {loop.rows['live_loop']}", flush=True)
+        if loop.closed:
+            return
+        # not closed: the factory model under a new version, so that the signed-update checks still run
     name, _, version = run.fleet.devices[0].model.model_id.rpartition("@")
     roll_out_update(publisher(cloud.client, d.name), d.name, devices, name, int(version) + 1,
                     (Path(run.args.models) / "tiny.tflite").read_bytes(), private_key)

@@ -183,6 +183,19 @@ class Scenario(ABC):
     def on_result(self, msg: dict) -> None:  # noqa: B027 - optional hook
         """Every result message the cloud publishes (from the service's thread)."""
 
+    # -- the live loop (shared.runtime.live_loop) ------------------------------------------------------
+    def window_truth(self, device: str, t_s: float) -> int | None:
+        """The simulator's truth for the event the cloud's large model scores, on one device window ending at
+        ``t_s``: 1 when the event follows within the model's horizon, 0 when not, None when the window does not
+        count (after the event) or the scenario knows no truth. The live loop's fleet metric reads it."""
+        return None
+
+    def teacher_score(self, msg: dict) -> float | None:
+        """The cloud large model's event probability in one of its result messages (default: ``risk``), the
+        label the live loop distils from; None when the message carries none."""
+        v = msg.get("risk")
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and 0.0 <= v <= 1.0 else None
+
     # -- the verdict ---------------------------------------------------------------------------------
     @abstractmethod
     def evaluate(self) -> dict[str, Any]:

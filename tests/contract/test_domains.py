@@ -112,3 +112,16 @@ def test_quick_demo_stores_exactly_what_it_published(domain: Domain, trained, tm
                                  (domain.result_stream,)).fetchone()
     assert n == summary["published"]
     assert results == summary["published"]  # one cloud result per window
+    # the live loop, closed once mid-run: a distilled student in every device's second slot, the forged copy refused
+    for key in ("live_loop", "model_before", "model_after", "fleet_metric_before", "fleet_metric_after"):
+        assert key in summary, (domain.name, key)
+    if domain.hooks.distill_task is None:
+        assert summary["live_loop"] == "skipped (no distill_task)"
+    else:
+        assert summary["live_loop"] == "closed", summary["live_loop"]
+        assert summary["model_after"] != summary["model_before"]
+        assert summary["model_after"].startswith(f"{domain.tiny_model.removesuffix('-tiny')}-risk-tiny@1 sha256:")
+        assert summary["fleet_metric"] and summary["fleet_metric_windows"] > 0
+        assert summary["fleet_metric_before"] is not None and summary["fleet_metric_after"] is not None
+    assert summary["model_updates_accepted"] == summary["devices"]  # every device of the fleet installed it
+    assert summary["model_updates_rejected"] == 1  # the forged copy

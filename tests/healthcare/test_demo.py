@@ -25,11 +25,15 @@ def test_demo_stores_every_published_window_once_and_deadletters_the_bad(quick_m
     assert summary["deadletters"] == summary["deadletters_injected"] == 3
     assert summary["devices"] == 4 and summary["simulated_h"] == 6
     assert summary["risk_messages"] == summary["published"]
-    # the signed model rolled out mid-run reached every wearable; the forged copy was refused
+    # the live loop: the student distilled mid-run reached every simulated wearable's second slot (the
+    # factory classifier stays in the first: its scores feed the cloud's transformer); the forged copy was refused
     assert summary["published_by_firmware"] == 2 * windows_per_patient
     assert summary["model_updates_accepted"] == 2  # the simulated wearables (firmware reflashes from its slot)
     assert summary["model_updates_rejected"] == 1
-    assert summary["active_models"] == ["hc-tiny@2"]
+    assert summary["active_models"] == ["hc-tiny@1"]
+    assert summary["live_loop"] == "closed" and summary["live_loop_devices_installed"] == 2
+    assert summary["model_before"].startswith("hc-tiny@1 sha256:")
+    assert summary["model_after"].startswith("healthcare-risk-tiny@1 sha256:")
     assert summary["charts"] == summary["site_messages"] > 0
     assert summary["p50_ms"] is not None and summary["p99_ms"] >= summary["p50_ms"]
     for key in ("devices", "alerts", "tiny_float_acc", "tiny_int8_acc", "risk_auroc", "news2_auroc",
