@@ -193,7 +193,9 @@ int tl_app_loop(void) {
     if (first >= 0) app.seq = first;
     else app_log("clock not set: seq counts from 0, which repeats after a reset (provision --seq-start)");
   }
-  if (s->dsp(s->window, s->scratch, s->input) != 0) {
+  rc = s->dsp(s->window, s->scratch, s->input);
+  if (rc == TL_APP_PENDING) return TL_APP_CONTINUE; /* a streaming app's block: its window goes on */
+  if (rc != 0) {
     app_log("dsp failed");
     app.counts[COUNT_ERRORS]++;
     return TL_APP_CONTINUE;

@@ -7,6 +7,8 @@
  *             per channel;
  *   scratch   the floats the DSP may use (declared by the domain, sized for its window);
  *   dsp       raw window -> the domain's features (kept by the domain) + the model input vector;
+ *             a streaming app reads short blocks and returns TL_APP_PENDING until a window is complete
+ *             (no inference, no message for that block: vehicles accumulates a trip segment so);
  *   infer     runs the domain's compiled model(s) on that vector (tl_model_run quantizes, invokes and
  *             dequantizes; a domain may run several models, e.g. a classifier and an autoencoder);
  *   message   writes the domain's fields of the inference message after the envelope.
@@ -115,6 +117,7 @@ void tl_app_envelope(tl_json_writer *w, const char *device, int64_t seq, int64_t
 int tl_app_status_json(char *buf, size_t cap, const char *device, int64_t seq, int64_t ts_ms, const char *model_id,
                        int online, const char *const *count_names, const uint32_t *counts, int n_counts);
 
+#define TL_APP_PENDING 1  /* dsp: block absorbed, no window complete yet (no inference, no message) */
 #define TL_APP_CONTINUE 0 /* tl_app_loop: call again */
 #define TL_APP_DONE 1     /* tl_app_loop: the sensor source ended, --max-windows reached, or a read failed */
 

@@ -114,14 +114,18 @@ class FrameDecoder:
 
 def write_sensor_window(out: TextIO, channels: dict[str, Sequence[float] | np.ndarray | float],
                         end_ts_ms: int | None = None) -> None:
-    """One window in the tlsensor text format (see firmware/hal/tl_sensor_text.h)."""
-    if end_ts_ms is not None:
-        out.write(f"t {int(end_ts_ms)}\n")
-    for name, values in channels.items():
-        if not name or any(c.isspace() or c == "#" for c in name):
-            raise ValueError(f"channel name {name!r}: must be non-empty without spaces or '#'")
-        arr = np.atleast_1d(np.asarray(values, dtype=np.float64))
-        out.write(name + " " + " ".join("nan" if not np.isfinite(v) else f"{v:.9g}" for v in arr) + "\n")
+    """One window in the tlsensor text format (see firmware/hal/tl_sensor_text.h). A table with a
+    ``blocks`` attribute (a list of tables: a streaming app's device windows, e.g. the seconds of a
+    vehicles trip segment) is written block by block, each with the end time ``end_ts_ms``."""
+    blocks = getattr(channels, "blocks", None)
+    for table in blocks if blocks is not None else [channels]:
+        if end_ts_ms is not None:
+            out.write(f"t {int(end_ts_ms)}\n")
+        for name, values in table.items():
+            if not name or any(c.isspace() or c == "#" for c in name):
+                raise ValueError(f"channel name {name!r}: must be non-empty without spaces or '#'")
+            arr = np.atleast_1d(np.asarray(values, dtype=np.float64))
+            out.write(name + " " + " ".join("nan" if not np.isfinite(v) else f"{v:.9g}" for v in arr) + "\n")
 
 
 def write_windows(path: str | Path, domain: str, windows: Iterable[object], start_epoch_ms: int = 0,
