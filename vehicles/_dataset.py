@@ -4,7 +4,8 @@
 (calibration, rule events, candidate windows and their features) and keeps, per TRIP: the vehicle,
 the trip index, km, the trip statistics, the rule event counts and the incident; per CANDIDATE WINDOW:
 the trip row it belongs to, its to_vector, its true label (the simulator's event overlapping the
-candidate; crash > road anomaly > harsh maneuver; none: normal) and its start/end time. `extra_crash`
+candidate; crash > road anomaly > harsh maneuver; none: normal) and its start/end time; per EVENT, the
+simulator's and the threshold rules' (trip row, kind, start/end), so event F1 is scored from the tables. `extra_crash`
 turns every n-th trip into a crash trip (crash windows are rare; only for the classifier's tables).
 Trips run in a fork pool; the tables are cached under a key of the config and the sources.
 """
@@ -30,7 +31,7 @@ from vehicles.features import (
 )
 from vehicles.signals import LABELS, FleetConfig, Trip, Vehicle, simulate_fleet
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 PRIORITY = {"crash": 0, "pothole": 1, "speed_bump": 1, "harsh_brake": 2, "harsh_accel": 2, "harsh_corner": 2}
 
 
@@ -48,6 +49,12 @@ class Tables:
     w_vector: np.ndarray  # (W, 16)
     w_label: np.ndarray  # (W,) index into LABELS
     w_t: np.ndarray  # (W, 2) start, end (s)
+    e_row: np.ndarray  # (E,) trip row of each true event (the simulator's)
+    e_kind: np.ndarray  # (E,) index into LABELS
+    e_t: np.ndarray  # (E, 2) start, end (s)
+    r_row: np.ndarray  # (R,) trip row of each event the threshold rules found
+    r_kind: np.ndarray  # (R,) index into LABELS
+    r_t: np.ndarray  # (R, 2) start, end (s)
 
     def __len__(self) -> int:
         return len(self.trip)
@@ -80,7 +87,13 @@ def process_trip(trip: Trip) -> dict:
             "true": np.array([sum(e.kind == k for e in trip.events) for k in EVENT_KINDS]),
             "vec": vec, "label": np.array(label_windows(trip, cands, trip.fs_hz), dtype=np.int8),
             "t": np.array([(lo / trip.fs_hz, hi / trip.fs_hz) for lo, hi, _ in cands]).reshape(-1, 2),
+            "truth": _spans(trip.events), "rule_ev": _spans(rule),
             "km": trip.distance_km, "incident": {None: 0, "near_miss": 1, "crash": 2}[trip.incident]}
+
+
+def _spans(events: list) -> np.ndarray:
+    """(n, 3) kind index into LABELS, start, end (s) of events (true or found)."""
+    return np.array([(LABELS.index(e.kind), e.t_start_s, e.t_end_s) for e in events], dtype=np.float64).reshape(-1, 3)
 
 
 _JOB: tuple = ()
@@ -108,12 +121,16 @@ def build(cfg: FleetConfig, n_trips: int, extra_crash: int = 0, workers: int = 2
     else:
         res = [_one(it) for it in progress(items, desc=desc)]
     rows = np.concatenate([np.full(len(r["label"]), j) for j, r in enumerate(res)]).astype(np.int64)
+    ev = {k: (np.concatenate([np.full(len(r[k]), j) for j, r in enumerate(res)]).astype(np.int64),
+              np.concatenate([r[k] for r in res])) for k in ("truth", "rule_ev")}
     return Tables(np.array([vehicles[i].id for i, _ in items]), np.array([k for _, k in items]),
                   np.array([r["km"] for r in res]), np.stack([r["stats"] for r in res]),
                   np.stack([r["rule"] for r in res]), np.stack([r["true"] for r in res]),
                   np.array([r["incident"] for r in res]), np.array([vehicles[i].risk for i, _ in items]),
                   rows, np.concatenate([r["vec"] for r in res]), np.concatenate([r["label"] for r in res]),
-                  np.concatenate([r["t"] for r in res]))
+                  np.concatenate([r["t"] for r in res]),
+                  *(a for k in ("truth", "rule_ev")
+                    for a in (ev[k][0], ev[k][1][:, 0].astype(np.int8), ev[k][1][:, 1:])))
 
 
 def load_fleet(cfg: FleetConfig, n_trips: int, cache: Path, extra_crash: int = 0, workers: int = 2,

@@ -169,7 +169,8 @@ def sequences(tables: Any, tiny_counts: np.ndarray, vehicles: dict, horizon: int
               ) -> list[dict]:
     """Per vehicle: x (T, N_INPUTS), y (T,) incident within the next `horizon` trips, vendor score (T,)
     over the history so far, `target` (follow_up_target; used for fitting vehicles only) and the latent
-    `risk` (analysis only). `tiny_counts` (trips, 6): the int8 model's event counts per trip."""
+    `risk` and `aggression` (analysis only: `ceilings`). `tiny_counts` (trips, 6): the int8 model's event
+    counts per trip."""
     out = []
     for vid in dict.fromkeys(tables.vehicle.tolist()):
         rows = np.flatnonzero(tables.vehicle == vid)
@@ -185,7 +186,8 @@ def sequences(tables: Any, tiny_counts: np.ndarray, vehicles: dict, horizon: int
         v = vehicles[vid]
         y = [int(any(v.incident(int(k) + j) is not None for j in range(1, horizon + 1))) for k in tables.trip[rows]]
         out.append({"vehicle": vid, "x": np.stack(xs), "y": np.array(y), "vendor": np.array(vendor),
-                    "target": follow_up_target(v, follow_up_trips, horizon), "risk": v.risk})
+                    "target": follow_up_target(v, follow_up_trips, horizon), "risk": v.risk,
+                    "aggression": v.aggression})
     return out
 
 
@@ -219,6 +221,28 @@ def bootstrap_auroc(groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n: 
             "auroc_gain_mean": round(float(np.mean(a_ - b_)), 4),
             "p_risk_beats_baseline": round(float(np.mean(a_ > b_)), 3),
             "bootstrap_n": len(a_)}
+
+
+def ceilings(test: list[dict], n: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """What no model reading the units' messages can beat, on the same held-out vehicles and resamples as
+    `bootstrap_auroc` (same seed: paired). The simulator draws incidents from the latent risk alone
+    (``signals.Vehicle.incident``: p = P_BASE + P_RISK risk^2, risk = (aggression + distraction) / 2,
+    independent of the trips driven), so the score p(risk) orders the label "incident within the
+    horizon" best: ``oracle_*`` (an oracle that knows both latent parameters). The messages show
+    aggression (harder maneuvers, faster cruising) but next to nothing of distraction (docs/vehicles.md:
+    a ridge fit of the latent parameters on the per-vehicle means of the step vectors), and with
+    distraction unseen the best score is E[p | aggression], increasing in aggression: ``aggression_oracle_*``
+    (an oracle that knows the driver's true aggression exactly, which the messages only estimate)."""
+    out: dict[str, Any] = {}
+    for name, key in (("oracle", "risk"), ("aggression_oracle", "aggression")):
+        groups = [(s["y"], np.full(len(s["y"]), float(s[key])), s["vendor"]) for s in test]
+        b = bootstrap_auroc(groups, n, seed)
+        y = np.concatenate([g[0] for g in groups])
+        out[f"{name}_auroc"] = auroc_or_none(y, np.concatenate([g[1] for g in groups]))
+        out[f"{name}_auroc_ci95"] = b["risk_auroc_ci95"]
+        out[f"{name}_gain_ci95"] = b["auroc_gain_ci95"]
+        out[f"{name}_gain_mean"] = b["auroc_gain_mean"]
+    return out
 
 
 def train_large(cfg: LargeConfig, train: list[dict], test: list[dict], bar: Any = None
@@ -267,7 +291,7 @@ def train_large(cfg: LargeConfig, train: list[dict], test: list[dict], bar: Any 
         "baseline_auroc": auroc_or_none(y_te, v_te), "val_risk_auroc": auroc_or_none(y_val, p_val),
         "val_baseline_auroc": auroc_or_none(y_val, cat(val, "vendor")),
         "latent_risk_auroc": auroc_or_none(y_te, latent),
-        **bootstrap_auroc(groups, seed=cfg.seed),
+        **bootstrap_auroc(groups, seed=cfg.seed), **ceilings(test, seed=cfg.seed),
         "risk_brier": round(float(np.mean((p_te - y_te) ** 2)), 4),
         "baseline_brier": round(float(np.mean((v_prob - y_te) ** 2)), 4),
         "risk_ece": round(ece(y_te, p_te), 4), "baseline_ece": round(ece(y_te, v_prob), 4),

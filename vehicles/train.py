@@ -31,15 +31,15 @@ OUTPUTS = ("tiny.tflite", "labels.json", "large/config.json")
 
 @dataclass
 class TrainConfig:
-    """Full config: 160 training and 80 held-out vehicles x 24 trip segments (the classifier learns from 64
-    of the training vehicles); 12 vehicles x 10 crash-rich trips."""
+    """Full config: 160 training and 80 held-out vehicles x 24 trip segments (the classifier learns from all
+    the training vehicles' candidate windows); 12 vehicles x 10 crash-rich trips."""
 
     train_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=160, seed=101))
     test_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=80, seed=202))
     n_trips: int = 24
     crash_fleet: FleetConfig = field(default_factory=lambda: FleetConfig(n_vehicles=12, seed=303))
     crash_trips: int = 10
-    tiny_vehicles: int = 64  #: the classifier trains on the windows of this many training vehicles
+    tiny_vehicles: int = 160  #: the classifier trains on the windows of this many training vehicles
     tiny: TinyConfig = field(default_factory=TinyConfig)
     large: LargeConfig = field(default_factory=LargeConfig)
     workers: int = 2
@@ -55,7 +55,7 @@ class TrainConfig:
     def quick(cls) -> TrainConfig:
         return cls(train_fleet=FleetConfig(n_vehicles=20, seed=11), test_fleet=FleetConfig(n_vehicles=10, seed=12),
                    n_trips=10, crash_fleet=FleetConfig(n_vehicles=6, seed=13), crash_trips=5,
-                   tiny=TinyConfig(hidden=(16,), epochs=30, representative_n=200),
+                   tiny=TinyConfig(epochs=40, representative_n=200),
                    large=LargeConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, seq_len=8, epochs=1,
                                      samples_per_epoch=256, batch_size=64))
 
@@ -115,14 +115,15 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
     x = np.concatenate([tr.w_vector[keep], cr.w_vector])
     y = np.concatenate([tr.w_label[keep], cr.w_label]).astype(int)
     groups = np.concatenate([tr.vehicle[tr.w_row][keep], cr.vehicle[cr.w_row]])
-    res = tiny.train_tiny(cfg.tiny, x, y, groups, te.w_vector, te.w_label.astype(int))
+    res = tiny.train_tiny(cfg.tiny, x, y, groups, te.w_vector, te.w_label.astype(int),
+                          objective=_event_objective([(tr, np.flatnonzero(keep)), (cr, np.arange(len(cr.w_label)))]))
     tiny.save_tiny(res, models_dir)
     model = tiny.TinyModel(res.tflite, version=cfg.tiny.version)
     pred_tr = model.scores(tr.w_vector).argmax(1)
     pred_te = model.scores(te.w_vector).argmax(1)
     t_tiny = time.monotonic() - t0 - t_data
-    # events on held-out vehicles: tiny (candidates classified) and rules vs the simulator's truth
-    f1 = _event_scores(cfg.test_fleet, te, pred_te)
+    # events on every trip of the held-out vehicles: tiny (candidates classified) and rules vs the simulator's truth
+    f1 = event_scores(te, pred_te)
 
     vehicles = {v.id: v for fc in (cfg.train_fleet, cfg.test_fleet) for v in simulate_fleet(fc)}
     h = cfg.large.horizon_trips
@@ -145,7 +146,9 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
                               "auroc_gain_ci95", "auroc_gain_mean", "p_risk_beats_baseline", "latent_risk_auroc",
                               "val_risk_auroc", "val_baseline_auroc", "risk_brier",
                               "baseline_brier", "risk_ece", "baseline_ece", "driver_latent_risk_corr",
-                              "alert_threshold", "alert_windows", "horizon_trips", "test_positive_rate")},
+                              "alert_threshold", "alert_windows", "horizon_trips", "test_positive_rate",
+                              "oracle_auroc", "oracle_gain_ci95", "aggression_oracle_auroc",
+                              "aggression_oracle_gain_ci95", "aggression_oracle_gain_mean")},
         "risk_model_id": lm["model_id"], "train_vehicles": cfg.train_fleet.n_vehicles,
         "test_vehicles": cfg.test_fleet.n_vehicles, "trips_per_vehicle": cfg.n_trips,
         "train_windows": int(len(y)), "test_windows": int(len(te.w_label)),
@@ -157,27 +160,98 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
     return json.loads((models_dir / "metrics.json").read_text())
 
 
-def _event_scores(fleet: FleetConfig, te: Any, pred: np.ndarray) -> dict:
-    """event_f1 (int8 classifier on candidates) and rule_event_f1 (thresholds) on the first 4 trips of
-    each held-out vehicle (re-simulated: the truth spans are not in the cached tables)."""
-    from vehicles.features import detect_in, vehicle_signals
-    from vehicles.signals import LABELS, simulate_fleet
+def _match(truth: list[tuple[int, float, float]], found: list[tuple[int, float, float]]) -> int:
+    """True positives as `event_f1` counts them: each found event takes the first unmatched true event of
+    its kind that overlaps it within 1 s."""
+    used: set[int] = set()
+    for kind, a, b in found:
+        for j, (k2, c, d) in enumerate(truth):
+            if j not in used and k2 == kind and c - 1.0 <= b and a <= d + 1.0:
+                used.add(j)
+                break
+    return len(used)
 
-    truth, tiny_found, rule_found = [], [], []
-    for v in simulate_fleet(fleet):
-        for k in range(min(4, int(te.trip.max()) + 1)):
-            row = int(np.flatnonzero((te.vehicle == v.id) & (te.trip == k))[0])
-            trip = v.trip(k)
-            off = 1000.0 * len(truth) + row * 1000.0  # keeps trips apart on one time axis
-            truth += [(e.kind, e.t_start_s + off, e.t_end_s + off) for e in trip.events]
-            rule_found += [(e.kind, e.t_start_s + off, e.t_end_s + off) for e in detect_in(
-                vehicle_signals(trip.acc_mps2, trip.gyro_rads, trip.speed_mps, trip.fs_hz))]
-            for w in np.flatnonzero(te.w_row == row):
-                if pred[w] > 0:
-                    tiny_found.append((LABELS[pred[w]], te.w_t[w, 0] + off, te.w_t[w, 1] + off))
-    t, r = event_f1(truth, tiny_found), event_f1(truth, rule_found)
-    return {"event_f1": t["f1"], "event_precision": t["precision"], "event_recall": t["recall"],
-            "rule_event_f1": r["f1"], "rule_event_precision": r["precision"], "rule_event_recall": r["recall"]}
+
+def event_counts(tables: Any, pred: np.ndarray, only: Any = None) -> dict[str, np.ndarray]:
+    """Per vehicle (in first-seen order) of `tables`: true events, the classifier's events (candidates it
+    put in an event class, `pred`), the rules' events, and each one's true positives (`_match` per trip).
+    ``only``: count the trips of these vehicles only (the others stay 0)."""
+    vids = list(dict.fromkeys(tables.vehicle.tolist()))
+    at = {v: i for i, v in enumerate(vids)}
+    out = {k: np.zeros(len(vids), dtype=np.int64) for k in ("n_true", "tiny_found", "tiny_tp", "rule_found", "rule_tp")}
+
+    def by_row(rows: np.ndarray, kinds: np.ndarray, t: np.ndarray) -> dict[int, list]:
+        d: dict[int, list] = {}
+        for r, k, (a, b) in zip(rows.tolist(), kinds.tolist(), t.tolist(), strict=True):
+            d.setdefault(r, []).append((int(k), a, b))
+        return d
+
+    ev = by_row(tables.e_row, tables.e_kind, tables.e_t)
+    rule = by_row(tables.r_row, tables.r_kind, tables.r_t)
+    hit = np.asarray(pred) > 0
+    tiny = by_row(tables.w_row[hit], np.asarray(pred)[hit], tables.w_t[hit])
+    trips = range(len(tables)) if only is None else np.flatnonzero(np.isin(tables.vehicle, list(only))).tolist()
+    for r in trips:
+        i = at[tables.vehicle[r]]
+        truth = ev.get(r, [])
+        out["n_true"][i] += len(truth)
+        for name, found in (("tiny", tiny.get(r, [])), ("rule", rule.get(r, []))):
+            out[f"{name}_found"][i] += len(found)
+            out[f"{name}_tp"][i] += _match(truth, found)
+    return out
+
+
+def _event_objective(parts: list[tuple[Any, np.ndarray]]) -> Any:
+    """``objective(rows, pred)`` for `tiny.train_tiny`: the event F1 (as `event_scores` counts it) on the
+    trips of the vehicles whose windows ``rows`` are, the classifier predicting ``pred`` on them. ``parts``:
+    (tables, window indices) in the order the training windows were concatenated."""
+    starts = np.cumsum([0] + [len(idx) for _, idx in parts])
+
+    def objective(rows: np.ndarray, pred: np.ndarray) -> float:
+        tot = np.zeros(3)
+        for (tables, idx), lo, hi in zip(parts, starts[:-1], starts[1:], strict=True):
+            sel = (rows >= lo) & (rows < hi)
+            if not sel.any():
+                continue
+            w = idx[rows[sel] - lo]
+            full = np.zeros(len(tables.w_label), dtype=np.int64)
+            full[w] = pred[sel]
+            c = event_counts(tables, full, only=set(tables.vehicle[tables.w_row[w]].tolist()))
+            tot += (c["tiny_tp"].sum(), c["tiny_found"].sum(), c["n_true"].sum())
+        return _f1(*tot)
+
+    return objective
+
+
+def _f1(tp: float, found: float, true: float) -> float:
+    return float(2.0 * tp / (found + true)) if found + true else 0.0
+
+
+def event_scores(tables: Any, pred: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Event F1 (micro over kinds, `event_f1`'s matching) of the classifier on candidates and of the threshold
+    rules, over every trip of `tables`; 95 % intervals by a bootstrap over VEHICLES (drivers), paired."""
+    c = event_counts(tables, pred)
+    res: dict[str, Any] = {}
+    for name, key in (("tiny", "event"), ("rule", "rule_event")):
+        tp, fo, tr = c[f"{name}_tp"].sum(), c[f"{name}_found"].sum(), c["n_true"].sum()
+        res[f"{key}_f1"] = round(_f1(tp, fo, tr), 4)
+        res[f"{key}_precision"] = round(float(tp / fo), 4) if fo else 0.0
+        res[f"{key}_recall"] = round(float(tp / tr), 4) if tr else 0.0
+    rng = np.random.default_rng(seed)
+    n = len(c["n_true"])
+    pick = rng.integers(0, n, (n_boot, n))
+    s = {k: v[pick].sum(1).astype(float) for k, v in c.items()}
+    den_t, den_r = s["tiny_found"] + s["n_true"], s["rule_found"] + s["n_true"]
+    f_t = np.where(den_t > 0, 2 * s["tiny_tp"] / np.maximum(den_t, 1), 0.0)
+    f_r = np.where(den_r > 0, 2 * s["rule_tp"] / np.maximum(den_r, 1), 0.0)
+
+    def ci(v: np.ndarray) -> list[float]:
+        return [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)]
+
+    res.update({"event_f1_ci95": ci(f_t), "rule_event_f1_ci95": ci(f_r), "event_f1_gain_ci95": ci(f_t - f_r),
+                "p_tiny_beats_rules": round(float(np.mean(f_t > f_r)), 3), "event_vehicles": n,
+                "event_trips": len(tables), "true_events": int(c["n_true"].sum())})
+    return res
 
 
 def _json_default(v: Any) -> Any:
