@@ -102,12 +102,18 @@ def _fit_error(board: Board, text: str) -> FirmwareError | None:
     found = _OVERFLOW.findall(text)
     if not found:
         return None
-    parts = []
+    by_region: dict[str, int] = {}  # region -> the largest overflow the linker named (0: it named none)
     for region, by, region2 in found:
         region = region or region2 or "RAM"
+        by_region[region] = max(by_region.get(region, 0), int(by or 0))
+    parts = []
+    for region, by in by_region.items():
         cap = board.flash_kb if region == "FLASH" else board.ccm_kb if region == "CCMRAM" else board.ram_kb
-        parts.append(f"{region} ({cap} KB)" + (f" overflowed by {int(by)} bytes" if by else " overflowed"))
-    return FirmwareError(f"the image does not fit board {board.name} ({board.part}): " + "; ".join(dict.fromkeys(parts))
+        if region == "CCMRAM" and not cap:
+            parts.append(f"CCMRAM: the part has none ({by} bytes placed there by the app's APP_CCM)")
+        else:
+            parts.append(f"{region} ({cap} KB) overflowed" + (f" by {by} bytes" if by else ""))
+    return FirmwareError(f"the image does not fit board {board.name} ({board.part}): " + "; ".join(parts)
                          + f". Use a smaller model (fewer/narrower layers), a board with more memory, or a smaller "
                          f"stack reserve (stack_kb {board.stack_kb}).")
 

@@ -93,7 +93,7 @@ def apps_table(rows: list[dict]) -> str:
             lines.append(head + f"{_kb(r['flash_used']):>7} / {_kb(r['flash_total']):<7} "
                          f"{_kb(ram):>7} / {_kb(r['ram_total']):<14} {ccm}")
         else:
-            lines.append(head + ("does not fit: " + r["reason"] if "reason" in r else "error: " + r["error"])[:110])
+            lines.append(head + ("does not fit: " + r["reason"] if "reason" in r else "error: " + r["error"])[:170])
     return "\n".join(lines)
 
 
