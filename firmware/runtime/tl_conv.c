@@ -227,53 +227,44 @@ static void tl_dw_rows(const tl_conv_params *p, const int8_t *in_b, const int8_t
 #endif
 
 /* One output pixel's channels: src[t] = the input pixel under tap t (the zero-point pixel where padded,
- * which the folded bias cancels); requantized inline in rounding `mode` (a constant where called). */
-TL_INLINE int8_t *tl_dw_pixel_mode(const tl_conv_params *p, const int8_t *const *src, int32_t taps, int8_t *y,
-                                   const int mode) {
-  const int32_t ch = p->in_c, off = p->output_offset, lo = p->act_min, hi = p->act_max;
-  const int32_t *bias = p->bias, *mult = p->multiplier, *shift = p->shift;
+ * which the folded bias cancels); each four channels' sums requantized out of line in the layer's rounding
+ * (tl_requant_run_for). */
+typedef int8_t *(*tl_dw_pixel_fn)(const tl_conv_params *p, const int8_t *const *src, int32_t taps, int8_t *y);
+static int8_t *tl_dw_pixel(const tl_conv_params *p, const int8_t *const *src, int32_t taps, int8_t *y) {
+  const int32_t ch = p->in_c;
+  const int32_t *bias = p->bias;
   int32_t c, t;
-  for (c = 0; c + 4 <= ch; c += 4) {
+  int32_t acc[4];
+  tl_requant_ctx rq;
+  tl_requant_run_fn run;
+  rq.mult = p->multiplier;
+  rq.shift = p->shift;
+  rq.qstep = 1;
+  rq.out_offset = p->output_offset;
+  rq.act_min = p->act_min;
+  rq.act_max = p->act_max;
+  rq.mode = tl_round_mode(p->rounding);
+  run = tl_requant_run_for(rq.mode);
+  for (c = 0; c + 4 <= ch; c += 4, rq.mult += 4, rq.shift += 4) {
     int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
     const int8_t *w = p->weights + c;
     for (t = 0; t < taps; ++t, w += ch) {
       const int8_t *s_t = src[t] + c;
       TL_DW_MAC4
     }
-    *y++ = tl_requant_mode(a0, mult[c], shift[c], off, lo, hi, mode);
-    *y++ = tl_requant_mode(a1, mult[c + 1], shift[c + 1], off, lo, hi, mode);
-    *y++ = tl_requant_mode(a2, mult[c + 2], shift[c + 2], off, lo, hi, mode);
-    *y++ = tl_requant_mode(a3, mult[c + 3], shift[c + 3], off, lo, hi, mode);
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    y = run(&rq, acc, 4, y);
   }
-  for (; c < ch; ++c) {
+  for (; c < ch; ++c, ++rq.mult, ++rq.shift) {
     int32_t a = bias[c];
     const int8_t *w = p->weights + c;
     for (t = 0; t < taps; ++t, w += ch) a += *w * src[t][c];
-    *y++ = tl_requant_mode(a, mult[c], shift[c], off, lo, hi, mode);
+    y = run(&rq, &a, 1, y);
   }
   return y;
-}
-#if defined(__GNUC__) || defined(__clang__)
-#define TL_DW_NOINLINE __attribute__((noinline))
-#else
-#define TL_DW_NOINLINE
-#endif
-typedef int8_t *(*tl_dw_pixel_fn)(const tl_conv_params *p, const int8_t *const *src, int32_t taps, int8_t *y);
-static TL_DW_NOINLINE int8_t *tl_dw_pixel_sn(const tl_conv_params *p, const int8_t *const *src, int32_t taps,
-                                             int8_t *y) {
-  return tl_dw_pixel_mode(p, src, taps, y, TL_ROUND_SINGLE_NARROW);
-}
-static TL_DW_NOINLINE int8_t *tl_dw_pixel_dn(const tl_conv_params *p, const int8_t *const *src, int32_t taps,
-                                             int8_t *y) {
-  return tl_dw_pixel_mode(p, src, taps, y, TL_ROUND_DOUBLE_NARROW);
-}
-static TL_DW_NOINLINE int8_t *tl_dw_pixel_s(const tl_conv_params *p, const int8_t *const *src, int32_t taps,
-                                            int8_t *y) {
-  return tl_dw_pixel_mode(p, src, taps, y, TL_ROUND_SINGLE);
-}
-static TL_DW_NOINLINE int8_t *tl_dw_pixel_d(const tl_conv_params *p, const int8_t *const *src, int32_t taps,
-                                            int8_t *y) {
-  return tl_dw_pixel_mode(p, src, taps, y, TL_ROUND_DOUBLE);
 }
 
 #ifdef TL_DW_DSP
@@ -406,11 +397,9 @@ static void tl_dw_folded(const tl_conv_params *p, const int8_t *input, int8_t *o
   const int8_t *src[TL_DW_TAPS_MAX];
   const int8_t *rowp[TL_DW_TAPS_MAX];
   int32_t b, oy, ox, ky, kx, t;
-  const int mode = tl_round_mode(p->rounding);
-  tl_dw_pixel_fn pixel = mode == TL_ROUND_SINGLE_NARROW ? tl_dw_pixel_sn
-                         : mode == TL_ROUND_DOUBLE_NARROW ? tl_dw_pixel_dn
-                         : mode == TL_ROUND_SINGLE ? tl_dw_pixel_s : tl_dw_pixel_d;
+  tl_dw_pixel_fn pixel = tl_dw_pixel;
 #ifdef TL_DW_DSP
+  const int mode = tl_round_mode(p->rounding);
   if (p->k_h * p->k_w == 9 && p->act_min <= -128 && p->act_max >= 127) {
     if (mode == TL_ROUND_SINGLE_NARROW) pixel = tl_dw9_pixel_sn;
     if (mode == TL_ROUND_DOUBLE_NARROW) pixel = tl_dw9_pixel_dn;

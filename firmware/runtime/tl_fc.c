@@ -265,79 +265,34 @@ static int tl_fc_layer_asm(const tl_fc_params *p, const uint32_t *xs, int8_t *y,
   return 1;
 }
 
-/* Two vectors at once (1x1 convolution over pixel pairs): acc[0..3] += rows r, r+1 of a block . x0, x1
- * (acc: r.x0, r.x1, r+1.x0, r+1.x1) over `steps` runs; xs2 = per run x0's two extended words then x1's
- * (one LDM), w = the block's word of row r in the first run (rows r, r+1 by one LDRD, 16 bytes a run).
- * Each weight word is extended once for both vectors: 14 instructions for 16 MACs. */
-__attribute__((naked, noinline)) static void tl_run2x2(TL_UNUSED const uint32_t *xs2, TL_UNUSED const int8_t *w,
-                                                        TL_UNUSED int32_t steps, TL_UNUSED int32_t *acc) {
-#define TL_R22 \
-  "ldmia r0!, {r7, r8, r9, r10}\n\t" \
-  "ldrd r11, r12, [r1], #16\n\t" \
-  "sxtb16 lr, r11, ror #8\n\t" \
-  "sxtb16 r11, r11\n\t" \
-  "smlad r3, r11, r7, r3\n\t" \
-  "smlad r3, lr, r8, r3\n\t" \
-  "smlad r4, r11, r9, r4\n\t" \
-  "smlad r4, lr, r10, r4\n\t" \
-  "sxtb16 lr, r12, ror #8\n\t" \
-  "sxtb16 r12, r12\n\t" \
-  "smlad r5, r12, r7, r5\n\t" \
-  "smlad r5, lr, r8, r5\n\t" \
-  "smlad r6, r12, r9, r6\n\t" \
-  "smlad r6, lr, r10, r6\n\t"
-  __asm__ volatile(
-      "push {r3, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-      "ldmia r3, {r3, r4, r5, r6}\n\t"
-      "tst r2, #3\n\t"
-      "beq 2f\n"
-      "1:\n\t" TL_R22
-      "sub r2, r2, #1\n\t"
-      "tst r2, #3\n\t"
-      "bne 1b\n"
-      "2:\n\t"
-      "lsrs r2, r2, #2\n\t"
-      "beq 4f\n"
-      "3:\n\t" TL_R22 TL_R22 TL_R22 TL_R22
-      "subs r2, r2, #1\n\t"
-      "bne 3b\n"
-      "4:\n\t"
-      "ldr r12, [sp]\n\t"
-      "stmia r12, {r3, r4, r5, r6}\n\t"
-      "pop {r3, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
-#undef TL_R22
-}
 #endif
 
-/* n accumulators requantized in rounding `mode` (a constant where it is called), channel k's multiplier
- * and shift at k * qstep. */
-TL_INLINE int8_t *tl_fc_requant(const tl_fc_params *p, const int32_t *acc, int32_t n, int32_t qstep,
-                                const int32_t *mult, const int32_t *shift, int8_t *y, const int mode) {
-  const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max;
-  int32_t k;
-  for (k = 0; k < n; ++k, mult += qstep, shift += qstep) {
-    *y++ = tl_requant_mode(acc[k], *mult, *shift, off, lo, hi, mode);
-  }
-  return y;
-}
-
-/* The blocks of rows, then the leftover rows; xs: x's words pre-extended (DSP build only). Each block's
- * four sums are requantized inline in the layer's rounding (`mode`, one instance of this per rounding). */
-TL_INLINE void tl_fc_rows_mode(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y,
-                               const int mode) {
+/* The blocks of rows, then the leftover rows; xs: x's words pre-extended (DSP build only). The DSP build
+ * runs whole layers of the two narrow roundings in assembly (tl_fc_layer_asm); otherwise each block's four
+ * sums are requantized out of line (tl_requant_run_for: the layer's rounding, one call per block). */
+static void tl_fc_rows(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
   const int8_t *w = p->weights;
   const int32_t blocks = p->out_n / TL_FC_BLOCK, in_n = p->in_n, left = p->out_n % TL_FC_BLOCK;
   const int32_t *bias = p->bias;
-  const int32_t qstep = p->per_channel ? 1 : 0;
-  const int32_t *mult = p->multiplier, *shift = p->shift;
   int32_t b, r;
   int32_t acc[TL_FC_BLOCK];
+  tl_requant_ctx rq;
+  tl_requant_run_fn run;
 #ifdef TL_FC_DSP
   const int aligned = ((uintptr_t)w & 3u) == 0; /* LDM/LDRD need word-aligned weights (TL_ALIGN4) */
   const int32_t words = in_n >> 2, tail = in_n & 3;
+  if (aligned && ((in_n | p->out_n) & 3) == 0 && tl_fc_layer_asm(p, xs, y, tl_round_mode(p->rounding))) return;
 #else
   (void)xs;
 #endif
+  rq.mult = p->multiplier;
+  rq.shift = p->shift;
+  rq.qstep = p->per_channel ? 1 : 0;
+  rq.out_offset = p->output_offset;
+  rq.act_min = p->act_min;
+  rq.act_max = p->act_max;
+  rq.mode = tl_round_mode(p->rounding);
+  run = tl_requant_run_for(rq.mode);
   for (b = 0; b < blocks; ++b) {
     acc[0] = bias[0];
     acc[1] = bias[1];
@@ -368,97 +323,19 @@ TL_INLINE void tl_fc_rows_mode(const tl_fc_params *p, const int8_t *x, const uin
 #else
     w = tl_block4(w, x, in_n, acc);
 #endif
-    y = tl_fc_requant(p, acc, TL_FC_BLOCK, qstep, mult, shift, y, mode);
-    mult += TL_FC_BLOCK * qstep;
-    shift += TL_FC_BLOCK * qstep;
+    y = run(&rq, acc, TL_FC_BLOCK, y);
+    rq.mult += TL_FC_BLOCK * rq.qstep;
+    rq.shift += TL_FC_BLOCK * rq.qstep;
   }
   for (r = 0; r < left; ++r, w += in_n) acc[r] = tl_row(w, x, in_n, bias[r]);
-  tl_fc_requant(p, acc, left, qstep, mult, shift, y, mode);
-}
-
-#ifdef TL_FC_DSP
-/* The common case of the DSP build: word-aligned weights, in_n a multiple of 4, every row in a block. */
-TL_INLINE void tl_fc_blocks_mode(const tl_fc_params *p, const uint32_t *xs, int8_t *y, const int mode) {
-  const int8_t *w = p->weights;
-  const int32_t *bias = p->bias, *mult = p->multiplier, *shift = p->shift;
-  const int32_t qstep = p->per_channel ? 1 : 0, words = p->in_n >> 2;
-  const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max;
-  int32_t b, k;
-  int32_t acc[TL_FC_BLOCK];
-  for (b = p->out_n >> 2; b > 0; --b) {
-    acc[0] = bias[0];
-    acc[1] = bias[1];
-    acc[2] = bias[2];
-    acc[3] = bias[3];
-    bias += 4;
-    w = tl_run4(xs, w, words, acc);
-    for (k = 0; k < TL_FC_BLOCK; ++k, mult += qstep, shift += qstep) {
-      *y++ = tl_requant_mode(acc[k], *mult, *shift, off, lo, hi, mode);
-    }
-  }
-}
-#endif
-
-/* One out-of-line instance per rounding (kept apart from the callers' variable-length arrays, so the block
- * loop keeps its values in registers). */
-#if defined(__GNUC__) || defined(__clang__)
-#define TL_NOINLINE __attribute__((noinline))
-#else
-#define TL_NOINLINE
-#endif
-#define TL_FC_FAST(p) ((((p)->in_n | (p)->out_n) & 3) == 0 && ((uintptr_t)(p)->weights & 3u) == 0)
-static TL_NOINLINE void tl_fc_rows_sn(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
-#ifdef TL_FC_DSP
-  if (TL_FC_FAST(p)) {
-    if (tl_fc_layer_asm(p, xs, y, TL_ROUND_SINGLE_NARROW)) return;
-    tl_fc_blocks_mode(p, xs, y, TL_ROUND_SINGLE_NARROW);
-    return;
-  }
-#endif
-  tl_fc_rows_mode(p, x, xs, y, TL_ROUND_SINGLE_NARROW);
-}
-static TL_NOINLINE void tl_fc_rows_dn(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
-#ifdef TL_FC_DSP
-  if (TL_FC_FAST(p)) {
-    if (tl_fc_layer_asm(p, xs, y, TL_ROUND_DOUBLE_NARROW)) return;
-    tl_fc_blocks_mode(p, xs, y, TL_ROUND_DOUBLE_NARROW);
-    return;
-  }
-#endif
-  tl_fc_rows_mode(p, x, xs, y, TL_ROUND_DOUBLE_NARROW);
-}
-static TL_NOINLINE void tl_fc_rows_s(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
-#ifdef TL_FC_DSP
-  if (TL_FC_FAST(p)) {
-    tl_fc_blocks_mode(p, xs, y, TL_ROUND_SINGLE);
-    return;
-  }
-#endif
-  tl_fc_rows_mode(p, x, xs, y, TL_ROUND_SINGLE);
-}
-static TL_NOINLINE void tl_fc_rows_d(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
-#ifdef TL_FC_DSP
-  if (TL_FC_FAST(p)) {
-    tl_fc_blocks_mode(p, xs, y, TL_ROUND_DOUBLE);
-    return;
-  }
-#endif
-  tl_fc_rows_mode(p, x, xs, y, TL_ROUND_DOUBLE);
-}
-
-static void tl_fc_rows(const tl_fc_params *p, const int8_t *x, const uint32_t *xs, int8_t *y) {
-  switch (tl_round_mode(p->rounding)) {
-    case TL_ROUND_SINGLE_NARROW: tl_fc_rows_sn(p, x, xs, y); break;
-    case TL_ROUND_DOUBLE_NARROW: tl_fc_rows_dn(p, x, xs, y); break;
-    case TL_ROUND_SINGLE: tl_fc_rows_s(p, x, xs, y); break;
-    default: tl_fc_rows_d(p, x, xs, y); break;
-  }
+  run(&rq, acc, left, y);
 }
 
 #ifdef TL_FC_DSP
 /* Two vectors through a whole layer in assembly (same conditions as tl_fc_layer_asm): per pair of rows
- * r, r+1 of a block, tl_run2x2's loop, then the four outputs (r and r+1 of x0 and x1) requantized in
- * registers. tl_fc_job2's offsets are the assembly's. */
+ * r, r+1 of a block, a loop over runs of four inputs (LDM of both vectors' extended words, LDRD of the two
+ * rows' weight words, each extended once for both vectors: 14 instructions for 16 MACs), then the four
+ * outputs (r and r+1 of x0 and x1) requantized in registers. tl_fc_job2's offsets are the assembly's. */
 typedef struct {
   const int8_t *w;       /* 0: the next row pair's first word */
   int32_t words;         /* 4 */
@@ -563,64 +440,46 @@ __attribute__((naked, noinline)) static void tl_fc_pair_dn(TL_UNUSED tl_fc_job2 
 #endif
 
 #ifdef TL_FC_DSP
-/* Two vectors x0, x1 (in_n and out_n multiples of 4, weights word-aligned): both are read (extended into
- * xs2) before any output is written, so the outputs may overwrite them (in place, 1x1 convolution). */
-TL_INLINE void tl_fc_pair_mode(const tl_fc_params *p, const int8_t *x0, const int8_t *x1, int8_t *y0,
-                               int8_t *y1, const int mode) {
-  const int32_t words = p->in_n >> 2, blocks = p->out_n >> 2, qstep = p->per_channel ? 1 : 0;
-  const int32_t *bias = p->bias, *mult = p->multiplier, *shift = p->shift;
-  const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max;
-  const int8_t *w = p->weights;
-  uint32_t xs2[(p->in_n >> 2) * 4 + 4];
-  int32_t acc[4], k, b;
-  for (k = 0; k < words; ++k) {
-    const uint32_t v0 = tl_ld32(x0 + 4 * k), v1 = tl_ld32(x1 + 4 * k);
-    xs2[4 * k] = tl_sxtb16(v0);
-    xs2[4 * k + 1] = tl_sxtb16_ror8(v0);
-    xs2[4 * k + 2] = tl_sxtb16(v1);
-    xs2[4 * k + 3] = tl_sxtb16_ror8(v1);
+/* Two vectors x0, x1 through the assembly (tl_fc_pair_sn / _dn) where it applies (1 = done): in_n and
+ * out_n multiples of 4, word-aligned weights, per-channel narrow rounding, activation range all of int8.
+ * Both vectors are read (extended into xs2) before any output is written, so the outputs may overwrite
+ * them (in place, 1x1 convolution). */
+static int tl_fc_pair(const tl_fc_params *p, const int8_t *x0, const int8_t *x1, int8_t *y0, int8_t *y1) {
+  const int mode = tl_round_mode(p->rounding);
+  const int32_t words = p->in_n >> 2;
+  int32_t k;
+  tl_fc_job2 job;
+  if (((p->in_n | p->out_n) & 3) != 0 || ((uintptr_t)p->weights & 3u) != 0 || !p->per_channel ||
+      p->out_n < 4 || p->act_min > -128 || p->act_max < 127 ||
+      (mode != TL_ROUND_SINGLE_NARROW && mode != TL_ROUND_DOUBLE_NARROW)) {
+    return 0;
   }
-  if ((mode == TL_ROUND_SINGLE_NARROW || mode == TL_ROUND_DOUBLE_NARROW) && qstep == 1 && lo <= -128 &&
-      hi >= 127 && blocks > 0) {
-    tl_fc_job2 job;
-    job.w = w;
+  {
+    uint32_t xs2[(p->in_n >> 2) * 4 + 4];
+    for (k = 0; k < words; ++k) {
+      const uint32_t v0 = tl_ld32(x0 + 4 * k), v1 = tl_ld32(x1 + 4 * k);
+      xs2[4 * k] = tl_sxtb16(v0);
+      xs2[4 * k + 1] = tl_sxtb16_ror8(v0);
+      xs2[4 * k + 2] = tl_sxtb16(v1);
+      xs2[4 * k + 3] = tl_sxtb16_ror8(v1);
+    }
+    job.w = p->weights;
     job.words = words;
     job.xs2 = xs2;
-    job.bias = bias;
-    job.mult = mult;
-    job.shift = shift;
+    job.bias = p->bias;
+    job.mult = p->multiplier;
+    job.shift = p->shift;
     job.y0 = y0;
     job.y1 = y1;
-    job.off = off;
-    job.pairs = 2 * blocks;
+    job.off = p->output_offset;
+    job.pairs = 2 * (p->out_n >> 2);
     if (mode == TL_ROUND_SINGLE_NARROW) {
       tl_fc_pair_sn(&job);
     } else {
       tl_fc_pair_dn(&job);
     }
-    return;
   }
-  for (b = 0; b < blocks; ++b, w += 16 * words) {
-    int32_t r;
-    for (r = 0; r < 4; r += 2, bias += 2, mult += 2 * qstep, shift += 2 * qstep) {
-      acc[0] = acc[1] = bias[0];
-      acc[2] = acc[3] = bias[1];
-      tl_run2x2(xs2, w + 4 * r, words, acc);
-      *y0++ = tl_requant_mode(acc[0], mult[0], shift[0], off, lo, hi, mode);
-      *y1++ = tl_requant_mode(acc[1], mult[0], shift[0], off, lo, hi, mode);
-      *y0++ = tl_requant_mode(acc[2], mult[qstep], shift[qstep], off, lo, hi, mode);
-      *y1++ = tl_requant_mode(acc[3], mult[qstep], shift[qstep], off, lo, hi, mode);
-    }
-  }
-}
-
-static void tl_fc_pair(const tl_fc_params *p, const int8_t *x0, const int8_t *x1, int8_t *y0, int8_t *y1) {
-  switch (tl_round_mode(p->rounding)) {
-    case TL_ROUND_SINGLE_NARROW: tl_fc_pair_mode(p, x0, x1, y0, y1, TL_ROUND_SINGLE_NARROW); break;
-    case TL_ROUND_DOUBLE_NARROW: tl_fc_pair_mode(p, x0, x1, y0, y1, TL_ROUND_DOUBLE_NARROW); break;
-    case TL_ROUND_SINGLE: tl_fc_pair_mode(p, x0, x1, y0, y1, TL_ROUND_SINGLE); break;
-    default: tl_fc_pair_mode(p, x0, x1, y0, y1, TL_ROUND_DOUBLE); break;
-  }
+  return 1;
 }
 #endif
 
@@ -643,10 +502,7 @@ void tl_fc_vector(const tl_fc_params *p, const int8_t *x, int8_t *y) {
 
 void tl_fc_vector2(const tl_fc_params *p, const int8_t *x0, const int8_t *x1, int8_t *y0, int8_t *y1) {
 #ifdef TL_FC_DSP
-  if (((p->in_n | p->out_n) & 3) == 0 && ((uintptr_t)p->weights & 3u) == 0) {
-    tl_fc_pair(p, x0, x1, y0, y1);
-    return;
-  }
+  if (tl_fc_pair(p, x0, x1, y0, y1)) return;
 #endif
   tl_fc_vector(p, x0, y0);
   tl_fc_vector(p, x1, y1);
@@ -655,11 +511,14 @@ void tl_fc_vector2(const tl_fc_params *p, const int8_t *x0, const int8_t *x1, in
 void tl_fully_connected(const tl_fc_params *p, const int8_t *input, int8_t *output) {
   int32_t b = 0;
 #ifdef TL_FC_DSP
-  if (p->batches >= 2 && (p->in_n & 3) == 0 && (p->out_n & 3) == 0 && ((uintptr_t)p->weights & 3u) == 0) {
-    /* 1x1 convolution: vectors two at a time (each weight word extended once for both) */
+  if (p->batches >= 2) {
+    /* 1x1 convolution: vectors two at a time where the assembly applies (each weight word extended once
+     * for both) */
     for (; b + 2 <= p->batches; b += 2) {
-      tl_fc_pair(p, input + b * p->in_n, input + (b + 1) * p->in_n, output + b * p->out_n,
-                 output + (b + 1) * p->out_n);
+      if (!tl_fc_pair(p, input + b * p->in_n, input + (b + 1) * p->in_n, output + b * p->out_n,
+                      output + (b + 1) * p->out_n)) {
+        break;
+      }
     }
     if (b == p->batches) return;
   }
