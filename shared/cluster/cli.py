@@ -154,7 +154,11 @@ def start_postgres(workdir: Path) -> tuple[Any, str]:
     if bin_dir is None:
         raise UserError("PostgreSQL is not installed (no initdb/postgres): apt-get install postgresql (Debian), "
                         "set PG_BIN to its bin folder, or pass --store sqlite:///PATH")
-    server = LocalPostgres(bin_dir, settings={"cluster_name": f"tinylarge-cluster-up:{workdir}"})
+    from shared.cluster.runner import _die_with_parent
+
+    # PR_SET_PDEATHSIG: a SIGKILLed `cluster up` (no handler runs) takes its server along; the backends follow it
+    server = LocalPostgres(bin_dir, settings={"cluster_name": f"tinylarge-cluster-up:{workdir}"},
+                           preexec_fn=_die_with_parent())
     try:
         server.start()
         return server, server.create_database("tinylarge")

@@ -72,7 +72,8 @@ class LocalPostgres:
     """
 
     def __init__(self, bin_dir: Path | str | None = None, workdir: Path | str | None = None, port: int | None = None,
-                 settings: dict[str, str] | None = None) -> None:
+                 settings: dict[str, str] | None = None, preexec_fn: Any = None) -> None:
+        """``preexec_fn``: run in the server's process before exec (``cluster up``: die with the parent)."""
         found = Path(bin_dir) if bin_dir is not None else find_pg_bin()
         if found is None:
             raise FileNotFoundError("PostgreSQL is not installed (no initdb/postgres found; set PG_BIN to their "
@@ -85,6 +86,7 @@ class LocalPostgres:
         self.port = port or free_port()
         self.settings = dict(settings or {})
         self.proc: subprocess.Popen[bytes] | None = None
+        self.preexec_fn = preexec_fn
         self._user: dict[str, Any] = {}
         if os.geteuid() == 0:
             entry = pwd.getpwnam(RUN_AS_WHEN_ROOT)
@@ -127,7 +129,8 @@ class LocalPostgres:
             if self._user:
                 os.chown(self.log_path, self._user["user"], self._user["group"])
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self._env, cwd=self.workdir,
-                                         start_new_session=True, **self._user)
+                                         start_new_session=True, preexec_fn=self.preexec_fn,
+                                         **self._user)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -92,3 +92,28 @@ def test_cluster_up_stores_every_acked_message_once_in_postgres_and_stops_everyt
     assert wait_for(lambda: _ours(out) == [], 10, 0.2), _ours(out)
     time.sleep(0.5)
     assert _ours(out) == []
+
+
+def test_a_sigkilled_cluster_up_leaves_nothing_running(quick_models, tmp_path, request):
+    """kill -9 of ``cluster up`` itself (no handler runs): its NATS nodes and its PostgreSQL server die with it
+    (PR_SET_PDEATHSIG set in each child; PostgreSQL's backends follow their postmaster)."""
+    if not os.access("/usr/sbin/nats-server", os.X_OK):
+        from tests._tools import require_tool
+
+        require_tool("nats-server")
+    require_postgres()
+    out = (tmp_path / "run").resolve()
+    request.addfinalizer(lambda: [os.kill(int(ln.split()[0]), signal.SIGKILL) for ln in _ours(out)])
+    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "cluster", "up", "--domain", "healthcare",
+                             "--nodes", "3", "--partitions", "2", "--workers", "0", "--models", str(quick_models),
+                             "--quick", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    request.addfinalizer(lambda: proc.poll() is None and proc.kill())
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    assert wait_for(lambda: any(ln.startswith("cluster up:") for ln in lines) or proc.poll() is not None, 120, 0.2)
+    assert proc.poll() is None
+    assert any("postgres" in ln for ln in _ours(out)) and any("nats-server" in ln for ln in _ours(out))
+    proc.kill()
+    proc.wait(timeout=10)
+    assert wait_for(lambda: _ours(out) == [], 15, 0.2), _ours(out)
