@@ -14,7 +14,7 @@ import pytest
 from tests.fixtures.mqtt import wait_for
 from tests.shared.cluster._fleet import Fleet, Results, check_nothing_lost, stored, stored_count
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster]  # in the default run: about 50 s here (one worker, two nodes killed)
 
 
 def test_devices_keep_retrying_without_quorum_and_nothing_is_lost_once_it_is_back(nats_cluster, quick_models,
@@ -42,7 +42,9 @@ def test_devices_keep_retrying_without_quorum_and_nothing_is_lost_once_it_is_bac
         assert wait_for(lambda: stored_count(db) >= fleet.total(), 90, 0.2), (
             f"stored {stored_count(db)} of {fleet.total()}; worker log: {cluster.log('w0')[-2000:]}")
         check_nothing_lost(fleet, db)
-        assert "lost partition" in cluster.log("w0")  # its leases (3 s) ran out in the outage (>= 5 s): retaken
+        # the worker noticed the outage: its lease rounds failed, and where its leases (3 s) ran out before it
+        # renewed them it lost and retook its partitions (which of the two depends on the nodes' timing)
+        assert "lease round failed" in cluster.log("w0") or "lost partition" in cluster.log("w0")
         have = stored(db)
         assert {d: sorted(s) for d, s in have.items()} == dict(fleet.published)  # exactly what was sent, once
         assert wait_for(lambda: results.count() >= fleet.total(), 20, 0.2)

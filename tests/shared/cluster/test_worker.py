@@ -8,18 +8,23 @@ seq within a device (the results as an MQTT subscriber receives them).
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 
 import pytest
 
 from shared.cluster import MQTT_STREAM
 from shared.cluster._js import device_partition
+from shared.dashboard.server import Dashboard
 from tests.fixtures.mqtt import wait_for
 from tests.shared.cluster._fleet import Fleet, Results, check_nothing_lost, stored_count
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+# the worker-kill test runs in the default run (about 40 s here: two workers start, one is killed); the
+# stream-leader and restart-everything tests stay `slow` (each starts and stops its workers more than once)
+pytestmark = [pytest.mark.cluster]
 
 
 def _serving(cluster, name: str, partitions: set[int]) -> bool:
@@ -44,17 +49,34 @@ def test_kill_9_a_worker_its_partitions_are_taken_over(nats_cluster, quick_model
     assert wait_for(lambda: _serving(cluster, "w0", {0, 2}) and _serving(cluster, "w1", {1, 3}), 90, 0.2)
     results = Results(cluster.mqtt_ports[0]).start()
     fleet = Fleet(cluster.mqtt_ports, 16).start()
+    dash = Dashboard(f"mqtt://127.0.0.1:{cluster.mqtt_ports[1]}", None, port=0).start()
     try:
+        assert wait_for(lambda: _workers(dash).get("cluster-w1", {}).get("partitions") == [1, 3], 20, 0.2), (
+            _workers(dash))
         fleet.send(3)
         cluster.kill("w1")  # kill -9, with whatever it had fetched and not acknowledged
         fleet.send(3)
         _settle(cluster, fleet, db, results)
         assert "took over partition 1" in cluster.log("w0") and "took over partition 3" in cluster.log("w0")
+        # the dashboard shows the takeover: w0 alive with every partition, w1 dead (no heartbeat)
+        assert wait_for(lambda: _workers(dash)["cluster-w0"]["partitions"] == [0, 1, 2, 3]
+                        and not _workers(dash)["cluster-w1"]["alive"], 20, 0.2), _workers(dash)
+        w0 = _workers(dash)["cluster-w0"]
+        assert w0["alive"] and w0["takeovers"] >= 2 and w0["handled"] > 0  # 2 more if it held them before w1 came
     finally:
+        dash.stop()
         fleet.stop()
         results.stop()
 
 
+def _workers(dash: Dashboard) -> dict[str, dict]:
+    """The cluster's workers as the dashboard's /api/state shows them (id -> worker)."""
+    with urllib.request.urlopen(dash.url + "api/state", timeout=10) as r:
+        stages = json.loads(r.read())["domains"]["healthcare"]["stages"]
+    return {i: s["worker"] for i, s in stages.items() if "worker" in s}
+
+
+@pytest.mark.slow
 def test_kill_9_the_stream_leader(nats_cluster, quick_models, tmp_path):
     cluster = nats_cluster(nodes=3, partitions=4)
     db = tmp_path / "store.db"
@@ -80,6 +102,7 @@ def test_kill_9_the_stream_leader(nats_cluster, quick_models, tmp_path):
         results.stop()
 
 
+@pytest.mark.slow
 def test_restart_everything_keeps_each_device_on_its_partition(nats_cluster, quick_models, tmp_path):
     cluster = nats_cluster(nodes=3, partitions=4)
     db = tmp_path / "store.db"
