@@ -148,7 +148,7 @@ typedef struct {
   const int32_t *shift;  /* 20 */
   int8_t *y;             /* 24 */
   int32_t off;           /* 28: output zero point */
-  int32_t blocks;        /* 32: blocks left */
+  const int32_t *mult_end; /* 32: the multipliers' end (the last block's is read) */
 } tl_fc_job;
 
 /* single narrow: hi = SMMUL(acc, m); ((hi >> (-s - 2)) + 1) >> 1 = (hi + 2^(-s-2)) >> (-s-1) */
@@ -209,8 +209,7 @@ typedef struct {
       "str r1, [r0, #24]\n\t" \
       "strd r7, r8, [r0, #16]\n\t" \
       "ldr r2, [r0, #32]\n\t" \
-      "subs r2, r2, #1\n\t" \
-      "str r2, [r0, #32]\n\t" \
+      "cmp r7, r2\n\t" \
       "bne 6b\n\t" \
       "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t")
 
@@ -256,7 +255,7 @@ static int tl_fc_layer_asm(const tl_fc_params *p, const uint32_t *xs, int8_t *y,
   job.shift = p->shift;
   job.y = y;
   job.off = p->output_offset;
-  job.blocks = p->out_n >> 2;
+  job.mult_end = p->multiplier + (p->out_n & ~3);
   if (mode == TL_ROUND_SINGLE_NARROW) {
     tl_fc_layer_sn(&job);
   } else {
