@@ -32,6 +32,9 @@ STRATEGIES: dict[str, str] = {
     "transfer": "shared.integration.transfer:report_rows",
     "fed_transfer": "shared.integration.fed_transfer:report_rows",
     "fl": "shared.integration.federated.report:report_rows",
+    "fl_silo": "shared.integration.federated.silo:report_rows",
+    "fl_robust": "shared.integration.federated.robust:report_rows",
+    "fl_dp": "shared.integration.federated.dp:report_rows",
     "split": "shared.integration.split.report:report_rows",
 }
 

@@ -1,4 +1,8 @@
-"""``tinylarge fl DOMAIN --clients N --rounds R [--strategy fedavg|fedprox] [--quick] [--json]``.
+"""``tinylarge fl DOMAIN --clients N --rounds R [--strategy S] [--sites K --alpha A] [--poison N --attack A]
+[--dp-noise Z --dp-clip C] [--quick] [--json]``.
+
+``--sites``: cross-silo (:mod:`.silo`); ``--poison``: poisoned clients (:mod:`.robust`); ``--dp-noise``:
+Flower's server-side fixed-clipping DP wrapper, with the privacy accounting in the summary (:mod:`.dp`).
 
 Runs one federated training on Flower's deployment engine end to end (see
 :mod:`shared.integration.federated.runner`), compares it (see :mod:`shared.integration.federated.compare`),
@@ -20,7 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.integration.federated.runner import FederatedRunError, FLConfig, RunTerminated, config_dict, run_flower
+from shared.integration.federated.runner import (
+    STRATEGIES,
+    FederatedRunError,
+    FLConfig,
+    RunTerminated,
+    config_dict,
+    run_flower,
+)
 
 
 def run_federated(cfg: FLConfig) -> dict[str, Any]:
@@ -47,6 +58,13 @@ def run_federated(cfg: FLConfig) -> dict[str, Any]:
         "leftover_pids_killed": fl.leftover_pids, "flower_seconds": round(fl_seconds, 1),
         "device_macs_per_inference": model.macs(), "params": model.n_params(),
     }
+    if cfg.sites is not None:
+        summary.update({k: fl.meta[k] for k in ("sites", "site_windows", "site_labels", "label_skew_tv", "alpha")})
+        summary["training_subjects"] = sum(len(v) for v in fl.meta["sites"].values())
+    if cfg.dp_noise is not None:
+        from shared.integration.federated.dp import accounting
+
+        summary["privacy"] = accounting(cfg.dp_noise, summary["traffic"]["rounds"], cfg.clients, cfg.dp_clip)
     log.info("int8 conversion" + ("" if not cfg.rollout else " and the signed rollout"))
     summary.update(compare.int8_and_rollout(model, data_dir, fl.meta, cfg.clients, fl.run_dir, cfg.signing_key,
                                             cfg.mqtt, cfg.rollout))
@@ -97,8 +115,19 @@ def parser() -> argparse.ArgumentParser:
     add_domain_arg(p, needs="tiny_task")
     p.add_argument("--clients", type=int, default=3, help="SuperNodes, one training subject each")
     p.add_argument("--rounds", type=int, default=5, help="federated rounds")
-    p.add_argument("--strategy", choices=("fedavg", "fedprox"), default="fedavg",
-                   help="Flower's aggregation strategy (fedprox adds a proximal term of weight --mu)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="fedavg",
+                   help="Flower's aggregation strategy (fedprox adds a proximal term of weight --mu; fedadam/fedyogi "
+                   "adaptive server optimisers; fedmedian/fedtrimmedavg/krum robust to poisoned clients)")
+    p.add_argument("--sites", type=int, help="cross-silo: K sites of many subjects each (replaces --clients), "
+                   "non-IID by a Dirichlet split of the subjects' conditions")
+    p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration of --sites (small: skewed)")
+    p.add_argument("--poison", type=int, default=0, help="the last N clients attack in every round")
+    p.add_argument("--attack", choices=("flip", "scale"), default="flip",
+                   help="poisoned clients flip their labels, or send a scaled update (--attack-scale)")
+    p.add_argument("--attack-scale", type=float, default=-10.0, help="factor on a scale attacker's update")
+    p.add_argument("--dp-noise", type=float, help="differential privacy: Flower's server-side fixed clipping with "
+                   "this Gaussian noise multiplier (FedAvg, equal weights); epsilon in the summary")
+    p.add_argument("--dp-clip", type=float, default=1.0, help="L2 clipping norm of each client's update (--dp-noise)")
     p.add_argument("--mu", type=float, default=0.1, help="FedProx proximal weight")
     p.add_argument("--local-epochs", type=int, default=5, help="epochs per client per round")
     p.add_argument("--lr", type=float, default=0.01, help="client Adam learning rate")
@@ -161,7 +190,9 @@ def fl_main(argv: Sequence[str] | None = None) -> int:
         cfg = FLConfig(d.name, clients=a.clients, rounds=a.rounds, strategy=a.strategy, quick=a.quick,
                        proximal_mu=a.mu, local_epochs=a.local_epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
                        min_clients=a.min_clients, round_timeout_s=a.timeout_s, out_dir=a.out, mqtt=a.mqtt,
-                       signing_key=a.signing_key, rollout=not a.no_rollout, kill_client=kill, insecure=a.insecure)
+                       signing_key=a.signing_key, rollout=not a.no_rollout, kill_client=kill, insecure=a.insecure,
+                       sites=a.sites, alpha=a.alpha, poison=a.poison, attack=a.attack, attack_scale=a.attack_scale,
+                       dp_noise=a.dp_noise, dp_clip=a.dp_clip)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if a.signing_key is not None and not a.no_rollout:
@@ -196,7 +227,11 @@ def fl_main(argv: Sequence[str] | None = None) -> int:
         log.removeHandler(handler)
     title = (f"{summary['domain']} {summary['strategy']}: {len(summary['clients'])} clients x "
              f"{summary['traffic']['rounds']} rounds, {len(summary['held_out'])} held-out")
-    emit_summary(title, summary, a.json, keys=[k for k in TABLE_KEYS if not k.startswith("rollout.")
-                                               or "rollout" in summary])
+    keys = [k for k in TABLE_KEYS if not k.startswith("rollout.") or "rollout" in summary]
+    if "label_skew_tv" in summary:
+        keys += ["label_skew_tv", "training_subjects"]
+    if "privacy" in summary:
+        keys += ["privacy.noise_multiplier", "privacy.epsilon", "privacy.epsilon_rdp", "privacy.delta"]
+    emit_summary(title, summary, a.json, keys=keys)
     print(f"(summary: {cfg.run_dir / 'summary.json'})", file=sys.stderr)
     return 0

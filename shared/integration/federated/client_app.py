@@ -47,19 +47,37 @@ def arrays_record(model: Any) -> ArrayRecord:
     return ArrayRecord({k: Array(v) for k, v in to_named_arrays(model).items()})
 
 
+def _poisoned(context: Context, pid: int) -> str | None:
+    """This node's attack (``flip``/``scale``) when the run config lists it in ``poison-ids``, else None."""
+    ids = {int(p) for p in str(context.run_config.get("poison-ids", "")).split(",") if p.strip()}
+    return str(context.run_config.get("attack", "flip")) if pid in ids else None
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     x, y, _subject, pid = _partition(context)
     model, bytes_in = _model_in(msg)
+    attack = _poisoned(context, pid)
+    if attack == "flip":
+        from shared.integration.federated.robust import flip_labels
+
+        y = flip_labels(y, int(model.biases[-1].shape[0]))
     cfg = msg.content.config_records["config"]
     params = TrainParams(local_epochs=int(cfg.get("local-epochs", 2)), lr=float(cfg.get("lr", 3e-3)),
                          batch_size=int(cfg.get("batch-size", 32)), mu=float(cfg.get("proximal-mu", 0.0)),
                          seed=int(cfg.get("seed", 0)) + pid)
     rnd = int(cfg.get("server-round", 0))
     trained = local_train(model, x, y, params, rnd)
-    out = arrays_record(trained)
     scores = evaluate(trained, x, y)
-    metrics = MetricRecord({"num-examples": len(y), "train-loss": scores["loss"], "train-accuracy": scores["accuracy"],
+    if attack == "scale":
+        from shared.integration.federated.robust import scale_update
+
+        boosted = scale_update(to_named_arrays(trained), to_named_arrays(model),
+                               float(context.run_config.get("attack-scale", -10.0)))
+        trained = from_named_arrays(boosted)
+    out = arrays_record(trained)
+    metrics = MetricRecord({"num-examples": len(y), "unit-weight": 1,
+                            "train-loss": scores["loss"], "train-accuracy": scores["accuracy"],
                             "partition-id": pid, "array-bytes-in": bytes_in, "array-bytes-out": out.count_bytes()})
     return Message(RecordDict({"arrays": out, "metrics": metrics}), reply_to=msg)
 

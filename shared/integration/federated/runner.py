@@ -45,6 +45,8 @@ log = logging.getLogger("tinylarge.fl")
 
 APP_NAME = "tinylarge-fl"
 CONNECTION = "tinylarge"
+#: Flower's own strategy classes the ServerApp can run (see server_app.make_strategy)
+STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum")
 
 
 class FederatedRunError(RuntimeError):
@@ -75,10 +77,32 @@ class FLConfig:
     rollout: bool = True
     kill_client: tuple[int, int] | None = None  #: (partition id, round): SIGKILL that SuperNode mid-round
     insecure: bool = False  #: plaintext gRPC/HTTP; only for a test that says why
+    sites: int | None = None  #: cross-silo: this many sites (clients), Dirichlet(alpha) split (:mod:`.silo`)
+    alpha: float = 0.5
+    poison: int = 0  #: the last ``poison`` clients attack every round (:mod:`.robust`)
+    attack: str = "flip"
+    attack_scale: float = -10.0
+    dp_noise: float | None = None  #: server-side fixed clipping + Gaussian noise (:mod:`.dp`)
+    dp_clip: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.strategy not in ("fedavg", "fedprox"):
-            raise ValueError(f"--strategy must be fedavg or fedprox, got {self.strategy!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.sites is not None:
+            if self.sites < 1 or not self.alpha > 0:
+                raise ValueError(f"--sites must be >= 1 and --alpha > 0, got {self.sites} and {self.alpha}")
+            self.clients = self.sites
+        if self.poison < 0 or (self.poison and self.poison >= self.clients):
+            raise ValueError(f"--poison must be in 0..{self.clients - 1} (some clients stay honest), got "
+                             f"{self.poison}")
+        if self.attack not in ("flip", "scale"):
+            raise ValueError(f"--attack must be flip or scale, got {self.attack!r}")
+        if self.dp_noise is not None:
+            if self.dp_noise < 0 or not self.dp_clip > 0:
+                raise ValueError(f"--dp-noise must be >= 0 and --dp-clip > 0, got {self.dp_noise} and "
+                                 f"{self.dp_clip}")
+            if self.strategy != "fedavg":
+                raise ValueError("--dp-noise wraps FedAvg only (--strategy fedavg)")
         if self.clients < 1 or self.rounds < 1:
             raise ValueError(f"--clients and --rounds must be >= 1, got {self.clients} and {self.rounds}")
         if self.min_clients is None:
@@ -99,7 +123,12 @@ class FLConfig:
     @property
     def run_dir(self) -> Path:
         tag = "quick" if self.quick else "full"
-        return self.out_dir / f"{self.domain}-{self.strategy}-{self.clients}c{self.rounds}r-{tag}"
+        extra = "" if self.sites is None else f"-silo{self.alpha:g}"
+        if self.poison:
+            extra += f"-{self.poison}{self.attack}" + (f"{self.attack_scale:g}" if self.attack == "scale" else "")
+        if self.dp_noise is not None:
+            extra += f"-dp{self.dp_noise:g}c{self.dp_clip:g}"
+        return self.out_dir / f"{self.domain}-{self.strategy}-{self.clients}c{self.rounds}r{extra}-{tag}"
 
 
 @dataclass
@@ -149,6 +178,9 @@ def write_app(app_dir: Path, cfg: FLConfig, data_dir: Path, out_file: Path) -> N
         "min-clients": cfg.min_clients, "round-timeout": float(cfg.round_timeout_s),
         "connect-timeout": float(cfg.connect_timeout_s), "local-epochs": cfg.local_epochs, "lr": float(cfg.lr),
         "batch-size": cfg.batch_size, "proximal-mu": float(cfg.proximal_mu), "seed": cfg.seed,
+        "poison-ids": _toml_str(",".join(str(i) for i in range(cfg.clients - cfg.poison, cfg.clients))),
+        "attack": _toml_str(cfg.attack), "attack-scale": float(cfg.attack_scale),
+        "dp-noise": float(-1.0 if cfg.dp_noise is None else cfg.dp_noise), "dp-clip": float(cfg.dp_clip),
     }
     lines = [
         "[build-system]", 'requires = ["hatchling"]', 'build-backend = "hatchling.build"', "",
@@ -281,9 +313,16 @@ def run_flower(cfg: FLConfig) -> FLRun:
     for stale in ("result.json", "result.npz"):
         (run_dir / stale).unlink(missing_ok=True)
     data_dir, pki_dir = run_dir / "data", run_dir / "pki"
-    log.info(f"{cfg.domain}: {cfg.clients} partitions (one training subject each) and the held-out subjects -> "
-             f"{data_dir}")
-    prepare_partitions(cfg.domain, cfg.clients, cfg.quick, data_dir, seed=cfg.seed)
+    if cfg.sites is None:
+        log.info(f"{cfg.domain}: {cfg.clients} partitions (one training subject each) and the held-out subjects "
+                 f"-> {data_dir}")
+        prepare_partitions(cfg.domain, cfg.clients, cfg.quick, data_dir, seed=cfg.seed)
+    else:
+        from shared.integration.federated.silo import prepare_sites
+
+        site_meta = prepare_sites(cfg.domain, cfg.sites, cfg.alpha, cfg.quick, data_dir, seed=cfg.seed)
+        log.info(f"{cfg.domain}: {cfg.sites} sites (Dirichlet alpha {cfg.alpha:g}; windows "
+                 f"{site_meta['site_windows']}, label skew {site_meta['label_skew_tv']:.2f}) -> {data_dir}")
     meta = load_meta(data_dir)
     ca: Path | None = None
     tls: list[str] = []

@@ -25,7 +25,17 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg, FedProx
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAdam,
+    FedAvg,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    FedYogi,
+    Krum,
+    Strategy,
+)
 from flwr.supercore.inflatable.inflatable_object import InflatableObject, get_all_nested_objects
 
 from shared.integration.federated.task import (
@@ -120,6 +130,37 @@ def _write_json(path: Path, blob: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def make_strategy(name: str, cfg: Any, min_clients: int, n_clients: int) -> Strategy:
+    """Flower's own strategy ``name``; with ``dp-noise >= 0`` FedAvg (equal client weights) inside Flower's
+    server-side fixed-clipping DP wrapper."""
+    common: dict[str, Any] = {"fraction_train": 1.0, "fraction_evaluate": 0.0, "min_train_nodes": min_clients,
+                              "min_available_nodes": min_clients}
+    noise = float(cfg.get("dp-noise", -1.0))
+    poisoned = len([p for p in str(cfg.get("poison-ids", "")).split(",") if p])
+    if noise >= 0:
+        if name != "fedavg":
+            raise ValueError(f"dp-noise wraps fedavg only, got strategy {name!r}")
+        inner = FedAvg(weighted_by_key="unit-weight", **common)
+        return DifferentialPrivacyServerSideFixedClipping(inner, noise_multiplier=noise,
+                                                          clipping_norm=float(cfg["dp-clip"]),
+                                                          num_sampled_clients=n_clients)
+    if name == "fedprox":
+        return FedProx(proximal_mu=float(cfg["proximal-mu"]), **common)
+    if name == "fedadam":  # server Adam on the mean update; eta/eta_l as Reddi et al. suggest for small models
+        return FedAdam(eta=1e-2, eta_l=float(cfg["lr"]), **common)
+    if name == "fedyogi":
+        return FedYogi(eta=1e-2, eta_l=float(cfg["lr"]), **common)
+    if name == "fedmedian":
+        return FedMedian(**common)
+    if name == "fedtrimmedavg":  # trims int(beta * n) clients at each end per coordinate: at least the poisoned
+        return FedTrimmedAvg(beta=min(0.49, max(0.2, poisoned / max(n_clients, 1) + 1e-6)), **common)
+    if name == "krum":
+        return Krum(num_malicious_nodes=max(poisoned, 1), **common)
+    if name == "fedavg":
+        return FedAvg(**common)
+    raise ValueError(f"unknown strategy {name!r}")
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = context.run_config
@@ -130,12 +171,7 @@ def main(grid: Grid, context: Context) -> None:
     n_clients, min_clients = int(cfg["num-clients"]), int(cfg["min-clients"])
     rounds, seed = int(cfg["num-rounds"]), int(cfg["seed"])
     name = str(cfg["strategy"])
-    if name not in ("fedavg", "fedprox"):
-        raise ValueError(f"strategy must be fedavg or fedprox, got {name!r}")
-    common = {"fraction_train": 1.0, "fraction_evaluate": 0.0, "min_train_nodes": min_clients,
-              "min_available_nodes": min_clients}
-    strategy = (FedProx(proximal_mu=float(cfg["proximal-mu"]), **common) if name == "fedprox"
-                else FedAvg(**common))
+    strategy = make_strategy(name, cfg, min_clients, n_clients)
     counting = CountingGrid(grid)
     t0 = time.monotonic()
     nodes = _wait_for_nodes(grid, n_clients, float(cfg["connect-timeout"]))
@@ -159,7 +195,8 @@ def main(grid: Grid, context: Context) -> None:
     np.savez(weights_file, **final)
     train_metrics = {int(r): dict(m) for r, m in result.train_metrics_clientapp.items()}
     _write_json(out_file, {
-        "strategy": name, "rounds": rounds, "num_clients": n_clients, "min_clients": min_clients,
+        "strategy": name, "dp_noise": float(cfg.get("dp-noise", -1.0)),
+        "rounds": rounds, "num_clients": n_clients, "min_clients": min_clients,
         "nodes_at_start": [int(n) for n in nodes], "curve": {str(k): v for k, v in sorted(curve.items())},
         "train_metrics": {str(k): v for k, v in sorted(train_metrics.items())},
         "traffic": list(counting.calls), "weights": str(weights_file), "seconds": round(time.monotonic() - t0, 3),

@@ -56,7 +56,7 @@ def test_app_manifest_is_a_valid_flower_app(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"strategy": "fedsgd"}, "fedavg or fedprox"),
+    ({"strategy": "fedsgd"}, "fedavg, fedprox"),
     ({"clients": 0}, "clients"),
     ({"clients": 3, "min_clients": 4}, "min-clients"),
     ({"clients": 2, "rounds": 2, "kill_client": (2, 1)}, "kill_client"),
