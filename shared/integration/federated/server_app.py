@@ -1,7 +1,11 @@
-"""The ServerApp: Flower's own FedAvg/FedProx over the SuperNodes, the global model judged on held-out subjects.
+"""The ServerApp: Flower's own strategies over the SuperNodes, the global model judged on held-out subjects.
+
+Strategies (:func:`make_strategy`): FedAvg, FedProx, FedAdam, FedYogi, FedMedian, FedTrimmedAvg, Krum, and
+FedAvg inside ``DifferentialPrivacyServerSideFixedClipping`` when ``dp-noise`` >= 0 (``poison-ids``,
+``attack``, ``attack-scale`` are read by the ClientApp; Krum and FedTrimmedAvg are told how many to expect).
 
 Run config (``[tool.flwr.app.config]`` of the generated app, overridden by ``flwr run --run-config``):
-``data-dir``, ``out-file``, ``strategy`` (fedavg|fedprox), ``num-rounds``, ``num-clients`` (all must
+``data-dir``, ``out-file``, ``strategy``, ``num-rounds``, ``num-clients`` (all must
 connect before round 1, within ``connect-timeout`` s), ``min-clients`` (rounds go on with at least this
 many nodes), ``round-timeout`` (s to wait for replies; a node that died is dropped from that round, never
 waited on past it), ``local-epochs``, ``lr``, ``batch-size``, ``proximal-mu``, ``seed``.
