@@ -8,7 +8,7 @@ devices make them), given each simulated device's id, a seq counting from 0 and 
 MQTT connections on each of the two nodes that are not killed (each connection carries many devices,
 keeps what was not acknowledged and resends it after a reconnect, as a device's spool does). Once a third of the
 messages are out, one worker is killed -9; at half, a node holding a replica of ``$MQTT_msgs`` but not leading it
-is killed -9 (``--kill-leader``: the leader's node; see docs/scale.md for what nats-server 2.9.10 then does), and
+is killed -9 (``--kill-leader``: the leader's node), and
 restarted a few seconds later; the devices' nodes may time out some stores meanwhile and drop their connections,
 which reconnect and resend. The results (risk/action) and the workers' heartbeats are read on
 a devices' node, and the dashboard runs beside it (``--no-dashboard`` turns it off).
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--domains", nargs="*", default=None, help="default: every registered domain")
     ap.add_argument("--models", type=Path, default=None, help="folder of <domain>/ models (default: each domain's)")
     ap.add_argument("--kill-leader", action="store_true", help="kill the $MQTT_msgs stream leader's node instead of "
-                    "a follower's (nats-server 2.9.10 can then skip PUBACKed messages: docs/scale.md)")
+                    "a follower's")
     ap.add_argument("--node-down-s", type=float, default=5.0, help="how long the killed NATS node stays down")
     ap.add_argument("--settle-s", type=float, default=180.0, help="longest wait for the last rows")
     ap.add_argument("--out", type=Path, default=Path("out/demo-scale"))
