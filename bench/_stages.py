@@ -60,6 +60,9 @@ class StageClock:
         self._pids: dict[str, tuple[int, float]] = {}
         self.extra_cpu_s: Counter[str] = Counter()  #: CPU seconds reported from elsewhere (the load generator)
         self.running = False
+        #: (device, seq) -> wall time its window was queued for scoring (stored, history step taken): splits each
+        #: message's latency into publish -> queued (broker, consumer, store) and queued -> result (scorer)
+        self.queued_at: dict[tuple[str, int], float] = {}
 
     def wrap(self, obj: Any, attr: str, stage: str | Callable[[], str]) -> None:
         """Time every call of ``obj.attr`` (an instance attribute shadows the method) as ``stage``."""
@@ -123,6 +126,13 @@ def instrument(clock: StageClock, cloud: Any) -> None:
     service, consumer, client = cloud.service, cloud.consumer, cloud.client
     clock.wrap(consumer, "_decode", "worker: decode + validate")
     clock.wrap(service, "_take", "worker: history step + NEWS2 + queue")
+    take = service._take
+
+    def stamped(msg: dict, new: int) -> None:
+        take(msg, new)
+        clock.queued_at[(msg["device"], msg["seq"])] = time.time()
+
+    service._take = stamped
     clock.wrap(service.store, "write", lambda: f"{who()}: store write (SQLite)")
     clock.wrap(client, "_ack_all", "worker: PUBACK hand-over to paho")
     clock.wrap(service.predictor, "predict_batch", "scorer: large model (batched)")
