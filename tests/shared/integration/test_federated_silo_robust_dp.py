@@ -127,3 +127,17 @@ def test_silo_run_with_a_poisoned_site_under_dp_on_flower(tmp_path):
     assert r["strategy"] == "fl_dp_z1" and r["epsilon"] < r["epsilon_rdp"] and r["sites"] == 3
     server_log = (cfg.run_dir / "logs" / "flwr-run.log").read_text()
     assert server_log.count("central DP noise with 0.3333 stdev added") == 2  # z * C / K, once per round
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _flower_installed() and os.environ.get("TINYLARGE_REQUIRE_ALL") != "1",
+                    reason="flower-superlink not installed (make install)")
+def test_a_scaled_update_ruins_fedavg_but_not_fedmedian(tmp_path):
+    """The fl_robust quick rows: 4 sites, the last sends -10x its update; same sites and seed for both."""
+    from shared.integration.federated.robust import report_rows
+
+    avg, med = report_rows("healthcare", True, tmp_path)
+    assert (avg["strategy"], med["strategy"]) == ("fl_robust_fedavg", "fl_robust_fedmedian")
+    assert avg["poisoned_sites"] == med["poisoned_sites"] == 1 and avg["attack"] == "scale"
+    assert med["value"] > avg["value"] + 0.2
+    assert med["value"] > med["baseline_value"] - 0.3  # the median still learns
