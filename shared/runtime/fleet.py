@@ -93,6 +93,8 @@ class _Tap:
 
     def _note(self, x: Any, scores: Any) -> None:
         rows = np.asarray(x, dtype=np.float32)
+        if rows.size == 0:  # no rows (a vehicles trip without a candidate window)
+            return
         rows = rows.reshape(1, -1) if rows.ndim == 1 else rows.reshape(len(rows), -1)
         first = (getattr(self._model, "labels", None) or [None])[0]
         for row, sc in zip(rows, scores, strict=True):
