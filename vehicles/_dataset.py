@@ -26,6 +26,7 @@ from vehicles.features import (
     candidates,
     detect_in,
     to_vector,
+    trip_speed,
     vehicle_signals,
     window_features,
 )
@@ -77,7 +78,7 @@ def process_trip(trip: Trip) -> dict:
     """Device DSP on one trip: stats, rule counts, candidate windows (vectors, spans)."""
     from vehicles.features import trip_stats
 
-    vs = vehicle_signals(trip.acc_mps2, trip.gyro_rads, trip.speed_mps, trip.fs_hz)
+    vs = vehicle_signals(trip.acc_mps2, trip.gyro_rads, trip_speed(trip), trip.fs_hz)
     rule = detect_in(vs)
     cands = candidates(vs)
     vec = np.array([to_vector(window_features(vs, c)) for _, _, c in cands], dtype=np.float32).reshape(-1, 16)

@@ -37,10 +37,10 @@ def plot(trip, msg_events: list[dict], hazard_map, hazards: Sequence, out: Path)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vehicles.features import vehicle_signals
+    from vehicles.features import trip_speed, vehicle_signals
     from vehicles.signals import latlon_to_xy
 
-    vs = vehicle_signals(trip.acc_mps2, trip.gyro_rads, trip.speed_mps, trip.fs_hz)
+    vs = vehicle_signals(trip.acc_mps2, trip.gyro_rads, trip_speed(trip), trip.fs_hz)
     t = np.arange(len(vs.long)) / vs.fs_hz
     fig = plt.figure(figsize=(15, 7))
     ax0 = fig.add_subplot(3, 2, 1)

@@ -24,6 +24,7 @@ from vehicles.features import (
     candidates,
     detect_in,
     to_vector,
+    trip_speed,
     trip_stats,
     vehicle_signals,
     window_features,
@@ -50,7 +51,8 @@ def position_at(gnss: np.ndarray, t_s: float, max_gap_s: float = 3.0) -> tuple[f
 
 def inference_message(device: str, seq: int, ts_ms: int, trip: Trip, model: Any) -> dict:
     """Calibration, rule events, int8 classification of the candidate windows; the ``inference`` message."""
-    vs = vehicle_signals(trip.acc_mps2, trip.gyro_rads, trip.speed_mps, trip.fs_hz)
+    speed = trip_speed(trip)
+    vs = vehicle_signals(trip.acc_mps2, trip.gyro_rads, speed, trip.fs_hz)
     rule = detect_in(vs)
     cands = candidates(vs)
     vec = np.array([to_vector(window_features(vs, c)) for _, _, c in cands], dtype=np.float32).reshape(-1, 16)
@@ -71,8 +73,8 @@ def inference_message(device: str, seq: int, ts_ms: int, trip: Trip, model: Any)
     fixes = np.isfinite(trip.gnss[:, 1])
     lat_end, lon_end = position_at(trip.gnss, float(trip.gnss[-1, 0]))
     return {"v": SCHEMA_VERSION, "device": device, "seq": seq, "ts": ts_ms, "model": model.model_id,
-            "trip_s": round(len(trip.acc_mps2) / trip.fs_hz, 3), "distance_km": round(float(np.nansum(
-                np.nan_to_num(trip.speed_mps)) / trip.fs_hz / 1000.0), 4),
+            "trip_s": round(len(trip.acc_mps2) / trip.fs_hz, 3),
+            "distance_km": round(float(np.nan_to_num(speed).sum() / trip.fs_hz / 1000.0), 4),
             "calibrated": bool(vs.cal.ok), "gnss_fix_frac": round(float(fixes.mean()), 4),
             "lat": None if lat_end is None else round(lat_end, 6),
             "lon": None if lon_end is None else round(lon_end, 6),
@@ -86,13 +88,27 @@ def inference_message(device: str, seq: int, ts_ms: int, trip: Trip, model: Any)
 CHANNELS = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z", "speed", "lat", "lon")
 
 
-def window_channels(trip: Trip) -> dict[str, Any]:
+class SensorTable(dict):
+    """A trip segment's sensor table (channel -> samples) with ``blocks``: the same samples as the
+    streaming firmware app reads them, one device window per second (``fs_hz`` IMU samples per axis and
+    that second's GNSS fix); `shared.tiny.frames.write_sensor_window` writes the blocks."""
+
+    blocks: list[dict[str, Any]]
+
+
+def window_channels(trip: Trip) -> SensorTable:
     """The unit's sensor table for one trip segment: channel -> samples (CHANNELS order; the GNSS
-    channels hold one fix per second, NaN where there was none)."""
+    channels hold one fix per second, NaN where there was none), and its one-second ``blocks``."""
     acc, gyro = np.asarray(trip.acc_mps2), np.asarray(trip.gyro_rads)
-    out = {f"acc_{a}": acc[:, i].copy() for i, a in enumerate("xyz")}
+    out = SensorTable({f"acc_{a}": acc[:, i].copy() for i, a in enumerate("xyz")})
     out.update({f"gyro_{a}": gyro[:, i].copy() for i, a in enumerate("xyz")})
     out.update({"speed": trip.gnss[:, 3].copy(), "lat": trip.gnss[:, 1].copy(), "lon": trip.gnss[:, 2].copy()})
+    fs, m = int(round(trip.fs_hz)), len(trip.gnss)
+    if fs != trip.fs_hz or len(acc) != m * fs:
+        raise ValueError(f"trip {trip.vehicle}/{trip.index}: the unit streams whole seconds at an integer rate; "
+                         f"got {len(acc)} samples at {trip.fs_hz} Hz with {m} GNSS fixes")
+    out.blocks = [{ch: (v[b * fs:(b + 1) * fs] if len(v) == len(acc) else v[b:b + 1]) for ch, v in out.items()}
+                  for b in range(m)]
     return out
 
 

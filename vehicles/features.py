@@ -2,25 +2,35 @@
 
 Conventions: vehicle frame x forward, y left, z up; the accelerometer reads specific force (+g on the
 up axis at rest). Inputs are the raw sensor-frame arrays acc (n, 3) m/s^2, gyro (n, 3) rad/s and the
-per-sample speed (m/s, GNSS interpolated; NaN where there was no fix yet).
+per-sample speed (m/s; NaN where there was no fix yet).
 
-1. Calibration (`calibrate`), whatever the unit's mounting:
+The definitions are those of a unit that streams (vehicles/firmware/veh_features.c runs them on a ring
+of samples as they arrive, one second behind its GNSS): nothing below needs more of the segment than
+its first CAL_S seconds (held raw until the calibration is fixed) and a few seconds around the sample
+at hand; the trip statistics are sums, run counts and histograms.
+
+0. Speed (`unit_speed`): the 1 Hz GNSS speed interpolated between consecutive fixes, a dropout bridged
+   by the last fix (not by the next, which has not arrived), NaN before the first fix.
+1. Calibration (`calibrate`), whatever the unit's mounting, on the segment's first CAL_S seconds:
    - up: the mean specific force over still periods (speed < STILL_SPEED and |gyro| < STILL_GYRO for at
-     least STILL_MIN_S); with none, the mean over the whole segment (the horizontal accelerations of a
-     drive average out, gravity does not). u = mean / |mean|, g_est = |mean|.
-   - forward: the horizontal specific force h = a - (a.u) u, averaged per second, against the change of
-     the GNSS speed over the same second, dv (seconds with |dv| >= 0.3 m/s). In an orthonormal basis
-     (e1, e2) of the horizontal plane, c = sum over those seconds of dv (h.e1, h.e2) and
+     least STILL_MIN_S); with none, the mean over the prefix less its mean linear acceleration,
+     dv/T f + mean(v w) x f (the GNSS speed's change over the prefix along the forward axis, the
+     centripetal acceleration of the turns), solved with the forward axis below in CAL_ITER rounds.
+     u = that / |that|, g_est = its norm.
+   - forward: the specific force a averaged per second, against the change of the GNSS speed over the
+     same second, dv (seconds with |dv| >= 0.3 m/s): fit = sum of dv a; and the turns: (M u) x u with
+     M = sum over samples of v a g^T / fs (a left turn's centripetal force points left, l x u = f). In
+     an orthonormal basis (e1, e2) of the horizontal plane, c = ((fit + (M u) x u).e1, (...).e2) and
      f = (c1 e1 + c2 e2) / |c|: braking and accelerating agree with the speed's change only along the
-     forward axis, lateral acceleration does not correlate with dv. The fit needs
-     CAL_MIN_SECONDS seconds with a speed change; otherwise the calibration is not `ok` and e1 is used.
+     forward axis. The fit needs CAL_MIN_SECONDS seconds with a speed change; otherwise the
+     calibration is not `ok` and e1 is used (a prefix that cruises straight holds no forward axis).
    - left l = u x f; the rotation's rows are (f, l, u): vehicle = R @ sensor.
 2. Event detection (`detect_events`, thresholds in `EventConfig`): the longitudinal and lateral
    acceleration smoothed over `smooth_s` (moving average), a run beyond the threshold for at least
    `min_duration_s` is a harsh brake / acceleration / corner. Vertical: hf = a_z - g_est - its 1 s
    moving average; an excursion |hf| >= `road_mps2` at speed >= `road_min_speed_mps` is a road anomaly
-   (peaks closer than 1 s are one), a speed bump when the speed is below `bump_max_speed_mps` (drivers
-   slow for bumps) else a pothole. A crash: the raw horizontal magnitude >= `crash_mps2`.
+   (peaks closer than 1 s are one), a speed bump when its mean speed is below `bump_max_speed_mps`
+   (drivers slow for bumps) else a pothole. A crash: the raw horizontal magnitude >= `crash_mps2`.
 3. Window features (`window_features`, the tiny model's input, FEATURE_NAMES) on WINDOW_S around a
    candidate (`candidates`: the same signals beyond CANDIDATE_FRACTION of the thresholds).
 4. `to_vector`: asinh(value / VECTOR_SCALE), clipped to +-VECTOR_CLIP, NaN -> 0.
@@ -41,6 +51,8 @@ VECTOR_SCALE = np.array([2.0, 2.0, 2.0, 0.5, 0.5, 2.0, 2.0, 1.0, 0.1, 0.2, 0.2, 
 VECTOR_CLIP = 8.0
 STILL_SPEED, STILL_GYRO, STILL_MIN_S = 0.3, 0.05, 1.0
 CAL_MIN_SECONDS = 5
+CAL_S = 25.0  #: the calibration reads the segment's first CAL_S seconds, then holds
+CAL_ITER = 2  #: rounds of the moving-mean correction of the up axis
 WINDOW_S = 2.56
 CANDIDATE_FRACTION = 0.6
 RUN_MPS2 = 2.5  #: long_run_s / lat_run_s count time with |smoothed a| above this
@@ -142,45 +154,84 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
 
 
-def calibrate(acc_mps2: np.ndarray, gyro_rads: np.ndarray, speed_mps: np.ndarray, fs_hz: float) -> Calibration:
-    """Step 1 of the module docstring."""
-    a, g, s = _check(acc_mps2, gyro_rads, speed_mps, fs_hz)
-    fs = float(fs_hz)
-    still = (np.nan_to_num(s, nan=99.0) < STILL_SPEED) & (np.linalg.norm(g, axis=1) < STILL_GYRO)
-    mask = np.zeros(len(a), bool)
-    for lo, hi in _runs(still):
-        if hi - lo >= STILL_MIN_S * fs:
-            mask[lo:hi] = True
-    mean = a[mask].mean(axis=0) if mask.any() else a.mean(axis=0)
-    g_est = float(np.linalg.norm(mean))
-    u = mean / g_est
+def unit_speed(gnss_speed: np.ndarray, n: int, fs_hz: float) -> np.ndarray:
+    """The per-sample speed the streaming unit holds (step 0): sample i (t = i / fs_hz) between fixes k =
+    floor(t) and k + 1 (fix j at t = j s, NaN: none) is interpolated linearly when both exist, so the unit
+    runs one second behind its GNSS; otherwise the latest fix at or before t is held (a dropout is bridged
+    by the last speed, not by a fix that has not arrived yet); NaN before the first fix."""
+    gs = np.asarray(gnss_speed, dtype=np.float64).reshape(-1)
+    out = np.full(int(n), math.nan)
+    m = len(gs)
+    if m == 0 or n == 0:
+        return out
+    t = np.arange(int(n)) / float(fs_hz)
+    k = np.minimum(np.floor(t).astype(np.int64), m - 1)
+    fin = np.isfinite(gs)
+    last = np.maximum.accumulate(np.where(fin, np.arange(m), -1))[k]
+    has = last >= 0
+    out[has] = gs[last[has]]
+    k1 = np.minimum(k + 1, m - 1)
+    both = has & (last == k) & (k + 1 < m) & fin[k1]
+    out[both] = (gs[k1[both]] - gs[k[both]]) / 1.0 * (t[both] - k[both]) + gs[k[both]]
+    return out
+
+
+def _basis(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     e1 = np.cross(u, [1.0, 0.0, 0.0])
     if np.linalg.norm(e1) < 0.3:
         e1 = np.cross(u, [0.0, 1.0, 0.0])
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(u, e1)
-    sec = int(len(a) // fs)
-    rows, dv = [], []
-    for k in range(sec - 1):
+    e1 = e1 / np.linalg.norm(e1)
+    return e1, np.cross(u, e1)
+
+
+def _forward(u: np.ndarray, fit: np.ndarray, turn: np.ndarray, rows: int) -> tuple[np.ndarray, bool]:
+    e1, e2 = _basis(u)
+    c3 = fit + np.cross(turn @ u, u)
+    c = np.array([c3 @ e1, c3 @ e2])
+    if rows < CAL_MIN_SECONDS or np.linalg.norm(c) <= 1e-6:
+        return e1, False
+    return (c[0] * e1 + c[1] * e2) / np.linalg.norm(c), True
+
+
+def calibrate(acc_mps2: np.ndarray, gyro_rads: np.ndarray, speed_mps: np.ndarray, fs_hz: float) -> Calibration:
+    """Step 1 of the module docstring, on the segment's first CAL_S seconds."""
+    a, g, s = _check(acc_mps2, gyro_rads, speed_mps, fs_hz)
+    fs = float(fs_hz)
+    n = min(len(a), int(round(CAL_S * fs)))
+    a, g, s = a[:n], g[:n], s[:n]
+    still = (np.nan_to_num(s, nan=99.0) < STILL_SPEED) & (np.linalg.norm(g, axis=1) < STILL_GYRO)
+    mask = np.zeros(n, bool)
+    for lo, hi in _runs(still):
+        if hi - lo >= STILL_MIN_S * fs:
+            mask[lo:hi] = True
+    mean = a[mask].sum(axis=0) / mask.sum() if mask.any() else a.sum(axis=0) / n
+    sv = np.nan_to_num(s, nan=0.0)
+    turn = np.einsum("i,ij,ik->jk", sv, a, g) / fs  # sum of v a g^T: (turn @ u) x u points forward in turns
+    fit, rows = np.zeros(3), 0
+    for k in range(int(n // fs) - 1):
         i0, i1 = int(round(k * fs)), int(round((k + 1) * fs))
-        if i1 >= len(a) or not (np.isfinite(s[i0]) and np.isfinite(s[i1])):
+        if i1 >= n or not (np.isfinite(s[i0]) and np.isfinite(s[i1])):
             continue
         d = s[i1] - s[i0]
         if abs(d) < 0.3:
             continue
-        h = a[i0:i1].mean(axis=0)
-        rows.append((h @ e1, h @ e2))
-        dv.append(d * fs / (i1 - i0))
-    ok = len(rows) >= CAL_MIN_SECONDS
-    f = e1
-    if ok:
-        c = np.array(dv) @ np.array(rows)  # sum of dv h: the axis whose acceleration agrees with dv
-        if np.linalg.norm(c) > 1e-6:
-            f = (c[0] * e1 + c[1] * e2) / np.linalg.norm(c)
-        else:
-            ok = False
+        fit += (d * fs / (i1 - i0)) * (a[i0:i1].sum(axis=0) / (i1 - i0))
+        rows += 1
+    gu = mean
+    u = gu / np.linalg.norm(gu)
+    if not mask.any():  # moving throughout: take the mean linear acceleration out of the mean
+        vw = (sv[:, None] * g).sum(axis=0) / n
+        fin = np.flatnonzero(np.isfinite(s))
+        dvt = (s[fin[-1]] - s[fin[0]]) * fs / (fin[-1] - fin[0]) if len(fin) > 1 else 0.0
+        for _ in range(CAL_ITER):
+            f, ok = _forward(u, fit, turn, rows)
+            if not ok:
+                break
+            gu = mean - np.cross(vw, f) - dvt * f
+            u = gu / np.linalg.norm(gu)
+    f, ok = _forward(u, fit, turn, rows)
     left = np.cross(u, f)
-    return Calibration(np.stack([f, left, u]), g_est, float(mask.sum() / fs), len(rows), ok)
+    return Calibration(np.stack([f, left, u]), float(np.linalg.norm(gu)), float(mask.sum() / fs), rows, ok)
 
 
 def vehicle_signals(acc_mps2: np.ndarray, gyro_rads: np.ndarray, speed_mps: np.ndarray, fs_hz: float,
@@ -211,7 +262,7 @@ def detect_in(vs: VehicleSignals) -> list[Event]:
                 out.append(Event(kind, lo / fs, hi / fs, float(sig[lo:hi].max())))
     road = (np.abs(vs.vert) >= cfg.road_mps2) & (vs.speed >= cfg.road_min_speed_mps) & ~crash_mask
     for lo, hi in _merge(_runs(road), int(fs)):
-        kind = "speed_bump" if float(np.median(vs.speed[lo:hi])) < cfg.bump_max_speed_mps else "pothole"
+        kind = "speed_bump" if float(vs.speed[lo:hi].sum() / (hi - lo)) < cfg.bump_max_speed_mps else "pothole"
         out.append(Event(kind, lo / fs, hi / fs, float(np.abs(vs.vert[lo:hi]).max())))
     return sorted(out, key=lambda e: e.t_start_s)
 
@@ -276,9 +327,29 @@ TRIP_STATS = ("speed_mean_mps", "speed_p95_mps", "long_p05_mps2", "long_p95_mps2
               "jerk_p95_mps3", "yaw_std_rads", "vert_rms_mps2", "brakes_2_per_km", "moving_s")
 
 
+#: the histograms trip_stats takes its percentiles from (the unit counts into them as samples arrive):
+#: lowest edge, bin width, bins; values beyond the range count in the first or last bin
+HIST = {"speed": (0.0, 0.1, 800), "long": (-20.0, 0.02, 2000), "lat": (0.0, 0.02, 1000), "jerk": (0.0, 0.05, 1600)}
+
+
+def hist_percentile(x: np.ndarray, q: float, hist: tuple[float, float, int]) -> float:
+    """The q-th percentile of x as the unit reads it from a histogram: the centre of the bin that holds
+    the sample of rank floor(q (m - 1) / 100 + 0.5) (0-based, ascending); NaN for no samples."""
+    lo, width, nb = hist
+    m = len(x)
+    if m == 0:
+        return math.nan
+    counts = np.bincount(np.clip(np.floor((np.asarray(x, np.float64) - lo) / width), 0, nb - 1).astype(np.int64),
+                         minlength=nb)
+    rank = math.floor(q * (m - 1) / 100.0 + 0.5)
+    b = int(np.searchsorted(np.cumsum(counts), rank, side="right"))
+    return lo + (b + 0.5) * width
+
+
 def trip_stats(vs: VehicleSignals) -> dict[str, float]:
     """Per-segment driving statistics (TRIP_STATS) the cloud reads beside the events: they hold what the
-    thresholds miss (moderate abrupt brakes, jerk, lane wander)."""
+    thresholds miss (moderate abrupt brakes, jerk, lane wander). Accumulated as the samples arrive:
+    sums, run counts, and percentiles from the HIST histograms (`hist_percentile`)."""
     fs = vs.fs_hz
     moving = vs.speed > 2.0
     km = float(vs.speed.sum() / fs / 1000.0)
@@ -287,14 +358,25 @@ def trip_stats(vs: VehicleSignals) -> dict[str, float]:
     lg, lt = vs.long[moving], vs.lat[moving]
     jerk = np.abs(np.diff(_movavg(vs.long, int(fs)))) * fs
     brakes = [r for r in _runs(-vs.long >= 2.0) if (r[1] - r[0]) / fs >= 0.3]
-    return {"speed_mean_mps": float(vs.speed[moving].mean()), "speed_p95_mps": float(np.percentile(vs.speed, 95)),
-            "long_p05_mps2": float(np.percentile(lg, 5)), "long_p95_mps2": float(np.percentile(lg, 95)),
-            "lat_p95_mps2": float(np.percentile(np.abs(lt), 95)),
-            "jerk_p95_mps3": float(np.percentile(jerk[moving[1:]], 95)),
-            "yaw_std_rads": float(np.std(vs.gyro[moving, 2])), "vert_rms_mps2": float(np.sqrt(np.mean(vs.vert ** 2))),
+    yaw = vs.gyro[moving, 2]
+    m = len(yaw)
+    yaw_var = float(np.sum(yaw * yaw) / m - (np.sum(yaw) / m) ** 2)
+    return {"speed_mean_mps": float(vs.speed[moving].sum() / m),
+            "speed_p95_mps": hist_percentile(vs.speed, 95, HIST["speed"]),
+            "long_p05_mps2": hist_percentile(lg, 5, HIST["long"]),
+            "long_p95_mps2": hist_percentile(lg, 95, HIST["long"]),
+            "lat_p95_mps2": hist_percentile(np.abs(lt), 95, HIST["lat"]),
+            "jerk_p95_mps3": hist_percentile(jerk[moving[1:]], 95, HIST["jerk"]),
+            "yaw_std_rads": math.sqrt(max(0.0, yaw_var)),
+            "vert_rms_mps2": float(np.sqrt(np.sum(vs.vert ** 2) / len(vs.vert))),
             "brakes_2_per_km": len(brakes) / max(km, 0.1), "moving_s": float(moving.sum() / fs)}
 
 
 def extract_trip(trip) -> VehicleSignals:
     """`vehicle_signals` of a `vehicles.signals.Trip` (the contract's ``extract``)."""
-    return vehicle_signals(trip.acc_mps2, trip.gyro_rads, trip.speed_mps, trip.fs_hz)
+    return vehicle_signals(trip.acc_mps2, trip.gyro_rads, trip_speed(trip), trip.fs_hz)
+
+
+def trip_speed(trip) -> np.ndarray:
+    """`unit_speed` of a trip's GNSS (its 1 Hz speed column)."""
+    return unit_speed(trip.gnss[:, 3], len(trip.acc_mps2), trip.fs_hz)

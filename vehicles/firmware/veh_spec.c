@@ -1,19 +1,23 @@
 /*
- * The vehicles app: the telematics unit's sensors, its DSP (veh_features + veh_trip) and its inference
- * message, as the spec the generic loop (app/tl_app.h) runs. One window is one trip segment of
- * VEH_TRIP_S seconds: the 6-axis IMU at VEH_FS_HZ and the GNSS at 1 Hz (speed, latitude, longitude;
- * "nan" where there was no fix), the table of vehicles.device.window_channels.
+ * The vehicles app: the telematics unit's sensors, its DSP (veh_features) and its inference message,
+ * as the spec the generic loop (app/tl_app.h) runs. The unit streams: its device window is one second
+ * (VEH_BLOCK_S) of the 6-axis IMU at VEH_FS_HZ plus the GNSS fix of that second (speed, latitude,
+ * longitude; "nan" where there was none), the table of vehicles.device.window_channels block by block;
+ * a trip segment is VEH_TRIP_S such blocks and ends in one inference message (dsp returns
+ * TL_APP_PENDING for the others).
  *
- * Per segment, as vehicles.device.inference_message: calibrate the mounting and detect the rule events
- * (veh_detect_events), find the candidate windows, classify each with model 0 (MODELS="veh_tiny": the
- * int8 event-window classifier, 16 inputs, one score per label), summarise the drive (veh_trip_stats)
- * and write vehicles/schemas/inference.json. The classified events keep their GNSS position, so the
- * cloud can merge road anomalies into its hazard map.
+ * Per segment, as vehicles.device.inference_message: the first VEH_CAL_S seconds are held raw (the
+ * calibration's prefix, cal_buf) until the calibration is fixed; from then on every sample goes through
+ * veh_stream one second behind its GNSS (the unit's speed interpolates to the next fix), which counts
+ * the rule events, keeps the candidate windows with their features and accumulates the trip
+ * statistics. At the segment's end each candidate is classified with model 0 (MODELS="veh_tiny": the
+ * int8 event-window classifier, 16 inputs, one score per label) and the message written
+ * (vehicles/schemas/inference.json). The classified events keep their GNSS position, so the cloud can
+ * merge road anomalies into its hazard map.
  *
- * Memory: the segment is held whole (6 x VEH_TRIP_S x VEH_FS_HZ floats) with double-precision copies and
- * the DSP's scratch, about 1.8 MB at 120 s x 100 Hz: it fits the MPS2-AN386 (4 MB SRAM) that the
- * Cortex-M4 target runs under QEMU, not a 192 KB STM32F4. A streaming form (shorter windows with per-trip
- * counters) is what a small MCU needs; see docs/vehicles.md.
+ * Memory: cal_buf (6 x VEH_CAL_S x VEH_FS_HZ floats, 60 KB at 25 s x 100 Hz; app.mk places it in the
+ * STM32F4's core-coupled RAM) and veh_stream (a ring of VEH_RING samples, the histograms: about 45 KB);
+ * nothing grows with VEH_TRIP_S.
  */
 #include <math.h>
 #include <string.h>
@@ -34,13 +38,17 @@
 #ifndef VEH_TRIP_S
 #define VEH_TRIP_S 120
 #endif
+#define VEH_BLOCK_S 1
 #define VEH_N (VEH_FS_HZ * VEH_TRIP_S)
 #define VEH_GNSS_N VEH_TRIP_S
+#define VEH_CAL_N (VEH_CAL_SECONDS * VEH_FS_HZ)
+#define VEH_CAL_BLOCKS VEH_CAL_SECONDS
 #define VEH_MAX_CANDIDATES 128
-#define VEH_MAX_RULE_EVENTS 256
 #define VEH_MAX_MSG_EVENTS 20 /* vehicles.device.MAX_EVENTS: the message stays under TL_APP_JSON_MAX */
-#define VEH_N_KINDS 6
 #define VEH_GNSS_GAP_S 3.0
+#if VEH_TRIP_S <= VEH_CAL_BLOCKS
+#error "a trip segment must be longer than the calibration's prefix"
+#endif
 
 #define VEH_N_LABELS TL_APP_MODEL_MACRO(0, _LABEL_COUNT)
 #if TL_APP_MODEL_MACRO(0, _INPUT_SIZE) != VEH_N_FEATURES
@@ -69,13 +77,21 @@ static const tl_channel channels[N_CH] = {
     {"speed", "m/s", 1.0f, 1.0f},                {"lat", "deg", 1.0f, 1.0f},
     {"lon", "deg", 1.0f, 1.0f},
 };
-static float buf_imu[6][VEH_N], buf_speed[VEH_GNSS_N], buf_lat[VEH_GNSS_N], buf_lon[VEH_GNSS_N];
+/* one block (the device window) */
+static float buf_imu[6][VEH_FS_HZ * VEH_BLOCK_S], buf_speed[1], buf_lat[1], buf_lon[1];
 static float *const window[N_CH] = {buf_imu[0], buf_imu[1], buf_imu[2], buf_imu[3], buf_imu[4],
                                     buf_imu[5], buf_speed, buf_lat, buf_lon};
 static float input[VEH_N_FEATURES];
 
-/* the DSP's double-precision working set */
-static double acc[3 * VEH_N], gyro[3 * VEH_N], speed[VEH_N], scratch[7 * VEH_N], work[2 * VEH_N];
+/* the segment as it streams: the calibration's raw prefix, the block waiting for its next fix, the fixes */
+static float veh_cal_buf[VEH_CAL_N][6];
+static float prev[VEH_FS_HZ][6];
+static float fix_speed[VEH_GNSS_N], fix_lat[VEH_GNSS_N], fix_lon[VEH_GNSS_N];
+static veh_stream stream;
+static veh_candidate cands[VEH_MAX_CANDIDATES];
+static struct {
+  int block, bad;
+} run;
 
 /* What the last segment produced: read by infer() and message(). */
 typedef struct {
@@ -84,78 +100,103 @@ typedef struct {
 } msg_event;
 static struct {
   veh_calibration cal;
-  int n_rule, rule_counts[VEH_N_KINDS], n_cand;
-  veh_candidate cand[VEH_MAX_CANDIDATES];
-  float vectors[VEH_MAX_CANDIDATES][VEH_N_FEATURES];
-  double peaks[VEH_MAX_CANDIDATES];
-  msg_event events[VEH_MAX_CANDIDATES];
+  int rule_counts[VEH_N_KINDS], n_cand;
+  msg_event events[VEH_MAX_MSG_EVENTS];
   int n_events, counts[VEH_N_KINDS];
   double stats[VEH_N_STATS], km, fix_frac, lat, lon;
 } seg;
 
-static int dsp(float *const *w, float *unused, float *vector) {
-  static veh_event rule[VEH_MAX_RULE_EVENTS];
-  const double fs = (double)VEH_FS_HZ;
-  size_t i;
-  int k, fixes = 0;
-  (void)unused;
-  memset(&seg, 0, sizeof seg);
-  for (i = 0; i < VEH_N; i++)
-    for (k = 0; k < 3; k++) {
-      acc[3 * i + k] = w[CH_AX + k][i];
-      gyro[3 * i + k] = w[CH_GX + k][i];
-    }
-  veh_speed_per_sample(w[CH_SPEED], VEH_GNSS_N, fs, speed, VEH_N);
-  seg.n_rule = veh_detect_events(acc, gyro, speed, VEH_N, fs, 0, scratch, rule, VEH_MAX_RULE_EVENTS, &seg.cal);
-  if (seg.n_rule < 0) return -1;
-  for (k = 0; k < seg.n_rule; k++) seg.rule_counts[rule[k].kind]++;
-  /* veh_detect_events leaves the vehicle-frame signals in its scratch (see veh_features.c) */
-  veh_signals s = {scratch, scratch + VEH_N, scratch + 2 * VEH_N, scratch + 3 * VEH_N, scratch + 6 * VEH_N,
-                   gyro, &seg.cal, VEH_N, fs};
-  veh_config cfg = veh_default_config();
-  seg.n_cand = veh_candidates(&s, &cfg, scratch + 4 * VEH_N, seg.cand, VEH_MAX_CANDIDATES);
-  if (seg.n_cand > VEH_MAX_CANDIDATES) seg.n_cand = VEH_MAX_CANDIDATES;
-  for (k = 0; k < seg.n_cand; k++) {
-    double f[VEH_N_FEATURES];
-    long c = seg.cand[k].centre;
-    veh_window_features(&s, c, f);
-    veh_to_vector(f, seg.vectors[k]);
-    double pk = fabs(s.lon[c]);
-    if (fabs(s.lat[c]) > pk) pk = fabs(s.lat[c]);
-    if (fabs(s.vert[c]) > pk) pk = fabs(s.vert[c]);
-    if (s.raw_h[c] > pk) pk = s.raw_h[c];
-    seg.peaks[k] = pk;
-  }
-  seg.km = veh_trip_stats(&s, work, seg.stats);
-  for (i = 0; i < VEH_GNSS_N; i++) fixes += isfinite(w[CH_LAT][i]) ? 1 : 0;
+static void cal_sample(void *ctx, long i, double *a, double *g, double *s) {
+  (void)ctx;
+  for (int k = 0; k < 3; k++) a[k] = veh_cal_buf[i][k], g[k] = veh_cal_buf[i][3 + k];
+  *s = veh_unit_speed(fix_speed, VEH_GNSS_N, i, (double)VEH_FS_HZ);
+}
+
+static void push(const float *x, long i) {
+  double a[3] = {x[0], x[1], x[2]}, g[3] = {x[3], x[4], x[5]};
+  veh_stream_push(&stream, a, g, veh_unit_speed(fix_speed, VEH_GNSS_N, i, (double)VEH_FS_HZ));
+}
+
+static void push_block(int b, float (*x)[6]) {
+  for (int i = 0; i < VEH_FS_HZ; i++) push(x[i], (long)b * VEH_FS_HZ + i);
+}
+
+/* The segment's end: close the stream's runs, the statistics, the GNSS summary. */
+static int finish(float *vector) {
+  int i, fixes = 0;
+  seg.km = veh_stream_finish(&stream, seg.stats);
+  memcpy(seg.rule_counts, stream.rule_counts, sizeof seg.rule_counts);
+  seg.n_cand = stream.n_cands < VEH_MAX_CANDIDATES ? stream.n_cands : VEH_MAX_CANDIDATES;
+  for (i = 0; i < VEH_GNSS_N; i++) fixes += isfinite(fix_lat[i]) ? 1 : 0;
   seg.fix_frac = (double)fixes / VEH_GNSS_N;
-  veh_position_at(w[CH_LAT], w[CH_LON], VEH_GNSS_N, (double)(VEH_GNSS_N - 1), VEH_GNSS_GAP_S, &seg.lat, &seg.lon);
-  if (seg.n_cand > 0) memcpy(vector, seg.vectors[0], sizeof input);
+  veh_position_at(fix_lat, fix_lon, VEH_GNSS_N, (double)(VEH_GNSS_N - 1), VEH_GNSS_GAP_S, &seg.lat, &seg.lon);
+  if (seg.n_cand > 0) veh_to_vector(cands[0].features, vector);
   else memset(vector, 0, sizeof input);
   return 0;
+}
+
+/* One block: held, or pushed one second behind; the segment's end finishes the stream. */
+static int dsp(float *const *w, float *unused, float *vector) {
+  const int b = run.block, f = VEH_FS_HZ;
+  int i, k;
+  (void)unused;
+  if (b == 0) {
+    memset(&run, 0, sizeof run);
+    memset(&seg, 0, sizeof seg);
+    for (i = 0; i < VEH_GNSS_N; i++) fix_speed[i] = fix_lat[i] = fix_lon[i] = NAN;
+  }
+  fix_speed[b] = w[CH_SPEED][0];
+  fix_lat[b] = w[CH_LAT][0];
+  fix_lon[b] = w[CH_LON][0];
+  for (i = 0; i < f; i++)
+    for (k = 0; k < 6; k++) {
+      float v = w[CH_AX + k][i];
+      if (!isfinite(v)) run.bad = 1;
+      if (b < VEH_CAL_BLOCKS) veh_cal_buf[b * f + i][k] = v;
+    }
+  if (b == VEH_CAL_BLOCKS && !run.bad) { /* the prefix is complete and its speeds known: calibrate */
+    veh_config cfg = veh_default_config();
+    if (veh_calibrate(cal_sample, 0, VEH_N, (double)f, &seg.cal) != 0) run.bad = 1;
+    veh_stream_init(&stream, VEH_N, (double)f, &cfg, &seg.cal, cands, VEH_MAX_CANDIDATES);
+    for (i = 0; i < VEH_CAL_N && !run.bad; i++) push(veh_cal_buf[i], i);
+  } else if (b > VEH_CAL_BLOCKS && !run.bad) {
+    push_block(b - 1, prev);
+  }
+  if (b >= VEH_CAL_BLOCKS)
+    for (i = 0; i < f; i++)
+      for (k = 0; k < 6; k++) prev[i][k] = w[CH_AX + k][i];
+  run.block = b + 1;
+  if (run.block < VEH_TRIP_S) return TL_APP_PENDING;
+  run.block = 0; /* the segment's last block: the next block starts a new one */
+  if (run.bad) return -1;
+  push_block(b, prev);
+  return finish(vector);
 }
 
 /* Every candidate window through the classifier; the events keep their GNSS position. */
 static int infer(const tl_model *m, const float *unused) {
   static int8_t qin[VEH_N_FEATURES], qout[VEH_N_LABELS];
-  float scores[VEH_N_LABELS];
+  float scores[VEH_N_LABELS], vec[VEH_N_FEATURES];
   const double fs = (double)VEH_FS_HZ;
   int k, j;
   (void)unused;
   for (k = 0; k < seg.n_cand; k++) {
+    const veh_candidate *c = &cands[k];
     int best = 0;
-    if (tl_model_run(&m[0], seg.vectors[k], qin, qout, scores) != 0) return -1;
+    veh_to_vector(c->features, vec);
+    if (tl_model_run(&m[0], vec, qin, qout, scores) != 0) return -1;
     for (j = 1; j < VEH_N_LABELS; j++)
       if (scores[j] > scores[best]) best = j;
     if (best == 0) continue;
+    seg.counts[best - 1]++;
+    if (seg.n_events >= VEH_MAX_MSG_EVENTS) continue;
     msg_event *e = &seg.events[seg.n_events++];
     e->kind = best;
-    e->t_s = (double)seg.cand[k].lo / fs;
-    e->dur_s = (double)(seg.cand[k].hi - seg.cand[k].lo) / fs;
-    e->peak_mps2 = seg.peaks[k];
+    e->t_s = (double)c->lo / fs;
+    e->dur_s = (double)(c->hi - c->lo) / fs;
+    e->peak_mps2 = c->peak_mps2;
     e->score = scores[best] < 0.0f ? 0.0 : (scores[best] > 1.0f ? 1.0 : (double)scores[best]);
-    veh_position_at(buf_lat, buf_lon, VEH_GNSS_N, (double)seg.cand[k].centre / fs, VEH_GNSS_GAP_S, &e->lat, &e->lon);
-    seg.counts[best - 1]++;
+    veh_position_at(fix_lat, fix_lon, VEH_GNSS_N, (double)c->centre / fs, VEH_GNSS_GAP_S, &e->lat, &e->lon);
   }
   return 0;
 }
@@ -195,7 +236,7 @@ static int message(tl_json_writer *w) {
   counts_object(w, "rule_counts", seg.rule_counts);
   tl_json_key(w, "events");
   tl_json_begin_array(w);
-  for (k = 0; k < seg.n_events && k < VEH_MAX_MSG_EVENTS; k++) {
+  for (k = 0; k < seg.n_events; k++) {
     const msg_event *e = &seg.events[k];
     tl_json_begin_object(w);
     tl_json_key(w, "kind");
@@ -221,7 +262,7 @@ static int message(tl_json_writer *w) {
 const tl_app_spec tl_app_domain = {
     .domain = "vehicles",
     .default_device = "vehicle-1",
-    .sensors = {channels, N_CH, (float)VEH_TRIP_S},
+    .sensors = {channels, N_CH, (float)VEH_BLOCK_S},
     .window = window,
     .scratch = 0,
     .scratch_floats = 0,
