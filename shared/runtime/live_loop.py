@@ -180,12 +180,15 @@ class LiveLoop:
 
 # -- the student ----------------------------------------------------------------------------------------
 def distil_apart(x: np.ndarray, p: np.ndarray, quick: bool) -> bytes:
-    """:func:`distil` in a process of its own (spawned): the training and the TensorFlow conversion do not hold
-    the demo process's interpreter lock, so the cloud service beside them keeps its pace (and its latencies)."""
+    """:func:`distil` in a process of its own (spawned, at a lower CPU priority): the training and the TensorFlow
+    conversion neither hold the demo process's interpreter lock nor crowd out the cloud service and the
+    firmware devices, which keep their pace (and their latencies) while the cloud distils."""
     import multiprocessing
+    import os
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=os.nice, initargs=(10,)) as pool:
         return pool.submit(distil, x, p, quick).result(timeout=600)
 
 
