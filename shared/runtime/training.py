@@ -10,8 +10,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -21,6 +24,7 @@ import numpy as np
 
 STAMP_NAME = "stamp.json"
 METRICS_NAME = "metrics.json"
+LOCK_NAME = ".train.lock"
 
 
 def source_hash(paths: Iterable[Path]) -> str:
@@ -45,6 +49,19 @@ def write_stamp(models_dir: Path, key: str, metrics: dict[str, Any], quick: bool
     (models_dir / STAMP_NAME).write_text(json.dumps({"key": key, "quick": quick}) + "\n")
 
 
+def _fresh_metrics(models_dir: Path, accepted: set[str], outputs: Sequence[str]) -> tuple[dict[str, Any] | None, str]:
+    """(the metrics, "") when the models in ``models_dir`` are fresh; (None, why not) otherwise."""
+    missing = [f for f in (*outputs, METRICS_NAME, STAMP_NAME) if not (models_dir / f).exists()]
+    if missing:
+        return None, f"{missing[0]} is missing"
+    try:
+        if json.loads((models_dir / STAMP_NAME).read_text()).get("key") in accepted:
+            return json.loads((models_dir / METRICS_NAME).read_text()), ""
+    except (json.JSONDecodeError, OSError):
+        return None, f"{STAMP_NAME} does not read"
+    return None, "they are stale (the config or the sources changed)"
+
+
 def ensure_trained(models_dir: Path, key: str, train: Callable[[], dict[str, Any]], outputs: Sequence[str],
                    also_accept: Iterable[str] = ()) -> dict[str, Any]:
     """The metrics of the models in ``models_dir``, calling ``train()`` first if they are stale.
@@ -52,23 +69,31 @@ def ensure_trained(models_dir: Path, key: str, train: Callable[[], dict[str, Any
     Fresh means: ``stamp.json`` holds ``key`` (or one of ``also_accept``, e.g. a quick run accepts
     fully trained models) and every file in ``outputs`` exists. ``train`` must write the models, the
     metrics and the stamp (:func:`write_stamp`) and return the metrics.
+
+    Processes that find the same stale folder at once (two workers of a domain started together)
+    train it once: the first holds ``.train.lock`` (an advisory ``flock``, released if it dies) while
+    it trains; the others wait for it and then find the models fresh.
     """
     models_dir = Path(models_dir)
     accepted = {key, *also_accept}
-    stamp = models_dir / STAMP_NAME
-    missing = [f for f in (*outputs, METRICS_NAME, STAMP_NAME) if not (models_dir / f).exists()]
-    why = f"{missing[0]} is missing" if missing else "they are stale (the config or the sources changed)"
-    if not missing:
+    metrics, why = _fresh_metrics(models_dir, accepted, outputs)
+    if metrics is not None:
+        return metrics
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with open(models_dir / LOCK_NAME, "a+") as lock:
         try:
-            if json.loads(stamp.read_text()).get("key") in accepted:
-                return json.loads((models_dir / METRICS_NAME).read_text())
-        except (json.JSONDecodeError, OSError):
-            why = f"{STAMP_NAME} does not read"
-    print(f"training the models in {models_dir}: {why}; progress follows", flush=True)
-    t0 = time.monotonic()
-    metrics = train()
-    print(f"trained the models in {models_dir} in {time.monotonic() - t0:.0f} s", flush=True)
-    return metrics
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process training the models in {models_dir}", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            metrics, why = _fresh_metrics(models_dir, accepted, outputs)
+            if metrics is not None:
+                return metrics
+        print(f"training the models in {models_dir}: {why}; progress follows", flush=True)
+        t0 = time.monotonic()
+        metrics = train()
+        print(f"trained the models in {models_dir} in {time.monotonic() - t0:.0f} s", flush=True)
+        return metrics
 
 
 def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -79,9 +104,14 @@ def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]]) -> dic
             return {k: z[k] for k in z.files}
     arrays = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return arrays
 
 
