@@ -133,7 +133,7 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
     lc = cfg.large
     with progress(total=lc.epochs * min(lc.samples_per_epoch, sum(len(s["y"]) for s in train_seq)),
               desc="risk transformer", unit="sample") as bar:
-        risk_model, lm = large.train_large(lc, train_seq, test_seq, bar=bar)
+        risk_model, lm = large.train_large(lc, train_seq, test_seq, bar=bar, vehicles=vehicles)
     risk_model.save_pretrained(str(models_dir / "large"))
     t_total = time.monotonic() - t0
     m = res.metrics
@@ -148,7 +148,8 @@ def train_all(models_dir: Path = DEFAULT_MODELS_DIR, cfg: TrainConfig | None = N
                               "baseline_brier", "risk_ece", "baseline_ece", "driver_latent_risk_corr",
                               "alert_threshold", "alert_windows", "horizon_trips", "test_positive_rate",
                               "oracle_auroc", "oracle_gain_ci95", "aggression_oracle_auroc",
-                              "aggression_oracle_gain_ci95", "aggression_oracle_gain_mean")},
+                              "aggression_oracle_gain_ci95", "aggression_oracle_gain_mean",
+                              "observable_oracle_auroc", "observable_oracle_gain_ci95")},
         "risk_model_id": lm["model_id"], "train_vehicles": cfg.train_fleet.n_vehicles,
         "test_vehicles": cfg.test_fleet.n_vehicles, "trips_per_vehicle": cfg.n_trips,
         "train_windows": int(len(y)), "test_windows": int(len(te.w_label)),

@@ -121,3 +121,19 @@ def test_fl_split_and_loop_run_for_vehicles(tmp_path, capsys):
                  "--out", str(tmp_path / "fl"), "--json"]) == 0
     fl = json.loads(capsys.readouterr().out)
     assert fl["domain"] == "vehicles"
+
+
+def test_observable_oracle_learns_from_the_incidents_it_sees():
+    class Driver:
+        def __init__(self, aggression: float, incidents: set[int]):
+            self.aggression, self.incidents = aggression, incidents
+
+        def incident(self, k: int) -> str | None:
+            return "near_miss" if k in self.incidents else None
+
+    seqs = [{"vehicle": v, "y": np.zeros(6, int)} for v in ("calm", "calm_hit", "wild")]
+    drivers = {"calm": Driver(0.1, set()), "calm_hit": Driver(0.1, {2}), "wild": Driver(0.9, set())}
+    calm, hit, wild = L.observable_oracle(seqs, drivers, 10)
+    assert np.all((calm > 0) & (calm < 1)) and np.all(np.diff(calm) < 0)  # no incident: the posterior calms
+    assert hit[2] > hit[1] and np.allclose(hit[:2], calm[:2])  # an incident raises it from then on
+    assert np.all(wild > calm)  # aggression is known to the oracle
