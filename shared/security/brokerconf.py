@@ -43,6 +43,8 @@ from shared.protocol.messages import DEADLETTER_ROOT, TOPIC_ROOT, MessageError, 
 from shared.security.pki import CA_CERT
 
 PASSWORD_ENV_PREFIX = "TINYLARGE_MQTT_PASSWORD_"
+#: QoS 1 messages the broker sends a client ahead of its PUBACKs (delivery_lines): the consumer's largest batch
+MAX_INFLIGHT = 256
 #: PBKDF2 iterations written into ``passwd`` (Mosquitto 2.0 reads the count from each line)
 PBKDF2_ITERATIONS = 10_000
 _SALT_BYTES = 12  # what mosquitto_passwd uses
@@ -324,8 +326,12 @@ def delivery_lines(cfg: BrokerConfig | None = None) -> list[str]:
     cfg = cfg or BrokerConfig(Path(), Path(), ())
     # set_tcp_nodelay: each PUBLISH to a client leaves at once, instead of waiting (Nagle) for the client's
     # ACK of the previous one, which its delayed ACK can hold back (bench.pipeline: paced p50 -12 ms)
+    # max_inflight_messages: QoS 1 messages sent to a client before its PUBACKs (Mosquitto's default 20). The
+    # cloud consumer acknowledges a batch after its store commit, so this window is its largest batch: 256 (the
+    # consumer's max_batch) lets one SQLite transaction take what queued up, a third of the worker's CPU per
+    # message at 256 against 20 (issue 21); a redelivery after a crash is absorbed on (device, seq) as before
     return [f"max_queued_messages {cfg.max_queued_messages}", f"max_queued_bytes {cfg.max_queued_bytes}",
-            f"max_packet_size {cfg.max_packet_bytes}", "set_tcp_nodelay true"]
+            f"max_packet_size {cfg.max_packet_bytes}", "set_tcp_nodelay true", f"max_inflight_messages {MAX_INFLIGHT}"]
 
 
 def _identity_lines(cfg: BrokerConfig) -> list[str]:
