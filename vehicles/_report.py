@@ -86,3 +86,32 @@ def plot(trip, msg_events: list[dict], hazard_map, hazards: Sequence, out: Path)
     fig.savefig(path, dpi=85)
     plt.close(fig)
     return path
+
+
+def latent_check(models_dir: Path = Path("models/vehicles"), ridge: float = 5.0) -> dict:
+    """How much of each latent driver parameter the units' messages show: a ridge fit of the simulator's
+    aggression, distraction and risk on each vehicle's mean step vector (`large.step_vector` over its 24
+    segments) on the full config's training fleet, R^2 on its held-out fleet (docs/vehicles.md)."""
+    from vehicles import large
+    from vehicles._dataset import load_fleet
+    from vehicles.signals import simulate_fleet
+    from vehicles.train import TrainConfig
+
+    cfg = TrainConfig()
+
+    def means(fleet) -> tuple[np.ndarray, list]:
+        t = load_fleet(fleet, cfg.n_trips, Path(models_dir) / "cache", workers=cfg.workers)
+        vs = {v.id: v for v in simulate_fleet(fleet)}
+        seqs = large.sequences(t, np.zeros((len(t), 6), int), vs, cfg.large.horizon_trips, cfg.large.follow_up_trips)
+        return np.array([s["x"].mean(0) for s in seqs]), [vs[s["vehicle"]] for s in seqs]
+
+    (m, v), (mt, vt) = means(cfg.train_fleet), means(cfg.test_fleet)
+    mu, sd = m.mean(0), m.std(0) + 1e-6
+    a = np.c_[(m - mu) / sd, np.ones(len(m))]
+    at = np.c_[(mt - mu) / sd, np.ones(len(mt))]
+    out = {}
+    for name in ("aggression", "distraction", "risk"):
+        y, yt = np.array([getattr(x, name) for x in v]), np.array([getattr(x, name) for x in vt])
+        w = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ y)
+        out[f"{name}_r2"] = round(float(1 - np.mean((at @ w - yt) ** 2) / np.var(yt)), 3)
+    return out
