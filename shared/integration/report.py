@@ -29,6 +29,7 @@ REPORT_NAME = "report.json"
 #: strategy group -> "module:function" producing rows; one group may emit several strategies' rows
 STRATEGIES: dict[str, str] = {
     "distill": "shared.integration.distill:report_rows",
+    "distill_labels": "shared.integration.label_fraction:report_rows",
     "transfer": "shared.integration.transfer:report_rows",
     "fed_transfer": "shared.integration.fed_transfer:report_rows",
     "fl": "shared.integration.federated.report:report_rows",
