@@ -150,10 +150,10 @@ def make_strategy(name: str, cfg: Any, min_clients: int, n_clients: int) -> Stra
                                                           num_sampled_clients=n_clients)
     if name == "fedprox":
         return FedProx(proximal_mu=float(cfg["proximal-mu"]), **common)
-    if name == "fedadam":  # server Adam on the mean update; eta/eta_l as Reddi et al. suggest for small models
-        return FedAdam(eta=1e-2, eta_l=float(cfg["lr"]), **common)
+    if name == "fedadam":  # server Adam on the mean update (Reddi et al. 2021), Flower's defaults: eta 0.1
+        return FedAdam(**common)
     if name == "fedyogi":
-        return FedYogi(eta=1e-2, eta_l=float(cfg["lr"]), **common)
+        return FedYogi(**common)
     if name == "fedmedian":
         return FedMedian(**common)
     if name == "fedtrimmedavg":  # trims int(beta * n) clients at each end per coordinate: at least the poisoned
