@@ -332,7 +332,7 @@ def run_demo(d: Any, args: Any) -> dict:
             faulty.start()
             bad_at = {len(run.ticks) * (k + 1) // (len(bad) + 1): b for k, b in enumerate(bad)}
             tick_wall_s = args.wall_s / len(run.ticks)
-            t0 = time.monotonic()
+            t0, paused_s = time.monotonic(), 0.0
             for i, t_s in enumerate(progress(run.ticks, desc=f"{d.name}: ticks", unit="tick")):
                 scen.before_tick(i, t_s)
                 site.step(t_s)
@@ -342,11 +342,16 @@ def run_demo(d: Any, args: Any) -> dict:
                 if i in bad_at:
                     faulty.publish(*bad_at[i], qos=1)
                 if i == len(run.ticks) // 2:
+                    paused = time.monotonic()
+                    if loop is not None:  # nothing in flight while the cloud distils: latencies stay the fleet's
+                        _drain(sent_at, done_at)
                     _roll_out(run, cloud, private_key, loop)
+                    if loop is not None:  # the ticks go on at their pace after it, not in a burst to catch up
+                        paused_s += time.monotonic() - paused
                 if loop is not None and loop.closed and (i % 10 == 0 or i in (len(run.ticks) // 2, len(run.ticks) - 1)):
                     _show_loop(dash, d.name, loop.summary())
                 scen.after_tick(i, t_s)
-                time.sleep(max(0.0, t0 + (i + 1) * tick_wall_s - time.monotonic()))
+                time.sleep(max(0.0, t0 + paused_s + (i + 1) * tick_wall_s - time.monotonic()))
             run.fleet.stop()
             faulty.stop()
             fw_published = run.firmware.stop(timeout_s=fw_stop_s) if run.firmware is not None else 0
@@ -448,6 +453,13 @@ def _firmware(run: Any, scen: Any, n_fw: int, n_qemu: int,
 
 #: the live loop's rows in the summary table (:mod:`shared.runtime.live_loop`)
 LOOP_KEYS = ("live_loop", "model_before", "model_after", "fleet_metric_before", "fleet_metric_after")
+
+
+def _drain(sent_at: dict, done_at: dict, timeout_s: float = 60.0) -> None:
+    """Wait until every window published so far has its cloud result (at most ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(k not in done_at for k in list(sent_at)):
+        time.sleep(0.05)
 
 
 def _show_loop(dash: Any, domain: str, rows: dict) -> None:
