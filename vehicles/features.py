@@ -5,12 +5,13 @@ up axis at rest). Inputs are the raw sensor-frame arrays acc (n, 3) m/s^2, gyro 
 per-sample speed (m/s; NaN where there was no fix yet).
 
 The definitions are those of a unit that streams (vehicles/firmware/veh_features.c runs them on a ring
-of samples as they arrive, one second behind its GNSS): nothing below needs more of the segment than
+of samples as they arrive, three seconds behind its GNSS): nothing below needs more of the segment than
 its first CAL_S seconds (held raw until the calibration is fixed) and a few seconds around the sample
 at hand; the trip statistics are sums, run counts and histograms.
 
-0. Speed (`unit_speed`): the 1 Hz GNSS speed interpolated between consecutive fixes, a dropout bridged
-   by the last fix (not by the next, which has not arrived), NaN before the first fix.
+0. Speed (`unit_speed`): the 1 Hz GNSS speed interpolated between fixes at most SPEED_GAP_S apart (the
+   unit runs that much less a second behind), a longer dropout bridged by the last fix, NaN before the
+   first fix.
 1. Calibration (`calibrate`), whatever the unit's mounting, on the segment's first CAL_S seconds:
    - up: the mean specific force over still periods (speed < STILL_SPEED and |gyro| < STILL_GYRO for at
      least STILL_MIN_S); with none, the mean over the prefix less its mean linear acceleration,
@@ -53,6 +54,7 @@ STILL_SPEED, STILL_GYRO, STILL_MIN_S = 0.3, 0.05, 1.0
 CAL_MIN_SECONDS = 5
 CAL_S = 25.0  #: the calibration reads the segment's first CAL_S seconds, then holds
 CAL_ITER = 2  #: rounds of the moving-mean correction of the up axis
+SPEED_GAP_S = 4  #: the unit's speed interpolates between fixes at most this far apart (it lags the GNSS by 3 s)
 WINDOW_S = 2.56
 CANDIDATE_FRACTION = 0.6
 RUN_MPS2 = 2.5  #: long_run_s / lat_run_s count time with |smoothed a| above this
@@ -155,10 +157,10 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def unit_speed(gnss_speed: np.ndarray, n: int, fs_hz: float) -> np.ndarray:
-    """The per-sample speed the streaming unit holds (step 0): sample i (t = i / fs_hz) between fixes k =
-    floor(t) and k + 1 (fix j at t = j s, NaN: none) is interpolated linearly when both exist, so the unit
-    runs one second behind its GNSS; otherwise the latest fix at or before t is held (a dropout is bridged
-    by the last speed, not by a fix that has not arrived yet); NaN before the first fix."""
+    """The per-sample speed the streaming unit holds (step 0): sample i (t = i / fs_hz) between the last
+    fix a <= t and the next fix b > t (fix j at t = j s, NaN: none) is interpolated linearly when b - a <=
+    SPEED_GAP_S, so the unit runs SPEED_GAP_S - 1 seconds behind its GNSS; otherwise fix a is held (a long
+    dropout is bridged by the last speed, not by a fix that has not arrived yet); NaN before the first fix."""
     gs = np.asarray(gnss_speed, dtype=np.float64).reshape(-1)
     out = np.full(int(n), math.nan)
     m = len(gs)
@@ -167,12 +169,15 @@ def unit_speed(gnss_speed: np.ndarray, n: int, fs_hz: float) -> np.ndarray:
     t = np.arange(int(n)) / float(fs_hz)
     k = np.minimum(np.floor(t).astype(np.int64), m - 1)
     fin = np.isfinite(gs)
-    last = np.maximum.accumulate(np.where(fin, np.arange(m), -1))[k]
-    has = last >= 0
-    out[has] = gs[last[has]]
-    k1 = np.minimum(k + 1, m - 1)
-    both = has & (last == k) & (k + 1 < m) & fin[k1]
-    out[both] = (gs[k1[both]] - gs[k[both]]) / 1.0 * (t[both] - k[both]) + gs[k[both]]
+    last = np.maximum.accumulate(np.where(fin, np.arange(m), -1))
+    nxt = np.minimum.accumulate(np.where(fin, np.arange(m), m)[::-1])[::-1]  # first fix at or after j
+    a = last[k]
+    b = np.where(k + 1 < m, nxt[np.minimum(k + 1, m - 1)], m)
+    has = a >= 0
+    out[has] = gs[a[has]]
+    lerp = has & (b < m) & (b - a <= SPEED_GAP_S) & (t > a)
+    ai, bi = a[lerp], b[lerp]
+    out[lerp] = (gs[bi] - gs[ai]) / (bi - ai) * (t[lerp] - ai) + gs[ai]
     return out
 
 

@@ -38,14 +38,16 @@ static long round_half_even(double x) {
 
 double veh_unit_speed(const float *gs, long m, long i, double fs) {
   double t = (double)i / fs;
-  long k = (long)floor(t), a;
+  long k = (long)floor(t), a, b;
   if (m <= 0) return NAN;
   if (k > m - 1) k = m - 1;
   for (a = k; a >= 0 && !isfinite(gs[a]); a--) {
   }
   if (a < 0) return NAN;
-  if (a == k && k + 1 < m && isfinite(gs[k + 1]))
-    return ((double)gs[k + 1] - (double)gs[k]) / 1.0 * (t - (double)k) + (double)gs[k];
+  for (b = k + 1; b < m && b - a <= VEH_SPEED_GAP_S && !isfinite(gs[b]); b++) {
+  }
+  if (b < m && b - a <= VEH_SPEED_GAP_S && isfinite(gs[b]) && t > (double)a)
+    return ((double)gs[b] - (double)gs[a]) / (double)(b - a) * (t - (double)a) + (double)gs[a];
   return (double)gs[a];
 }
 

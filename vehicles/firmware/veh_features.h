@@ -23,6 +23,7 @@ extern "C" {
 #define VEH_N_KINDS 6     /* features.EVENT_KINDS */
 #define VEH_CAL_SECONDS 25 /* features.CAL_S */
 #define VEH_CAL_S ((double)VEH_CAL_SECONDS)
+#define VEH_SPEED_GAP_S 4 /* features.SPEED_GAP_S: the unit's speed interpolates between fixes this close */
 #define VEH_RING 320      /* >= the feature window (256) + the vertical filter's lookahead (49) + 1 */
 
 typedef struct {
@@ -47,7 +48,8 @@ typedef void (*veh_sample_fn)(void *ctx, long i, double *acc, double *gyro, doub
 /* features.calibrate on the first min(n, CAL_S fs) samples. Returns 0, or -1 on bad input. */
 int veh_calibrate(veh_sample_fn sample, void *ctx, long n, double fs_hz, veh_calibration *cal);
 
-/* features.unit_speed at sample i from the 1 Hz fixes gs[0..m) (fix j at t = j s; NaN: none). */
+/* features.unit_speed at sample i from the 1 Hz fixes gs[0..m) (fix j at t = j s; NaN: none); reads
+ * fixes up to i / fs_hz + VEH_SPEED_GAP_S. */
 double veh_unit_speed(const float *gs, long m, long i, double fs_hz);
 
 typedef struct {

@@ -46,8 +46,9 @@
 #define VEH_MAX_CANDIDATES 128
 #define VEH_MAX_MSG_EVENTS 20 /* vehicles.device.MAX_EVENTS: the message stays under TL_APP_JSON_MAX */
 #define VEH_GNSS_GAP_S 3.0
-#if VEH_TRIP_S <= VEH_CAL_BLOCKS
-#error "a trip segment must be longer than the calibration's prefix"
+#define VEH_LAG VEH_SPEED_GAP_S /* block j goes through the stream when block j + VEH_LAG arrives */
+#if VEH_TRIP_S <= VEH_CAL_BLOCKS + VEH_LAG
+#error "a trip segment must be longer than the calibration's prefix and the GNSS lag"
 #endif
 
 #define VEH_N_LABELS TL_APP_MODEL_MACRO(0, _LABEL_COUNT)
@@ -83,9 +84,9 @@ static float *const window[N_CH] = {buf_imu[0], buf_imu[1], buf_imu[2], buf_imu[
                                     buf_imu[5], buf_speed, buf_lat, buf_lon};
 static float input[VEH_N_FEATURES];
 
-/* the segment as it streams: the calibration's raw prefix, the block waiting for its next fix, the fixes */
+/* the segment as it streams: the calibration's raw prefix, the blocks waiting for their fixes, the fixes */
 static float veh_cal_buf[VEH_CAL_N][6];
-static float prev[VEH_FS_HZ][6];
+static float pend[VEH_LAG + 1][VEH_FS_HZ][6];
 static float fix_speed[VEH_GNSS_N], fix_lat[VEH_GNSS_N], fix_lon[VEH_GNSS_N];
 static veh_stream stream;
 static veh_candidate cands[VEH_MAX_CANDIDATES];
@@ -135,7 +136,7 @@ static int finish(float *vector) {
   return 0;
 }
 
-/* One block: held, or pushed one second behind; the segment's end finishes the stream. */
+/* One block: held, or pushed VEH_LAG blocks behind; the segment's end finishes the stream. */
 static int dsp(float *const *w, float *unused, float *vector) {
   const int b = run.block, f = VEH_FS_HZ;
   int i, k;
@@ -153,23 +154,21 @@ static int dsp(float *const *w, float *unused, float *vector) {
       float v = w[CH_AX + k][i];
       if (!isfinite(v)) run.bad = 1;
       if (b < VEH_CAL_BLOCKS) veh_cal_buf[b * f + i][k] = v;
+      else pend[b % (VEH_LAG + 1)][i][k] = v;
     }
-  if (b == VEH_CAL_BLOCKS && !run.bad) { /* the prefix is complete and its speeds known: calibrate */
+  if (b == VEH_CAL_BLOCKS + VEH_LAG - 1 && !run.bad) { /* the prefix is complete and its speeds known */
     veh_config cfg = veh_default_config();
     if (veh_calibrate(cal_sample, 0, VEH_N, (double)f, &seg.cal) != 0) run.bad = 1;
     veh_stream_init(&stream, VEH_N, (double)f, &cfg, &seg.cal, cands, VEH_MAX_CANDIDATES);
     for (i = 0; i < VEH_CAL_N && !run.bad; i++) push(veh_cal_buf[i], i);
-  } else if (b > VEH_CAL_BLOCKS && !run.bad) {
-    push_block(b - 1, prev);
+  } else if (b >= VEH_CAL_BLOCKS + VEH_LAG && !run.bad) {
+    push_block(b - VEH_LAG, pend[(b - VEH_LAG) % (VEH_LAG + 1)]);
   }
-  if (b >= VEH_CAL_BLOCKS)
-    for (i = 0; i < f; i++)
-      for (k = 0; k < 6; k++) prev[i][k] = w[CH_AX + k][i];
   run.block = b + 1;
   if (run.block < VEH_TRIP_S) return TL_APP_PENDING;
   run.block = 0; /* the segment's last block: the next block starts a new one */
   if (run.bad) return -1;
-  push_block(b, prev);
+  for (k = b - VEH_LAG + 1; k <= b; k++) push_block(k, pend[k % (VEH_LAG + 1)]);
   return finish(vector);
 }
 
