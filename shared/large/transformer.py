@@ -103,9 +103,42 @@ class RiskTransformer(PreTrainedModel):
         if position_ids is None:
             position_ids = (torch.arange(t, device=inputs.device) + self.config.seq_len - t).expand(b, -1)
         emb = self.proj(inputs)
+        if not self.training and not torch.is_grad_enabled():
+            return self.head(self._last_step_state(emb, attention_mask, position_ids))
         out = self.encoder(inputs_embeds=emb, attention_mask=attention_mask, position_ids=position_ids,
                            token_type_ids=torch.zeros_like(position_ids))
         return self.head(out.last_hidden_state[:, -1, :])
+
+    def _last_step_state(self, emb: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+                         ) -> torch.Tensor:
+        """The encoder's last-step state, computed with the encoder's own weights, for inference only.
+
+        Equal to ``encoder(...).last_hidden_state[:, -1]`` (tested), at less cost: only the last step's
+        state is read, so the top layer attends from that one step (its query, attention output and
+        feed-forward run on 1 of T rows) while its keys and values, and every lower layer, stay whole.
+        Padded steps are masked as keys; as queries (lower layers) they attend to the real steps, whose
+        results they cannot change. Used in eval mode without gradients (the service's scoring path).
+        """
+        enc = self.encoder
+        e = enc.embeddings
+        h = emb + e.position_embeddings(position_ids) + e.token_type_embeddings(torch.zeros_like(position_ids))
+        h = e.LayerNorm(h)
+        keep = attention_mask.to(torch.bool)[:, None, None, :]  # (B, 1, 1, T): keys that are real steps
+        layers = enc.encoder.layer
+        n_heads = self.config.n_heads
+        b, t, d = h.shape
+        for i, layer in enumerate(layers):
+            att = layer.attention.self
+            src = h if i < len(layers) - 1 else h[:, -1:, :]
+            q = att.query(src).view(b, src.shape[1], n_heads, d // n_heads).transpose(1, 2)
+            k = att.key(h).view(b, t, n_heads, d // n_heads).transpose(1, 2)
+            v = att.value(h).view(b, t, n_heads, d // n_heads).transpose(1, 2)
+            ctx = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+            ctx = ctx.transpose(1, 2).reshape(b, src.shape[1], d)
+            a = layer.attention.output.LayerNorm(layer.attention.output.dense(ctx) + src)
+            f = layer.output.dense(layer.intermediate.intermediate_act_fn(layer.intermediate.dense(a)))
+            h = layer.output.LayerNorm(f + a)
+        return h[:, -1, :]
 
 
 def left_pad(histories: Sequence[np.ndarray], seq_len: int, n_inputs: int
