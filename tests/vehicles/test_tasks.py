@@ -114,13 +114,14 @@ def test_fl_split_and_loop_run_for_vehicles(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["dead"] == [] and 0 <= out["acc"] <= 1
     assert main(["loop", "vehicles", "--quick", "--devices", "2", "--models", str(tmp_path / "m"),
-                 "--out", str(tmp_path / "loop"), "--json"]) == 0
-    loop = json.loads(capsys.readouterr().out)
+                 "--out", str(tmp_path / "loop")]) == 0
+    loop = json.loads((tmp_path / "loop" / "summary.json").read_text())
     assert loop["updates_accepted"] == 2 and loop["model_after"].startswith("veh-risk-tiny@")
     assert main(["fl", "vehicles", "--quick", "--clients", "2", "--rounds", "1", "--insecure",
-                 "--out", str(tmp_path / "fl"), "--json"]) == 0
-    fl = json.loads(capsys.readouterr().out)
-    assert fl["domain"] == "vehicles"
+                 "--out", str(tmp_path / "fl")]) == 0
+    (summary,) = (tmp_path / "fl").glob("*/summary.json")
+    fl = json.loads(summary.read_text())
+    assert fl["domain"] == "vehicles" and 0 <= fl["federated_accuracy"] <= 1
 
 
 def test_observable_oracle_learns_from_the_incidents_it_sees():
