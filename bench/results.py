@@ -145,7 +145,7 @@ def _firmware_table(data: Any) -> list[str]:
 
 FAULT_COLUMNS = ("scenario", "promised", "published", "stored", "lost", "duplicated", "redelivered", "recovery_s")
 INTEGRATION_COLUMNS = ("strategy", "domain", "metric", "value", "baseline", "baseline_value", "subjects",
-                       "bytes_on_wire", "device_macs_per_inference")
+                       "bytes_on_wire", "device_macs_per_inference", "quick")
 
 # ---------------------------------------------------------------- sources and headlines
 
@@ -206,8 +206,10 @@ PLATFORM_SOURCES = [
            "[scale.md](scale.md#capacity-model)."),
     Source("integration strategies", "out/integration/report.json", "make integration-report",
            lambda d: rows_table(_rows_of(d), INTEGRATION_COLUMNS),
-           "One row per strategy x domain x metric, on held-out subjects; `bytes_on_wire` per client or device. "
-           "The strategies are described in [integration/](integration/distill.md)."),
+           "One row per strategy x domain x metric, on held-out subjects; `bytes_on_wire` per client or device; "
+           "`quick` marks the rows of the quick form (small populations or few rounds/epochs: they exercise the "
+           "strategy, their figures mean little). The strategies are described in "
+           "[integration/](integration/distill.md)."),
 ]
 
 
