@@ -114,14 +114,8 @@ def row(summary: dict[str, Any]) -> dict[str, Any]:
 
 def report_rows(domain: str, quick: bool, out_dir: Path) -> list[dict[str, Any]]:
     """``fl_dp`` rows: FedAvg under server-side clipping at each noise multiplier, same sites and seed."""
-    from shared.integration.federated.cli import run_federated
-    from shared.integration.federated.runner import FLConfig
+    from shared.integration.federated.silo import run_sites
 
     shape = QUICK if quick else FULL
-    rows = []
-    for z in shape["noise"]:
-        cfg = FLConfig(domain, clients=shape["sites"], rounds=shape["rounds"], quick=quick, sites=shape["sites"],
-                       alpha=shape["alpha"], dp_noise=z, dp_clip=shape["clip"], rollout=False,
-                       out_dir=Path(out_dir) / "fl")
-        rows.append(row(run_federated(cfg)))
-    return rows
+    return [row(run_sites(domain, quick, out_dir, shape, dp_noise=z, dp_clip=shape["clip"]))
+            for z in shape["noise"]]

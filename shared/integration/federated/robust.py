@@ -55,14 +55,8 @@ def row(summary: dict[str, Any]) -> dict[str, Any]:
 
 def report_rows(domain: str, quick: bool, out_dir: Path) -> list[dict[str, Any]]:
     """``fl_robust`` rows: each aggregator under the same poisoned sites."""
-    from shared.integration.federated.cli import run_federated
-    from shared.integration.federated.runner import FLConfig
+    from shared.integration.federated.silo import run_sites
 
     shape = QUICK if quick else FULL
-    rows = []
-    for agg in shape["aggregators"]:
-        cfg = FLConfig(domain, clients=shape["sites"], rounds=shape["rounds"], strategy=agg, quick=quick,
-                       sites=shape["sites"], alpha=shape["alpha"], poison=shape["poison"], attack=shape["attack"],
-                       rollout=False, out_dir=Path(out_dir) / "fl")
-        rows.append(row(run_federated(cfg)))
-    return rows
+    return [row(run_sites(domain, quick, out_dir, shape, strategy=agg, poison=shape["poison"],
+                          attack=shape["attack"])) for agg in shape["aggregators"]]

@@ -117,15 +117,18 @@ def row(summary: dict[str, Any]) -> dict[str, Any]:
     return r
 
 
-def report_rows(domain: str, quick: bool, out_dir: Path) -> list[dict[str, Any]]:
-    """``fl_silo`` rows: each strategy over the same Dirichlet sites (3 sites x 3 rounds quick)."""
+def run_sites(domain: str, quick: bool, out_dir: Path, shape: dict[str, Any], **config: Any) -> dict[str, Any]:
+    """One Flower run over ``shape``'s Dirichlet sites (its sites, rounds and alpha; no rollout), with the
+    rest of the :class:`FLConfig` from ``config``; the run's summary. The silo, robust and DP rows use it."""
     from shared.integration.federated.cli import run_federated
     from shared.integration.federated.runner import FLConfig
 
+    return run_federated(FLConfig(domain, clients=shape["sites"], rounds=shape["rounds"], quick=quick,
+                                  sites=shape["sites"], alpha=shape["alpha"], rollout=False,
+                                  out_dir=Path(out_dir) / "fl", **config))
+
+
+def report_rows(domain: str, quick: bool, out_dir: Path) -> list[dict[str, Any]]:
+    """``fl_silo`` rows: each strategy over the same Dirichlet sites (3 sites x 3 rounds quick)."""
     shape = QUICK if quick else FULL
-    rows = []
-    for strategy in shape["strategies"]:
-        cfg = FLConfig(domain, clients=shape["sites"], rounds=shape["rounds"], strategy=strategy, quick=quick,
-                       sites=shape["sites"], alpha=shape["alpha"], rollout=False, out_dir=Path(out_dir) / "fl")
-        rows.append(row(run_federated(cfg)))
-    return rows
+    return [row(run_sites(domain, quick, out_dir, shape, strategy=s)) for s in shape["strategies"]]
