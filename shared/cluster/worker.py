@@ -140,6 +140,7 @@ class PartitionWorker:
         self.js = nc.jetstream()
         self.held: dict[int, _Held] = {}
         self.counts: Counter[str] = Counter()
+        self._absent_since: dict[int, float] = {}
         self._known: set[str] = set()
         self._part_of: dict[str, int] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"{domain}-partitions")
@@ -192,8 +193,7 @@ class PartitionWorker:
         log.info("%s serves partition %d", self.name, partition)
         # the consumer sequence of the next delivery, from the consumer itself: a first batch that does not
         # follow what the consumer has delivered so far (its first fetch lost with a node, make demo-scale --quick
-        # in CI) is a gap like any other; deliveries still pending from a previous (dead) holder come back
-        # first, after ack_wait, in order (taking a partition over at once reorders a device's messages)
+        # in CI) is a gap like any other; deliveries still pending from a previous holder come back first
         expect: int | None = None
         try:
             info = await self.js.consumer_info(MQTT_STREAM, consumer_name(self.domain, partition))
@@ -319,14 +319,20 @@ class PartitionWorker:
                     await self._drop(kv, p, release=True)
                 continue
             if await _get(kv, key) is not None:
+                self._absent_since.pop(p, None)
                 continue
             if not self.share.owns(p) and await self._alive(kv, p % self.share.n):
                 continue
+            first = self._absent_since.setdefault(p, time.monotonic())
+            info = await self.js.consumer_info(MQTT_STREAM, consumer_name(self.domain, p))
+            if info.num_ack_pending and time.monotonic() - first < self.ack_wait_s:
+                continue  # the dead holder's deliveries come back after ack_wait: let them come first
             try:
                 revision = await kv.create(key, me)
             except Exception:  # noqa: BLE001 - another worker was faster
                 continue
-            await self._acquire(p, revision)  # _serve waits ack_wait first if the dead holder left deliveries
+            self._absent_since.pop(p, None)
+            await self._acquire(p, revision)
 
     async def run(self, stop: asyncio.Event) -> None:
         kv = await self.js.key_value(LEASE_BUCKET)
